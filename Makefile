@@ -1,0 +1,35 @@
+# fxsession — see README.md. `make test` is what CI runs.
+SHELL := /bin/bash
+GO ?= go
+STATICCHECK_VERSION ?= 2025.1.1
+FUZZTIME ?= 5s
+# Packages to test; the bench/ module is separate and run by `make bench`.
+PKGS ?= ./...
+
+.PHONY: all test deps lint fuzz vet demo bench help
+
+all: test
+
+help:
+	@echo "make demo   run the demo shop on http://localhost:8080 (file store in ./var/sessions)"
+	@echo "make test   install what the tests need, vet, run every test with -race, short fuzz runs"
+	@echo "make lint   gofmt check, go vet, staticcheck"
+	@echo "make deps   install redis-server, postgresql and chromium when missing"
+
+deps:
+	@scripts/deps.sh
+
+vet:
+	$(GO) vet $(PKGS)
+
+test: deps vet
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	@FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
+
+fuzz:
+	@FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) $(PKGS)

@@ -1,0 +1,293 @@
+package session
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/fxsession/fxsession/cache"
+)
+
+// Defaults applied by [Config] fields left at their zero value.
+const (
+	DefaultCookieName              = "fxsession"
+	DefaultCookiePath              = "/"
+	DefaultInactivityTimeout       = 3600 * time.Second
+	DefaultUpdateMetadataThreshold = 60 * time.Second
+	DefaultGCInterval              = 5 * time.Minute
+	DefaultGCMaxPerRun             = 1000
+	DefaultNamespace               = "session"
+	DefaultCommitTimeout           = 5 * time.Second
+	// DefaultMaxPayload is the size limit of one stored value (cache.DefaultMaxValueSize).
+	DefaultMaxPayload = cache.DefaultMaxValueSize
+)
+
+// Never, given as a duration in [Config], switches the feature off:
+// InactivityTimeout: Never means sessions never expire for inactivity;
+// UpdateMetadataThreshold: Never means metadata is rewritten on every request that
+// uses the session; GCInterval: Never means no background collector runs.
+// Any negative duration has the same meaning.
+const Never time.Duration = -1
+
+// SecureMode says when the session cookie carries the Secure attribute.
+type SecureMode uint8
+
+const (
+	// SecureAuto (the default) marks the cookie Secure when the request came over
+	// TLS, or carries "X-Forwarded-Proto: https" and came from one of
+	// [Config.TrustedProxies].
+	SecureAuto SecureMode = iota
+	// SecureAlways always marks the cookie Secure.
+	SecureAlways
+	// SecureNever never marks the cookie Secure (unless SameSite None or the
+	// __Host- prefix require it).
+	SecureNever
+)
+
+// SameSite is the SameSite attribute of the session cookie.
+type SameSite uint8
+
+const (
+	// SameSiteLax (the default): the cookie goes with top-level navigations from
+	// other sites, not with their sub-requests.
+	SameSiteLax SameSite = iota
+	// SameSiteStrict: the cookie goes only with same-site requests.
+	SameSiteStrict
+	// SameSiteNone: the cookie goes with every request; it forces Secure.
+	SameSiteNone
+)
+
+// Config configures a [Manager]. Its zero value is a working configuration: every
+// field left at zero takes the default documented on it.
+type Config struct {
+	// CookieName is the session cookie's name (default "fxsession"). With
+	// HostPrefix the sent name is "__Host-" + CookieName.
+	CookieName string
+	// CookiePath is the cookie's Path attribute (default "/").
+	CookiePath string
+	// CookieDomain is the cookie's Domain attribute (default none: host only).
+	CookieDomain string
+	// CookieLifetime is the cookie's Max-Age. 0 (the default) makes it a browser
+	// session cookie. A persistent cookie is refreshed whenever the session's
+	// metadata is written (at most once per UpdateMetadataThreshold).
+	CookieLifetime time.Duration
+	// Secure says when the cookie is marked Secure (default SecureAuto).
+	Secure SecureMode
+	// TrustedProxies are the networks whose X-Forwarded-Proto header is believed
+	// by SecureAuto. Empty (the default): the header is ignored.
+	TrustedProxies []netip.Prefix
+	// DisableHTTPOnly drops the HttpOnly attribute (by default the cookie is
+	// HttpOnly: scripts cannot read it).
+	DisableHTTPOnly bool
+	// SameSite is the cookie's SameSite attribute (default SameSiteLax).
+	SameSite SameSite
+	// HostPrefix sends the cookie as "__Host-"+CookieName, which browsers accept
+	// only when Secure, with Path "/" and no Domain: it then cannot be set or
+	// overwritten by another subdomain. It forces Secure; CookiePath must be empty
+	// or "/" and CookieDomain empty.
+	HostPrefix bool
+
+	// InactivityTimeout ends a session that has not been used for this long
+	// (default 3600 s; Never: no inactivity timeout).
+	InactivityTimeout time.Duration
+	// AbsoluteLifetime ends a session this long after it started, however active
+	// (default 0: no absolute lifetime).
+	AbsoluteLifetime time.Duration
+	// UpdateMetadataThreshold: a request that only used the session rewrites the
+	// session's metadata (its last activity) only when the stored one is at least
+	// this old (default 60 s; Never: on every request that uses the session).
+	UpdateMetadataThreshold time.Duration
+
+	// GCInterval is the pause between background garbage-collection runs
+	// (default 5 minutes; Never: no background collector).
+	GCInterval time.Duration
+	// GCMaxPerRun bounds the sessions removed by one collection run (default 1000).
+	GCMaxPerRun int
+
+	// MaxPayload bounds the encoded size of one stored value: a user value, a bag,
+	// the flash bag or an extension entry (default 1 MiB). The backend's own limit
+	// still applies.
+	MaxPayload int
+	// Namespace is the cache namespace (a Sub of the backend) the sessions live in
+	// (default "session"). Metadata lives in its "meta" child, values in "data".
+	Namespace string
+	// CommitTimeout bounds the store writes of one commit, which run detached from
+	// the request's cancellation so that a client going away loses no data
+	// (default 5 s).
+	CommitTimeout time.Duration
+
+	// Development makes misuse fail loudly: using the session on a [Stateless]
+	// route returns ErrStateless instead of logging a warning.
+	Development bool
+
+	// ErrorHandler answers a request whose session could not be resumed or
+	// committed before its response began (the store failed). The default answers
+	// 503 with a short text. The error is logged either way.
+	ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
+	// Logger receives the session's logs (default slog.Default()).
+	Logger *slog.Logger
+	// Now is the clock (default time.Now); tests set it to move time.
+	Now func() time.Time
+}
+
+// settings is a Config with its defaults applied and validated.
+type settings struct {
+	cookieName     string // the name sent, prefix included
+	cookiePath     string
+	cookieDomain   string
+	cookieMaxAge   int
+	cookieLifetime time.Duration
+	secure         SecureMode
+	forceSecure    bool
+	trusted        []netip.Prefix
+	httpOnly       bool
+	sameSite       http.SameSite
+	timeout        time.Duration // 0: never
+	absolute       time.Duration // 0: none
+	threshold      time.Duration // 0: always
+	gcInterval     time.Duration // 0: no collector
+	gcMax          int
+	maxPayload     int
+	namespace      string
+	commitTimeout  time.Duration
+	development    bool
+	errorHandler   func(http.ResponseWriter, *http.Request, error)
+	logger         *slog.Logger
+	now            func() time.Time
+}
+
+// errConfig is wrapped by every configuration error.
+var errConfig = errors.New("session: invalid config")
+
+func (c Config) settings() (settings, error) {
+	s := settings{
+		cookieName:     c.CookieName,
+		cookiePath:     c.CookiePath,
+		cookieDomain:   c.CookieDomain,
+		cookieLifetime: c.CookieLifetime,
+		secure:         c.Secure,
+		trusted:        c.TrustedProxies,
+		httpOnly:       !c.DisableHTTPOnly,
+		development:    c.Development,
+		errorHandler:   c.ErrorHandler,
+		logger:         c.Logger,
+		now:            c.Now,
+	}
+	if s.cookieName == "" {
+		s.cookieName = DefaultCookieName
+	}
+	if !validCookieName(s.cookieName) {
+		return s, fmt.Errorf("%w: cookie name %q is not an RFC 6265 token", errConfig, s.cookieName)
+	}
+	if s.cookiePath == "" {
+		s.cookiePath = DefaultCookiePath
+	}
+	if c.HostPrefix {
+		if s.cookiePath != "/" || s.cookieDomain != "" {
+			return s, fmt.Errorf("%w: HostPrefix needs CookiePath \"/\" and no CookieDomain", errConfig)
+		}
+		s.cookieName = "__Host-" + s.cookieName
+		s.forceSecure = true
+	}
+	if s.secure > SecureNever {
+		return s, fmt.Errorf("%w: unknown SecureMode %d", errConfig, s.secure)
+	}
+	switch c.SameSite {
+	case SameSiteLax:
+		s.sameSite = http.SameSiteLaxMode
+	case SameSiteStrict:
+		s.sameSite = http.SameSiteStrictMode
+	case SameSiteNone:
+		s.sameSite = http.SameSiteNoneMode
+		s.forceSecure = true
+	default:
+		return s, fmt.Errorf("%w: unknown SameSite %d", errConfig, c.SameSite)
+	}
+	if c.CookieLifetime < 0 {
+		return s, fmt.Errorf("%w: negative CookieLifetime %v", errConfig, c.CookieLifetime)
+	}
+	if c.CookieLifetime > 0 {
+		s.cookieMaxAge = max(1, int(c.CookieLifetime/time.Second))
+	}
+	switch {
+	case c.InactivityTimeout == 0:
+		s.timeout = DefaultInactivityTimeout
+	case c.InactivityTimeout > 0:
+		s.timeout = c.InactivityTimeout
+	}
+	if c.AbsoluteLifetime < 0 {
+		return s, fmt.Errorf("%w: negative AbsoluteLifetime %v", errConfig, c.AbsoluteLifetime)
+	}
+	s.absolute = c.AbsoluteLifetime
+	switch {
+	case c.UpdateMetadataThreshold == 0:
+		s.threshold = DefaultUpdateMetadataThreshold
+	case c.UpdateMetadataThreshold > 0:
+		s.threshold = c.UpdateMetadataThreshold
+	}
+	switch {
+	case c.GCInterval == 0:
+		s.gcInterval = DefaultGCInterval
+	case c.GCInterval > 0:
+		s.gcInterval = c.GCInterval
+	}
+	s.gcMax = c.GCMaxPerRun
+	if s.gcMax == 0 {
+		s.gcMax = DefaultGCMaxPerRun
+	}
+	if s.gcMax < 0 {
+		return s, fmt.Errorf("%w: negative GCMaxPerRun %d", errConfig, s.gcMax)
+	}
+	s.maxPayload = c.MaxPayload
+	if s.maxPayload == 0 {
+		s.maxPayload = DefaultMaxPayload
+	}
+	if s.maxPayload < 0 {
+		return s, fmt.Errorf("%w: negative MaxPayload %d", errConfig, s.maxPayload)
+	}
+	s.namespace = c.Namespace
+	if s.namespace == "" {
+		s.namespace = DefaultNamespace
+	}
+	if err := cache.ValidateKey(s.namespace); err != nil {
+		return s, fmt.Errorf("%w: namespace: %w", errConfig, err)
+	}
+	s.commitTimeout = c.CommitTimeout
+	if s.commitTimeout <= 0 {
+		s.commitTimeout = DefaultCommitTimeout
+	}
+	if s.logger == nil {
+		s.logger = slog.Default()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	return s, nil
+}
+
+// tokenChar marks the bytes allowed in an RFC 6265 cookie name (an RFC 2616 token).
+// It is a constant lookup table.
+var tokenChar = func() (t [256]bool) {
+	for c := 0x21; c < 0x7f; c++ {
+		t[c] = true
+	}
+	for _, c := range "()<>@,;:\\\"/[]?={}" {
+		t[c] = false
+	}
+	return t
+}()
+
+func validCookieName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if !tokenChar[name[i]] {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,366 @@
+package session
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+)
+
+// reqState is everything the middleware allocates for a request, in one
+// allocation: the session's state, its handle, the request context that carries
+// it and the wrapping ResponseWriter.
+type reqState struct {
+	state
+	root    Session
+	ctx     reqContext
+	rw      responseWriter
+	w       http.ResponseWriter // the wrapped writer
+	aborted bool                // the error handler answered the request
+}
+
+// reqContext is the request's context with the session in it. It embeds the
+// parent, so deadlines, cancellation and other values behave as the parent's;
+// it saves the allocation of a context.WithValue.
+type reqContext struct {
+	context.Context
+	s *Session
+}
+
+// Value returns the session for its key and asks the parent otherwise.
+func (c *reqContext) Value(key any) any {
+	if _, ok := key.(ctxKey); ok {
+		return c.s
+	}
+	return c.Context.Value(key)
+}
+
+// Middleware gives each request a lazy session ([FromContext]) and commits it:
+// just before the response's first byte (a wrapping ResponseWriter that keeps
+// http.Flusher, http.Hijacker, io.ReaderFrom and http.ResponseController
+// working) and again when next returns. It works with any router.
+//
+// A request without a cookie gets an unstarted session and costs no store
+// access; a cookie is checked for length and alphabet and, when well-formed,
+// looked up on the session's first use only.
+func (m *Manager) Middleware(next http.Handler) http.Handler {
+	m.seal()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rs := &reqState{}
+		rs.m = m
+		rs.request = true
+		rs.root.st = &rs.state
+		rs.ctx.Context = r.Context()
+		rs.ctx.s = &rs.root
+		rs.rw.rs = rs
+		rs.rw.ResponseWriter = w
+		rs.w = w
+		if id, ok := cookieValue(r.Header, m.cfg.cookieName); ok {
+			rs.cookieID = id
+			rs.phase = phaseLazy
+		}
+		r = r.WithContext(&rs.ctx)
+		rs.req = r
+		next.ServeHTTP(&rs.rw, r)
+		rs.finish()
+	})
+}
+
+// idle reports whether the request never needed its session: nothing to commit
+// and no header to add.
+func (rs *reqState) idle() bool {
+	rs.mu.Lock()
+	idle := (rs.phase == phaseNone || rs.phase == phaseLazy) && !rs.exposed && len(rs.hooks) == 0 && rs.resumeErr == nil
+	rs.mu.Unlock()
+	return idle
+}
+
+// beforeHeaders is the first commit point: the response is about to begin.
+func (rs *reqState) beforeHeaders() {
+	if rs.headersDone {
+		return
+	}
+	if rs.idle() {
+		rs.mu.Lock()
+		rs.headersDone = true
+		rs.mu.Unlock()
+		return
+	}
+	m := rs.m
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(rs.req.Context()), m.cfg.commitTimeout)
+	defer cancel()
+	err := rs.runHooks(ctx)
+
+	rs.mu.Lock()
+	if err == nil {
+		err = rs.resumeErr
+	}
+	if err == nil {
+		err = rs.commit(ctx, true)
+	}
+	rs.headersDone = true
+	var cookie *http.Cookie
+	exposed := rs.exposed
+	if err == nil {
+		cookie = rs.cookie()
+	}
+	rs.mu.Unlock()
+
+	if err != nil {
+		rs.aborted = true
+		m.log.Error("session failed before the response", "method", rs.req.Method, "path", rs.req.URL.Path, "error", err)
+		if m.cfg.errorHandler != nil {
+			m.cfg.errorHandler(rs.w, rs.req, err)
+		} else {
+			http.Error(rs.w, "Service Unavailable: session store unavailable", http.StatusServiceUnavailable)
+		}
+		return
+	}
+	h := rs.w.Header()
+	if exposed {
+		markPrivate(h)
+	}
+	if cookie != nil {
+		h.Add("Set-Cookie", cookie.String())
+	}
+}
+
+// cookie returns the Set-Cookie the response needs, if any. Lock held.
+func (rs *reqState) cookie() *http.Cookie {
+	m := rs.m
+	switch {
+	case rs.readOnly:
+		return nil
+	case rs.started() && rs.needCookie:
+		rs.needCookie = false
+	case rs.phase == phaseResumed && m.cfg.cookieMaxAge > 0 && rs.metaWritten:
+		// refresh a persistent cookie's expiry
+	case rs.expire:
+		rs.expire = false
+		c := m.newCookie(rs.req, "")
+		c.MaxAge = -1
+		return c
+	default:
+		return nil
+	}
+	return m.newCookie(rs.req, rs.id)
+}
+
+func (m *Manager) newCookie(r *http.Request, value string) *http.Cookie {
+	return &http.Cookie{
+		Name:     m.cfg.cookieName,
+		Value:    value,
+		Path:     m.cfg.cookiePath,
+		Domain:   m.cfg.cookieDomain,
+		MaxAge:   m.cfg.cookieMaxAge,
+		Secure:   m.secure(r),
+		HttpOnly: m.cfg.httpOnly,
+		SameSite: m.cfg.sameSite,
+	}
+}
+
+// secure decides the cookie's Secure attribute.
+func (m *Manager) secure(r *http.Request) bool {
+	if m.cfg.forceSecure {
+		return true
+	}
+	switch m.cfg.secure {
+	case SecureAlways:
+		return true
+	case SecureNever:
+		return false
+	}
+	if r.TLS != nil {
+		return true
+	}
+	if len(m.cfg.trusted) == 0 || !strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https") {
+		return false
+	}
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	addr := ap.Addr().Unmap()
+	for _, p := range m.cfg.trusted {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+// finish is the last commit point: the handler returned.
+func (rs *reqState) finish() {
+	if !rs.headersDone {
+		rs.beforeHeaders()
+		return
+	}
+	if rs.aborted || rs.idle() {
+		return
+	}
+	m := rs.m
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(rs.req.Context()), m.cfg.commitTimeout)
+	defer cancel()
+	err := rs.runHooks(ctx)
+	rs.mu.Lock()
+	if err == nil {
+		err = rs.commit(ctx, false)
+	}
+	rs.mu.Unlock()
+	if err != nil {
+		m.log.Error("session commit after the response began", "method", rs.req.Method, "path", rs.req.URL.Path, "error", err)
+	}
+}
+
+// markPrivate keeps shared caches from storing a response that depends on a
+// session: Cache-Control private (unless already private or no-store, with
+// "public" removed) and Vary: Cookie.
+func markPrivate(h http.Header) {
+	cc := h.Get("Cache-Control")
+	switch {
+	case cc == "":
+		h.Set("Cache-Control", "private")
+	case hasToken(cc, "private") || hasToken(cc, "no-store"):
+	default:
+		parts := []string{"private"}
+		for p := range strings.SplitSeq(cc, ",") {
+			if p = strings.TrimSpace(p); p != "" && !strings.EqualFold(p, "public") {
+				parts = append(parts, p)
+			}
+		}
+		h.Set("Cache-Control", strings.Join(parts, ", "))
+	}
+	for _, v := range h.Values("Vary") {
+		if hasToken(v, "Cookie") || hasToken(v, "*") {
+			return
+		}
+	}
+	h.Add("Vary", "Cookie")
+}
+
+// hasToken reports whether the comma-separated list has token (case-insensitive;
+// "max-age=1" counts as "max-age").
+func hasToken(list, token string) bool {
+	for p := range strings.SplitSeq(list, ",") {
+		p = strings.TrimSpace(p)
+		if i := strings.IndexByte(p, '='); i >= 0 {
+			p = p[:i]
+		}
+		if strings.EqualFold(p, token) {
+			return true
+		}
+	}
+	return false
+}
+
+// responseWriter commits the session before the response's first byte.
+type responseWriter struct {
+	http.ResponseWriter
+	rs *reqState
+}
+
+// WriteHeader commits the session, then writes the header. Informational (1xx)
+// headers other than 101 pass through without a commit.
+func (w *responseWriter) WriteHeader(code int) {
+	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
+		if !w.rs.aborted {
+			w.ResponseWriter.WriteHeader(code)
+		}
+		return
+	}
+	w.rs.beforeHeaders()
+	if w.rs.aborted {
+		return
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Write commits the session before the first byte, then writes.
+func (w *responseWriter) Write(p []byte) (int, error) {
+	w.rs.beforeHeaders()
+	if w.rs.aborted {
+		return 0, ErrAborted
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+// ReadFrom commits the session, then copies with the wrapped writer's ReadFrom
+// (sendfile) when it has one.
+func (w *responseWriter) ReadFrom(r io.Reader) (int64, error) {
+	w.rs.beforeHeaders()
+	if w.rs.aborted {
+		return 0, ErrAborted
+	}
+	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(writerOnly{w.ResponseWriter}, r)
+}
+
+// writerOnly hides a writer's ReadFrom so io.Copy does not loop into it.
+type writerOnly struct{ io.Writer }
+
+// Flush commits the session, then flushes.
+func (w *responseWriter) Flush() { _ = w.FlushError() }
+
+// FlushError commits the session, then flushes, reporting failures (used by
+// http.ResponseController).
+func (w *responseWriter) FlushError() error {
+	w.rs.beforeHeaders()
+	if w.rs.aborted {
+		return ErrAborted
+	}
+	return http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// Hijack commits the session (its cookie header goes nowhere unless the hijacker
+// copies the header), then hands over the connection. It matches
+// http.ErrNotSupported when the wrapped writer cannot hijack.
+func (w *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	w.rs.beforeHeaders()
+	if w.rs.aborted {
+		return nil, nil, ErrAborted
+	}
+	conn, rw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, fmt.Errorf("session: hijack: %w", err)
+	}
+	return conn, rw, nil
+}
+
+// Unwrap returns the wrapped writer, for http.ResponseController.
+func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// ReadOnly makes every request through h use its session read-only (Pimcore's
+// read-only admin session): reads work, writes return ErrReadOnly, and nothing
+// is written back (not even the last-activity touch). Use it inside
+// [Manager.Middleware].
+func ReadOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s, ok := FromContext(r.Context()); ok {
+			s.lock()
+			s.st.readOnly = true
+			s.unlock()
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// Stateless marks the requests through h as not meant to use a session
+// (Symfony's _stateless): using it is ErrStateless in development mode
+// (Config.Development) and a logged warning in production. Use it inside
+// [Manager.Middleware].
+func Stateless(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s, ok := FromContext(r.Context()); ok {
+			s.lock()
+			s.st.stateless = true
+			s.unlock()
+		}
+		h.ServeHTTP(w, r)
+	})
+}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"os"
+	"path/filepath"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -107,5 +109,37 @@ func TestModuleRunsCollector(t *testing.T) {
 			t.Fatal("the collector started by the module did not remove the expired session")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestModuleDefaultFileStore(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	var m *Manager
+	app := fxtest.New(t, Module, fx.Populate(&m))
+	app.RequireStart()
+	ctx, s := m.NewContext(context.Background(), "")
+	_ = s.Start(ctx)
+	_ = s.Put(ctx, "k", "v")
+	if err := s.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	id, _ := s.ID(ctx)
+	app.RequireStop()
+
+	// A second app (a restart) finds the session in var/sessions.
+	app = fxtest.New(t, Module, fx.Populate(&m))
+	app.RequireStart()
+	defer app.RequireStop()
+	s2, err := m.Session(context.Background(), id)
+	if err != nil {
+		t.Fatalf("session after a restart: %v", err)
+	}
+	var v string
+	if err := s2.Get(context.Background(), "k", &v); err != nil || v != "v" {
+		t.Errorf("value after a restart = %q, %v", v, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, DefaultDir)); err != nil {
+		t.Errorf("default folder: %v", err)
 	}
 }

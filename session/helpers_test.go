@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/fxsession/fxsession/cache"
+	"github.com/fxsession/fxsession/cache/filestore"
 	"github.com/fxsession/fxsession/cache/memstore"
 )
 
@@ -29,6 +30,14 @@ func backends() []backendCase {
 	return []backendCase{
 		{"memory", func(t *testing.T) cache.Backend {
 			s := memstore.New(memstore.Options{JanitorInterval: -1})
+			t.Cleanup(func() { _ = s.Close() })
+			return s
+		}},
+		{"file", func(t *testing.T) cache.Backend {
+			s, err := filestore.Open(filestore.Options{Dir: t.TempDir()})
+			if err != nil {
+				t.Fatalf("filestore.Open: %v", err)
+			}
 			t.Cleanup(func() { _ = s.Close() })
 			return s
 		}},

@@ -216,11 +216,14 @@ func TestConcurrentMetadataUpdates(t *testing.T) {
 		var wg sync.WaitGroup
 		for i := range n {
 			wg.Go(func() {
-				h.do(id, func(w http.ResponseWriter, r *http.Request) {
+				w := h.do(id, func(w http.ResponseWriter, r *http.Request) {
 					if err := sess(t, r).AddTag(r.Context(), "t"+string(rune('a'+i))); err != nil {
 						t.Error(err)
 					}
 				})
+				if w.Code != http.StatusOK {
+					t.Errorf("request %d: %d %s", i, w.Code, w.Body.String())
+				}
 			})
 		}
 		wg.Wait()
@@ -230,7 +233,7 @@ func TestConcurrentMetadataUpdates(t *testing.T) {
 		}
 		tags, _ := s.Tags(context.Background())
 		if len(tags) != n {
-			t.Errorf("tags after %d concurrent requests = %v: updates were lost", n, tags)
+			t.Errorf("tags after %d concurrent requests = %v: updates were lost\n%s", n, tags, h.logs.String())
 		}
 	})
 }

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"slices"
 	"sync"
@@ -873,8 +873,14 @@ func (st *state) writeMeta(ctx context.Context) error {
 			st.metaDirty, st.touchForced, st.tagOps = false, false, nil
 			return nil
 		}
-		if !errors.Is(err, cache.ErrConflict) || attempt >= 4 || !st.persisted {
+		if !errors.Is(err, cache.ErrConflict) || attempt >= metaAttempts || !st.persisted {
 			return fmt.Errorf("session: saving metadata: %w", err)
+		}
+		if attempt > 0 {
+			// Several requests of one session write at once: let one through.
+			if err := sleepCtx(ctx, time.Duration(attempt)*time.Millisecond/2+rand.N(time.Millisecond)); err != nil {
+				return fmt.Errorf("session: saving metadata: %w", err)
+			}
 		}
 		e, err := m.meta.Get(ctx, st.hash)
 		if errors.Is(err, cache.ErrNotFound) {
@@ -902,10 +908,17 @@ func (st *state) writeMeta(ctx context.Context) error {
 	}
 }
 
-// sessionLogAttr is the log attribute of a session hash.
-func sessionLogAttr(hash string) slog.Attr {
-	if len(hash) > shortHashLength {
-		hash = hash[:shortHashLength]
+// metaAttempts bounds the retries of a metadata write that meets concurrent
+// writers of the same session.
+const metaAttempts = 16
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
-	return slog.String("session", hash)
 }

@@ -1,0 +1,107 @@
+package inject
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"testing"
+)
+
+type PlainItem struct {
+	SKU   string `msgpack:"sku"`
+	Name  string `msgpack:"name"`
+	Qty   int    `msgpack:"qty"`
+	Price int    `msgpack:"price"`
+}
+
+type PlainBasket struct {
+	Items   []PlainItem `msgpack:"items" session:"autostart"`
+	catalog *Catalog
+}
+
+func plainBasket() *PlainBasket {
+	b := &PlainBasket{}
+	for i := range 10 {
+		b.Items = append(b.Items, PlainItem{SKU: fmt.Sprint("sku-", i), Name: fmt.Sprint("Product number ", i), Qty: i + 1, Price: 100 * i})
+	}
+	return b
+}
+
+func BenchmarkEncodePlainBasket10(b *testing.B) {
+	p, err := NewRegistry().Plan(reflect.TypeFor[*PlainBasket]())
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	basket := plainBasket()
+	buf := make([]byte, 0, 1024)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf, err = p.Append(ctx, buf[:0], basket, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkDecodePlainBasket10(b *testing.B) {
+	p, err := NewRegistry().Plan(reflect.TypeFor[*PlainBasket]())
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	data, _ := p.Encode(ctx, plainBasket(), nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := p.Decode(ctx, data, &PlainBasket{}, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func entityBasket(b *testing.B) (*world, *Plan, *Basket) {
+	w := newWorld(b, true)
+	for i := range 10 {
+		sku := fmt.Sprint("sku-", i)
+		w.products.put(sku, func() *Product { return &Product{SKU: sku, Name: "Product " + sku, Price: i} })
+	}
+	basket := newBasket(nil)
+	for i := range 10 {
+		basket.Items = append(basket.Items, LineItem{Product: w.product(b, fmt.Sprint("sku-", i)), Qty: i + 1})
+	}
+	return w, basketPlan(b, w.reg), basket
+}
+
+// BenchmarkEncodeEntityBasket10: 10 line items, each referencing an unchanged
+// product (the tracker knows them): the steady state of a commit.
+func BenchmarkEncodeEntityBasket10(b *testing.B) {
+	_, p, basket := entityBasket(b)
+	ctx := context.Background()
+	tr := NewTracker()
+	buf, err := p.Encode(ctx, basket, tr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if buf, err = p.Append(ctx, buf[:0], basket, tr); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDecodeEntityBasket10: decoding fetches the 10 products in one FindMany.
+func BenchmarkDecodeEntityBasket10(b *testing.B) {
+	_, p, basket := entityBasket(b)
+	ctx := context.Background()
+	data, err := p.Encode(ctx, basket, NewTracker())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := p.Decode(ctx, data, newBasket(nil), NewTracker()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

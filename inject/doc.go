@@ -1,0 +1,68 @@
+// Package inject does fxsession's reflection work, once per type: it decides which
+// fields of a session-scoped object are state, which are dependencies and which
+// are transient, finds the entities the state can hold, and encodes and decodes
+// the state. Package scope builds a [Plan] for every session-scoped type when the
+// fx app starts; the request path then only runs the precomputed plans.
+//
+// # Fields
+//
+// A plan classifies every field of a pointer-to-struct type:
+//
+//   - State: exported fields. Stored under their msgpack tag name (or Go name);
+//     `msgpack:"-"` keeps a field out, `msgpack:",omitempty"` is honoured, untagged
+//     embedded structs are flattened as msgpack does.
+//   - Dependency: fields tagged `inject:""` (options `name=NAME` and `optional`),
+//     and exported fields whose type is a constructor parameter type (passed to
+//     [Dependencies]; basic types excepted). Never stored: after a load they hold
+//     the container's live values again.
+//   - Transient: `session:"-"` (or `msgpack:"-"`). Not stored; they come back at the
+//     value the constructor gives them.
+//   - Unexported fields are never stored: msgpack cannot reach them. Keep
+//     dependencies the constructor receives in unexported fields; they are live
+//     after a load because loading starts from a constructor call.
+//
+// `session:"autostart"` marks state whose change starts the session
+// ([Plan.Fingerprint]).
+//
+// # Encoding
+//
+// State is a msgpack map of field name to value, so adding or removing fields never
+// fails a load: unknown keys are skipped and missing keys leave the field at its
+// fresh value. Values whose type can hold no entity, interface or map are encoded
+// by msgpack directly; the others are walked by the plan, which writes map entries
+// sorted by key so that equal state always encodes to equal bytes (scope relies on
+// that to write only what changed).
+//
+// Interface-typed state is stored as [type name, value] and decodes only into the
+// implementations registered with [Registry.AddImplementations]: stored bytes never
+// choose an arbitrary Go type. An interface without registered implementations is a
+// startup error. `any` (the empty interface) holds msgpack's generic values only.
+//
+// # Entities
+//
+// A type implementing [Entity] (EntityID() string), found anywhere in the state
+// (fields, pointers, slices, arrays, map values, interfaces, other entities),
+// needs a repository ([Repository], optionally [BatchRepository]); a missing one is
+// a startup error. An entity is stored as a reference (its ID) while unchanged and
+// whole when it was modified or is new:
+//
+//   - Unchanged means its encoding hashes to that of its repository version. For an
+//     entity loaded from a reference that hash is taken at load time (kept in a
+//     [Tracker]); for one the object gained during the request, the repository is
+//     asked once (in one batch per type) when the object is encoded.
+//   - An entity stored whole stays whole; it loads as stored.
+//   - An entity with an empty ID is new and always stored whole.
+//   - Two references to one entity load as one value (pointer identity kept);
+//     two whole copies load as two values.
+//
+// On load, references are fetched in one batch per entity type when the repository
+// has FindMany. A reference whose entity is gone loads as absent: a nil pointer or
+// interface, dropped from its slice or map, with a slog warning.
+//
+// # Hostile and outdated input
+//
+// [Plan.Decode] first checks the structure of the input (well formed, lengths within
+// the input, nesting within [DefaultMaxDepth]), so decoding allocates in proportion
+// to the input and recursion is bounded. Input that does not fit the current type
+// fails with [ErrIncompatible]; scope then starts over with a fresh instance.
+package inject

@@ -1,0 +1,156 @@
+package session
+
+import (
+	"encoding/base64"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// FuzzCookie feeds arbitrary Cookie header lines to the cookie scanner: it must
+// never panic, and what it accepts must be a canonical 256-bit base64url ID found
+// in the line.
+func FuzzCookie(f *testing.F) {
+	id := newID()
+	for _, s := range []string{
+		"fxsession=" + id,
+		"a=1; fxsession=" + id + "; b=2",
+		"fxsession=" + id[:42],
+		"fxsession=" + id + "=",
+		"fxsession=\"" + id + "\"",
+		"fxsession= " + id + " ",
+		"fxsessionx=" + id,
+		"fxsession=bad; fxsession=" + id,
+		";;;=",
+		"fxsession",
+		"",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		v, ok := scanCookies(line, "fxsession")
+		if ok {
+			if !ValidID(v) || !strings.Contains(line, v) {
+				t.Fatalf("accepted %q from %q", v, line)
+			}
+		}
+		// ValidID agrees with a strict base64url decoder.
+		for _, cand := range []string{line, v} {
+			b, err := base64.RawURLEncoding.Strict().DecodeString(cand)
+			strict := err == nil && len(b) == idBytes && len(cand) == IDLength
+			if ValidID(cand) != strict {
+				t.Fatalf("ValidID(%q) = %v, strict decoding says %v", cand, ValidID(cand), strict)
+			}
+		}
+	})
+}
+
+// FuzzDecodeMetadata feeds arbitrary bytes to the metadata decoder: it must never
+// panic, and whatever it accepts must survive an encode/decode round trip.
+func FuzzDecodeMetadata(f *testing.F) {
+	now := time.UnixMilli(1_900_000_000_000)
+	md := metadata{storageID: newStorageID(), created: now, lastActivity: now.Add(time.Minute), tags: []string{"user:42", "admin"}}
+	f.Add(md.encode())
+	md.tags = nil
+	f.Add(md.encode())
+	f.Add([]byte{0x95, 0x02})
+	f.Add([]byte{0xdd, 0xff, 0xff, 0xff, 0xff})
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, err := decodeMetadata(b)
+		if err != nil {
+			return
+		}
+		again, err := decodeMetadata(got.encode())
+		if err != nil {
+			t.Fatalf("re-encoded metadata does not decode: %v", err)
+		}
+		if again.storageID != got.storageID || !again.created.Equal(got.created) ||
+			!again.lastActivity.Equal(got.lastActivity) || !slices.Equal(again.tags, got.tags) {
+			t.Fatalf("round trip changed %+v into %+v", got, again)
+		}
+	})
+}
+
+// FuzzDecodeValue feeds arbitrary bytes to the value decoder with several
+// destination types (values, bags, flashes): errors are fine, panics are not.
+func FuzzDecodeValue(f *testing.F) {
+	for _, v := range []any{"text", 42, point{1, 2}, []string{"a"}, map[string]any{"k": 1.5}} {
+		b, _ := msgpack.Marshal(v)
+		f.Add(b)
+	}
+	bag, _ := msgpack.Marshal(map[string]msgpack.RawMessage{"k": {0x01}})
+	f.Add(bag)
+	f.Add([]byte{0xdf, 0xff, 0xff, 0xff, 0xff})
+	f.Add([]byte{0xc7, 0xff, 0x01})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var (
+			s    string
+			p    point
+			pp   *point
+			m    map[string]any
+			raw  map[string]msgpack.RawMessage
+			list []string
+			a    any
+		)
+		for _, dst := range []any{&s, &p, &pp, &m, &raw, &list, &a} {
+			_ = decodeValue("k", b, dst)
+		}
+		_ = Value(b).Decode(&a)
+	})
+}
+
+func TestCheckMsgpack(t *testing.T) {
+	type nested struct {
+		A []map[string]any
+		T time.Time
+		F float32
+		D float64
+		B []byte
+		U uint64
+		I int64
+		P *point
+	}
+	big := strings.Repeat("x", 70000)
+	for _, v := range []any{
+		nil, true, false, 0, -1, -33, 200, 70000, 1 << 40, -(1 << 40), uint64(1 << 63), 1.5, float32(2.5),
+		"", "short", strings.Repeat("y", 40), strings.Repeat("z", 300), big,
+		[]byte{1, 2, 3}, make([]byte, 300), make([]byte, 70000),
+		[]int{}, make([]int, 20), make([]int, 70000), map[string]int{}, map[int]string{1: "a"},
+		nested{A: []map[string]any{{"k": []any{1, "x", nil}}}, T: time.Unix(1, 2), B: []byte("b"), P: &point{1, 2}},
+		time.Date(2030, 1, 1, 0, 0, 0, 1, time.UTC), time.Unix(1<<40, 0),
+	} {
+		b, err := msgpack.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := checkMsgpack(b); err != nil {
+			t.Errorf("checkMsgpack(%T) = %v", v, err)
+		}
+	}
+	deep := []byte{}
+	for range maxNesting + 1 {
+		deep = append(deep, 0x91)
+	}
+	deep = append(deep, 0x01)
+	for name, b := range map[string][]byte{
+		"huge map":   {0xdf, 0xff, 0xff, 0xff, 0xff},
+		"huge array": {0xdd, 0x10, 0x00, 0x00, 0x00, 0x01},
+		"truncated":  {0xda, 0x00, 0x10, 'a'},
+		"reserved":   {0xc1},
+		"empty":      {},
+		"deep":       deep,
+	} {
+		if err := checkMsgpack(b); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+		var a any
+		if err := decodeValue("k", b, &a); !errors.Is(err, ErrDecode) {
+			t.Errorf("%s: decodeValue = %v, want ErrDecode", name, err)
+		}
+	}
+}

@@ -74,6 +74,14 @@ func (s *suite) basic(t *testing.T) {
 	mustSet(t, b, cache.Item{Key: odd, Value: []byte("odd"), Tags: []string{odd}})
 	mustValue(t, b, odd, "odd")
 	mustTagged(t, b, odd, odd)
+	// A tag named twice in one item is still one tag.
+	mustSet(t, b, cache.Item{Key: "dup", Value: []byte("d"), Tags: []string{"d", "d", "e"}})
+	mustTagged(t, b, "d", "dup")
+	if n, err := b.FlushByTag(ctx, "d"); err != nil || n != 1 {
+		t.Fatalf("FlushByTag of a tag named twice = %d, %v; want 1", n, err)
+	}
+	mustMissing(t, b, "dup")
+	mustTagged(t, b, "e")
 	// Keys differing only in case are different keys.
 	mustSet(t, b, cache.Item{Key: "Case", Value: []byte("upper")})
 	mustSet(t, b, cache.Item{Key: "case", Value: []byte("lower")})

@@ -326,10 +326,17 @@ var (
 		ARRAY(SELECT t.tag FROM fxcache_tags t WHERE t.namespace = e.namespace AND t.key = e.key ORDER BY t.tag)
 		FROM fxcache_entries e
 		WHERE e.namespace = $1 AND e.key = $2 AND (e.expires_at IS NULL OR e.expires_at > now())`
-	qGetMany = `SELECT e.key, e.value, e.version, e.expires_at,
-		ARRAY(SELECT t.tag FROM fxcache_tags t WHERE t.namespace = e.namespace AND t.key = e.key ORDER BY t.tag)
-		FROM fxcache_entries e
-		WHERE e.namespace = $1 AND e.key = ANY($2::text[]) AND (e.expires_at IS NULL OR e.expires_at > now())`
+	// One primary-key probe per key, whatever the planner's statistics say about
+	// the namespace's size: the LIMIT keeps the lateral subquery from being
+	// flattened into a join that might scan the namespace.
+	qGetMany = `SELECT e.key, e.value, e.version, e.expires_at, e.tags
+		FROM unnest($2::text[]) AS k(key)
+		CROSS JOIN LATERAL (
+			SELECT x.key, x.value, x.version, x.expires_at,
+				ARRAY(SELECT t.tag FROM fxcache_tags t WHERE t.namespace = x.namespace AND t.key = x.key ORDER BY t.tag) AS tags
+			FROM fxcache_entries x
+			WHERE x.namespace = $1 AND x.key = k.key AND (x.expires_at IS NULL OR x.expires_at > now())
+			LIMIT 1) AS e`
 	qAll = `SELECT e.key, e.value, e.version, e.expires_at,
 		ARRAY(SELECT t.tag FROM fxcache_tags t WHERE t.namespace = e.namespace AND t.key = e.key ORDER BY t.tag)
 		FROM fxcache_entries e
@@ -396,12 +403,13 @@ var (
 		WHERE t.namespace = $1 AND t.tag = $2 AND t.key > $3
 			AND (e.expires_at IS NULL OR e.expires_at > now())
 		ORDER BY t.key LIMIT $4`
-	// Bounded batches through the expiry index; SKIP LOCKED lets collectors of
-	// several processes share the work instead of queueing behind each other.
+	// Bounded batches through the expiry index, oldest first (the ORDER BY makes
+	// the index the plan whatever the statistics say); SKIP LOCKED lets
+	// collectors of several processes share the work instead of queueing.
 	qGC = `DELETE FROM fxcache_entries WHERE (namespace, key) IN (
 			SELECT namespace, key FROM fxcache_entries
 			WHERE namespace = $1 AND expires_at <= now()
-			LIMIT $2 FOR UPDATE SKIP LOCKED)`
+			ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)`
 	qGCLocks = `DELETE FROM fxcache_locks WHERE (namespace, name) IN (
 			SELECT namespace, name FROM fxcache_locks
 			WHERE namespace = $1 AND expires_at <= now()

@@ -241,8 +241,10 @@ func TestPostgresGarbageUsesIndex(t *testing.T) {
 	if _, err := tx.Exec(ctx, `SET LOCAL enable_seqscan = off`); err != nil {
 		t.Fatal(err)
 	}
-	rows, err := tx.Query(ctx, `EXPLAIN SELECT namespace, key FROM fxcache_entries
-		WHERE namespace = 'x' AND expires_at <= now() LIMIT 1000`)
+	rows, err := tx.Query(ctx, `EXPLAIN DELETE FROM fxcache_entries WHERE (namespace, key) IN (
+		SELECT namespace, key FROM fxcache_entries
+		WHERE namespace = 'x' AND expires_at <= now()
+		ORDER BY expires_at LIMIT 1000 FOR UPDATE SKIP LOCKED)`)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,7 +38,8 @@ var schemaV1 = []string{
 		PRIMARY KEY (namespace, tag, key),
 		FOREIGN KEY (namespace, key) REFERENCES fxcache_entries (namespace, key) ON DELETE CASCADE
 	)`,
-	`CREATE INDEX IF NOT EXISTS fxcache_tags_entry ON fxcache_tags (namespace, key)`,
+	// An entry's tags, in order: for reads, for replacing them, for the cascade.
+	`CREATE INDEX IF NOT EXISTS fxcache_tags_entry ON fxcache_tags (namespace, key, tag)`,
 	`CREATE TABLE IF NOT EXISTS fxcache_locks (
 		namespace  text COLLATE "C" NOT NULL,
 		name       text COLLATE "C" NOT NULL,

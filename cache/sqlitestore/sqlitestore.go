@@ -797,7 +797,7 @@ func (s *Store) CollectGarbage(ctx context.Context) (int, error) {
 		res, err := s.sh.w.ExecContext(cctx, `DELETE FROM fxcache_entries WHERE rowid IN (
 			SELECT rowid FROM fxcache_entries
 			WHERE namespace = ? AND expires_at IS NOT NULL AND expires_at <= ?
-			LIMIT ?)`, s.ns, time.Now().UnixNano(), batch)
+			ORDER BY expires_at LIMIT ?)`, s.ns, time.Now().UnixNano(), batch)
 		var n int64
 		if err == nil {
 			n, err = res.RowsAffected()

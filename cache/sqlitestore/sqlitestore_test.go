@@ -218,7 +218,7 @@ func TestSQLiteGarbageBatches(t *testing.T) {
 	}
 	// The collector's query walks the expiry index, not the table.
 	rows, err := db.QueryContext(ctx, `EXPLAIN QUERY PLAN SELECT rowid FROM fxcache_entries
-		WHERE namespace = 'x' AND expires_at IS NOT NULL AND expires_at <= 5 LIMIT 1000`)
+		WHERE namespace = 'x' AND expires_at IS NOT NULL AND expires_at <= 5 ORDER BY expires_at LIMIT 1000`)
 	if err != nil {
 		t.Fatal(err)
 	}

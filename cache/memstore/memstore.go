@@ -261,14 +261,12 @@ func (sp *space) remove(k string, e *entry) {
 }
 
 // put stores it as a new entry with version v.
-func (sp *space) put(it cache.Item, v cache.Version, now time.Time) {
+func (sp *space) put(it cache.Item, v cache.Version) {
 	if old := sp.entries[it.Key]; old != nil {
 		sp.remove(it.Key, old)
 	}
-	e := &entry{value: slices.Clone(it.Value), version: v}
-	if e.value == nil {
-		e.value = []byte{}
-	}
+	e := &entry{value: make([]byte, len(it.Value)), version: v}
+	copy(e.value, it.Value)
 	if len(it.Tags) > 0 {
 		e.tags = make([]string, 0, len(it.Tags))
 		for _, t := range it.Tags {
@@ -285,28 +283,27 @@ func (sp *space) put(it cache.Item, v cache.Version, now time.Time) {
 		}
 	}
 	if it.TTL > 0 {
-		e.expires = now.Add(it.TTL).UnixNano()
+		e.expires = time.Now().Add(it.TTL).UnixNano()
 	}
 	sp.entries[it.Key] = e
 }
 
-// live returns entry k when present and unexpired.
-func (sp *space) live(k string, now int64) *entry {
+// live returns entry k when present and unexpired (reading the clock only for
+// entries with a lifetime).
+func (sp *space) live(k string) *entry {
 	if sp == nil {
 		return nil
 	}
 	e := sp.entries[k]
-	if e == nil || e.expired(now) {
+	if e == nil || e.expires != 0 && e.expired(time.Now().UnixNano()) {
 		return nil
 	}
 	return e
 }
 
 func (e *entry) export(key string) cache.Entry {
-	out := cache.Entry{Key: key, Value: slices.Clone(e.value), Version: e.version}
-	if out.Value == nil {
-		out.Value = []byte{}
-	}
+	out := cache.Entry{Key: key, Value: make([]byte, len(e.value)), Version: e.version}
+	copy(out.Value, e.value)
 	if len(e.tags) > 0 {
 		out.Tags = slices.Clone(e.tags)
 	}
@@ -338,10 +335,9 @@ func (s *Store) Get(ctx context.Context, key string) (cache.Entry, error) {
 	if err := s.check(ctx, "get"); err != nil {
 		return cache.Entry{}, err
 	}
-	now := time.Now().UnixNano()
 	s.sh.mu.RLock()
 	defer s.sh.mu.RUnlock()
-	e := s.sh.space(s.ns, false).live(key, now)
+	e := s.sh.space(s.ns, false).live(key)
 	if e == nil {
 		return cache.Entry{}, fmt.Errorf("memstore: get %q: %w", key, cache.ErrNotFound)
 	}
@@ -359,12 +355,11 @@ func (s *Store) GetMany(ctx context.Context, keys []string) ([]cache.Entry, erro
 		return nil, err
 	}
 	out := make([]cache.Entry, len(keys))
-	now := time.Now().UnixNano()
 	s.sh.mu.RLock()
 	defer s.sh.mu.RUnlock()
 	sp := s.sh.space(s.ns, false)
 	for i, k := range keys {
-		if e := sp.live(k, now); e != nil {
+		if e := sp.live(k); e != nil {
 			out[i] = e.export(k)
 		} else {
 			out[i] = cache.Entry{Key: k}
@@ -381,10 +376,9 @@ func (s *Store) Has(ctx context.Context, key string) (bool, error) {
 	if err := s.check(ctx, "has"); err != nil {
 		return false, err
 	}
-	now := time.Now().UnixNano()
 	s.sh.mu.RLock()
 	defer s.sh.mu.RUnlock()
-	return s.sh.space(s.ns, false).live(key, now) != nil, nil
+	return s.sh.space(s.ns, false).live(key) != nil, nil
 }
 
 // Set writes an entry and returns its new version.
@@ -396,9 +390,8 @@ func (s *Store) Set(ctx context.Context, it cache.Item) (cache.Version, error) {
 		return 0, err
 	}
 	v := s.sh.nextVersion()
-	now := time.Now()
 	s.sh.mu.Lock()
-	s.sh.space(s.ns, true).put(it, v, now)
+	s.sh.space(s.ns, true).put(it, v)
 	s.sh.mu.Unlock()
 	return v, nil
 }
@@ -416,12 +409,11 @@ func (s *Store) SetMany(ctx context.Context, items []cache.Item) error {
 	if len(items) == 0 {
 		return nil
 	}
-	now := time.Now()
 	s.sh.mu.Lock()
 	defer s.sh.mu.Unlock()
 	sp := s.sh.space(s.ns, true)
 	for _, it := range items {
-		sp.put(it, s.sh.nextVersion(), now)
+		sp.put(it, s.sh.nextVersion())
 	}
 	return nil
 }
@@ -434,19 +426,18 @@ func (s *Store) CompareAndSet(ctx context.Context, it cache.Item, expected cache
 	if err := s.check(ctx, "compare and set"); err != nil {
 		return 0, err
 	}
-	now := time.Now()
 	s.sh.mu.Lock()
 	defer s.sh.mu.Unlock()
 	sp := s.sh.space(s.ns, true)
 	var cur cache.Version
-	if e := sp.live(it.Key, now.UnixNano()); e != nil {
+	if e := sp.live(it.Key); e != nil {
 		cur = e.version
 	}
 	if cur != expected {
 		return 0, fmt.Errorf("memstore: compare and set %q: expected version %d, found %d: %w", it.Key, expected, cur, cache.ErrConflict)
 	}
 	v := s.sh.nextVersion()
-	sp.put(it, v, now)
+	sp.put(it, v)
 	return v, nil
 }
 
@@ -544,7 +535,7 @@ func (s *Store) Tagged(ctx context.Context, tag string) iter.Seq2[string, error]
 			}
 			s.sh.mu.RLock()
 			sp := s.sh.space(s.ns, false)
-			e := sp.live(k, time.Now().UnixNano())
+			e := sp.live(k)
 			ok := e != nil && slices.Contains(e.tags, tag)
 			s.sh.mu.RUnlock()
 			if ok && !yield(k, nil) {
@@ -578,7 +569,7 @@ func (s *Store) All(ctx context.Context) iter.Seq2[cache.Entry, error] {
 				return
 			}
 			s.sh.mu.RLock()
-			e := s.sh.space(s.ns, false).live(k, time.Now().UnixNano())
+			e := s.sh.space(s.ns, false).live(k)
 			var out cache.Entry
 			if e != nil {
 				out = e.export(k)

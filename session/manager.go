@@ -173,10 +173,9 @@ func (m *Manager) Session(ctx context.Context, idOrHash string) (*Session, error
 	if m.expired(&md, m.cfg.now()) {
 		return nil, fmt.Errorf("session %s: expired: %w", short(hash), ErrNotFound)
 	}
-	st := &state{
-		m: m, phase: phaseResumed, hash: hash, meta: md, metaVer: e.Version,
-		storedLast: md.lastActivity, persisted: true,
-	}
+	st := &state{m: m, phase: phaseResumed, live: &live{
+		hash: hash, meta: md, metaVer: e.Version, storedLast: md.lastActivity, persisted: true,
+	}}
 	if len(idOrHash) == IDLength {
 		st.id = idOrHash
 	}

@@ -16,11 +16,9 @@ import (
 // it and the wrapping ResponseWriter.
 type reqState struct {
 	state
-	root    Session
-	ctx     reqContext
-	rw      responseWriter
-	w       http.ResponseWriter // the wrapped writer
-	aborted bool                // the error handler answered the request
+	root Session
+	ctx  reqContext
+	rw   responseWriter
 }
 
 // reqContext is the request's context with the session in it. It embeds the
@@ -58,7 +56,6 @@ func (m *Manager) Middleware(next http.Handler) http.Handler {
 		rs.ctx.s = &rs.root
 		rs.rw.rs = rs
 		rs.rw.ResponseWriter = w
-		rs.w = w
 		if id, ok := cookieValue(r.Header, m.cfg.cookieName); ok {
 			rs.cookieID = id
 			rs.phase = phaseLazy
@@ -73,8 +70,11 @@ func (m *Manager) Middleware(next http.Handler) http.Handler {
 // idle reports whether the request never needed its session: nothing to commit
 // and no header to add.
 func (rs *reqState) idle() bool {
+	if !rs.used.Load() {
+		return true // no method ran: nothing changed
+	}
 	rs.mu.Lock()
-	idle := (rs.phase == phaseNone || rs.phase == phaseLazy) && !rs.exposed && len(rs.hooks) == 0 && rs.resumeErr == nil
+	idle := (rs.phase == phaseNone || rs.phase == phaseLazy) && !rs.exposed && rs.hookCount() == 0 && rs.resumeErr == nil
 	rs.mu.Unlock()
 	return idle
 }
@@ -91,16 +91,10 @@ func (rs *reqState) beforeHeaders() {
 		return
 	}
 	m := rs.m
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(rs.req.Context()), m.cfg.commitTimeout)
-	defer cancel()
-	err := rs.runHooks(ctx)
-
+	err := rs.commitPoint(true)
 	rs.mu.Lock()
 	if err == nil {
 		err = rs.resumeErr
-	}
-	if err == nil {
-		err = rs.commit(ctx, true)
 	}
 	rs.headersDone = true
 	var cookie *http.Cookie
@@ -114,13 +108,13 @@ func (rs *reqState) beforeHeaders() {
 		rs.aborted = true
 		m.log.Error("session failed before the response", "method", rs.req.Method, "path", rs.req.URL.Path, "error", err)
 		if m.cfg.errorHandler != nil {
-			m.cfg.errorHandler(rs.w, rs.req, err)
+			m.cfg.errorHandler(rs.rw.ResponseWriter, rs.req, err)
 		} else {
-			http.Error(rs.w, "Service Unavailable: session store unavailable", http.StatusServiceUnavailable)
+			http.Error(rs.rw.ResponseWriter, "Service Unavailable: session store unavailable", http.StatusServiceUnavailable)
 		}
 		return
 	}
-	h := rs.w.Header()
+	h := rs.rw.ResponseWriter.Header()
 	if exposed {
 		markPrivate(h)
 	}
@@ -202,18 +196,31 @@ func (rs *reqState) finish() {
 	if rs.aborted || rs.idle() {
 		return
 	}
-	m := rs.m
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(rs.req.Context()), m.cfg.commitTimeout)
+	if err := rs.commitPoint(false); err != nil {
+		rs.m.log.Error("session commit after the response began", "method", rs.req.Method, "path", rs.req.URL.Path, "error", err)
+	}
+}
+
+// commitPoint runs the hooks and commits, in a context detached from the
+// request's cancellation and bounded by CommitTimeout. A request with neither
+// hooks nor anything to write skips it all (and the context's timer).
+func (rs *reqState) commitPoint(beforeHeaders bool) error {
+	rs.mu.Lock()
+	rs.metaWritten = false
+	work := rs.resumeErr == nil && (rs.hookCount() > 0 && !rs.readOnly || rs.pending())
+	rs.mu.Unlock()
+	if !work {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(rs.req.Context()), rs.m.cfg.commitTimeout)
 	defer cancel()
 	err := rs.runHooks(ctx)
 	rs.mu.Lock()
+	defer rs.mu.Unlock()
 	if err == nil {
-		err = rs.commit(ctx, false)
+		err = rs.commit(ctx, beforeHeaders)
 	}
-	rs.mu.Unlock()
-	if err != nil {
-		m.log.Error("session commit after the response began", "method", rs.req.Method, "path", rs.req.URL.Path, "error", err)
-	}
+	return err
 }
 
 // markPrivate keeps shared caches from storing a response that depends on a

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fxsession/fxsession/cache"
@@ -73,31 +74,21 @@ const (
 type state struct {
 	m  *Manager
 	mu sync.Mutex
+	// used is set by every method of the session: a request whose session was
+	// never used commits without taking the lock.
+	used atomic.Bool
 
 	phase     phase
 	cookieID  string // the well-formed ID from the request's cookie
 	resumeErr error
+	// live is the started (or resumed) session's data; nil without one, so that
+	// a request that never has a session allocates little.
+	*live
 
-	id, hash    string
-	meta        metadata
-	metaVer     cache.Version
-	storedLast  time.Time // lastActivity as stored
-	persisted   bool      // the metadata entry exists in the store
-	metaDirty   bool      // tags changed or the ID moved: metadata must be written
-	touchForced bool
-	tagOps      []tagOp
 	needCookie  bool // the client has not been given the current ID yet
 	expire      bool // destroyed: send an expiring cookie
 	exposed     bool // the response depends on a session: mark it private
-	dataWritten bool // data was written immediately (CompareAndPutEntry)
 	metaWritten bool // the last commit wrote metadata (refresh a persistent cookie)
-
-	staged map[string]staged
-	cache  map[string]cached
-	bags   map[string]*bagState
-	flash  *bagState
-	hooks  []func(context.Context) error
-	locals map[any]any
 
 	// Request sessions only.
 	request     bool
@@ -105,7 +96,50 @@ type state struct {
 	stateless   bool
 	warned      bool
 	headersDone bool // the first commit point passed
-	req         *http.Request
+	aborted     bool // the error handler answered the request
+
+	staged map[string]staged // survives Start: PutEntry may stage before it
+	ext    *extensions
+	req    *http.Request
+}
+
+// extensions is what extensions (scope/) keep in a request's session.
+type extensions struct {
+	hooks  []func(context.Context) error
+	locals map[any]any
+}
+
+// exts returns the extensions record, creating it. Lock held.
+func (st *state) exts() *extensions {
+	if st.ext == nil {
+		st.ext = &extensions{}
+	}
+	return st.ext
+}
+
+// hookCount is the number of OnCommit hooks. Lock held.
+func (st *state) hookCount() int {
+	if st.ext == nil {
+		return 0
+	}
+	return len(st.ext.hooks)
+}
+
+// live is a started session's data.
+type live struct {
+	id, hash    string
+	meta        metadata
+	metaVer     cache.Version
+	storedLast  time.Time // lastActivity as stored
+	persisted   bool      // the metadata entry exists in the store
+	metaDirty   bool      // tags changed or the ID moved: metadata must be written
+	touchForced bool
+	dataWritten bool // data was written immediately (CompareAndPutEntry)
+	tagOps      []tagOp
+
+	cache map[string]cached
+	bags  map[string]*bagState
+	flash *bagState
 }
 
 // FromContext returns the request's session, put there by [Manager.Middleware]
@@ -118,7 +152,10 @@ func FromContext(ctx context.Context) (*Session, bool) {
 // ctxKey is the context key of the request's *Session.
 type ctxKey struct{}
 
-func (s *Session) lock()   { s.st.mu.Lock() }
+func (s *Session) lock() {
+	s.st.used.Store(true)
+	s.st.mu.Lock()
+}
 func (s *Session) unlock() { s.st.mu.Unlock() }
 
 // enter checks the route's rules and resumes the session when it is still lazy.
@@ -180,11 +217,10 @@ func (st *state) resume(ctx context.Context) {
 	}
 	st.phase = phaseResumed
 	st.exposed = true
-	st.id, st.hash = st.cookieID, hash
-	st.meta = md
-	st.metaVer = e.Version
-	st.storedLast = md.lastActivity
-	st.persisted = true
+	st.live = &live{
+		id: st.cookieID, hash: hash, meta: md, metaVer: e.Version,
+		storedLast: md.lastActivity, persisted: true,
+	}
 	if st.request {
 		st.meta.lastActivity = now
 	}
@@ -212,19 +248,15 @@ func (st *state) start() error {
 		return fmt.Errorf("session: start: %w", ErrHeadersSent)
 	}
 	now := st.m.cfg.now()
+	id := newID()
 	st.phase = phaseNew
 	st.exposed = true
-	st.id = newID()
-	st.hash = hashID(st.id)
-	st.meta = metadata{storageID: newStorageID(), created: now, lastActivity: now}
-	st.metaVer = 0
-	st.storedLast = time.Time{}
-	st.persisted, st.dataWritten = false, false
-	st.metaDirty = true
-	st.tagOps = nil
+	st.live = &live{
+		id: id, hash: hashID(id), metaDirty: true,
+		meta: metadata{storageID: newStorageID(), created: now, lastActivity: now},
+	}
 	st.needCookie = true
 	st.expire = false
-	st.cache = nil
 	return nil
 }
 
@@ -327,11 +359,9 @@ func (s *Session) Destroy(ctx context.Context, reason string) error {
 	st.expire = st.cookieID != "" || !st.needCookie
 	st.phase = phaseDestroyed
 	st.exposed = true
-	st.id, st.hash = "", ""
-	st.meta = metadata{}
-	st.persisted, st.dataWritten, st.metaDirty, st.touchForced, st.needCookie = false, false, false, false, false
-	st.tagOps = nil
-	st.staged, st.cache, st.bags, st.flash = nil, nil, nil, nil
+	st.live = nil
+	st.needCookie = false
+	st.staged = nil
 	return nil
 }
 
@@ -721,7 +751,8 @@ func (s *Session) IsReadOnly() bool {
 // handler. Hooks do not run on read-only routes.
 func (s *Session) OnCommit(fn func(ctx context.Context) error) {
 	s.lock()
-	s.st.hooks = append(s.st.hooks, fn)
+	e := s.st.exts()
+	e.hooks = append(e.hooks, fn)
 	s.unlock()
 }
 
@@ -730,16 +761,20 @@ func (s *Session) OnCommit(fn func(ctx context.Context) error) {
 func (s *Session) Local(key any) any {
 	s.lock()
 	defer s.unlock()
-	return s.st.locals[key]
+	if s.st.ext == nil {
+		return nil
+	}
+	return s.st.ext.locals[key]
 }
 
 // SetLocal stores a request-local value for extensions (see Local).
 func (s *Session) SetLocal(key, value any) {
 	s.lock()
-	if s.st.locals == nil {
-		s.st.locals = make(map[any]any)
+	e := s.st.exts()
+	if e.locals == nil {
+		e.locals = make(map[any]any)
 	}
-	s.st.locals[key] = value
+	e.locals[key] = value
 	s.unlock()
 }
 
@@ -763,11 +798,11 @@ func (st *state) runHooks(ctx context.Context) error {
 	var errs []error
 	for i := 0; ; i++ {
 		st.mu.Lock()
-		if st.readOnly || i >= len(st.hooks) {
+		if st.readOnly || i >= st.hookCount() {
 			st.mu.Unlock()
 			return errors.Join(errs...)
 		}
-		fn := st.hooks[i]
+		fn := st.ext.hooks[i]
 		st.mu.Unlock()
 		if err := fn(ctx); err != nil {
 			errs = append(errs, err)
@@ -813,6 +848,25 @@ func (st *state) commit(ctx context.Context, canSendCookie bool) error {
 		st.metaWritten = true
 	}
 	return nil
+}
+
+// pending reports whether a commit would write anything. Lock held.
+func (st *state) pending() bool {
+	if st.readOnly || !st.started() {
+		return false
+	}
+	if len(st.staged) > 0 || !st.persisted || st.metaDirty || st.touchForced {
+		return true
+	}
+	for _, bs := range st.bags {
+		if bs.dirty {
+			return true
+		}
+	}
+	if st.flash != nil && st.flash.dirty {
+		return true
+	}
+	return st.request && (st.m.cfg.threshold == 0 || st.m.cfg.now().Sub(st.storedLast) >= st.m.cfg.threshold)
 }
 
 // writeData writes the staged values in one SetMany and removes the staged

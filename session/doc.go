@@ -1,0 +1,97 @@
+// Package session is fxsession's low-level session layer: a visitor's session,
+// its manager, the HTTP middleware, cookies, metadata, bags and flashes, tags, ID
+// renewal and garbage collection. It stores through a [cache.Backend] (memory,
+// file, Redis, SQL). The session lifetime for fx objects (package scope) is
+// built on it.
+//
+// # Usage
+//
+// Create a [Manager] with [New] (or provide one with [Module]) and wrap the
+// router with [Manager.Middleware]. Handlers find the request's [Session] with
+// [FromContext]:
+//
+//	m, _ := session.New(backend, session.Config{})
+//	mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
+//		s, _ := session.FromContext(r.Context())
+//		_ = s.RenewID(r.Context())          // starts one if needed; new ID on login
+//		_ = s.AddTag(r.Context(), "user:42") // for Manager.DestroyByTag
+//		_ = s.Put(r.Context(), "user", 42)
+//	})
+//	http.ListenAndServe(":8080", m.Middleware(mux))
+//
+// # Lazy sessions
+//
+// A request without a session cookie gets an unstarted session: it costs no
+// store access and the response gets no Set-Cookie, so a cache in front
+// (Varnish) can serve anonymous pages. A session starts only when code calls
+// [Session.Start] (or [Session.RenewID]). A request that carries a cookie is
+// looked up in the store on the session's first use only, so routes that never
+// touch the session never touch the store either. Responses of requests that
+// had a session carry "Cache-Control: private" and "Vary: Cookie".
+//
+// # Commit points
+//
+// Writes ([Session.Put], bags, flashes, tags) are staged in memory and written
+// just before the response's first byte (the middleware wraps the
+// ResponseWriter; http.Flusher, http.Hijacker, io.ReaderFrom and
+// http.ResponseController keep working) and again when the handler returns,
+// for changes made while the response streamed. A request that changed nothing
+// writes nothing, except a metadata touch at most once per
+// Config.UpdateMetadataThreshold (default 60 s). A session started after the
+// response began cannot send its cookie: [Session.Start] returns
+// ErrHeadersSent and the mistake is logged.
+//
+// # Storage
+//
+// Each session has a metadata entry in the namespace "<ns>.meta", keyed by the
+// hex SHA-256 of the session ID and holding a random storage ID, the creation
+// and last-activity times and the tags; its values live in "<ns>.data", one entry
+// per value, keyed "<storageID>:<kind>:<name>" and tagged with the storage ID.
+// Renewing the ID rewrites only the metadata; destroying a session flushes the
+// storage ID's tag. Metadata writes are version-checked (cache CompareAndSet) and
+// retried, so concurrent requests of one session lose no tag or touch.
+//
+// # Security
+//
+//   - Session IDs are 256 bits from crypto/rand, as 43 characters of unpadded
+//     base64url ([IDLength]).
+//   - The store never holds an ID, only its SHA-256: a leaked store, backup or
+//     admin listing gives no usable cookie. Logs show [Session.HashedID], a
+//     prefix of that hash.
+//   - Cookie values are checked for exact length, alphabet and canonical
+//     encoding ([ValidID]) before any store access; anything else counts as no
+//     session.
+//   - Strict mode, always: an ID the server did not issue (or that expired or was
+//     destroyed) is never adopted; starting always mints a new ID. Call
+//     [Session.RenewID] on login and on every privilege change (session
+//     fixation).
+//   - The cookie is HttpOnly and SameSite=Lax by default; Secure follows the
+//     request (TLS, or X-Forwarded-Proto from [Config.TrustedProxies]) unless
+//     configured; SameSite None forces Secure; [Config.HostPrefix] sends a
+//     "__Host-" cookie that other subdomains cannot set or overwrite.
+//   - Sessions end after Config.InactivityTimeout (default one hour) and
+//     optionally after Config.AbsoluteLifetime, checked on every resume;
+//     expired sessions are removed by a background collector, a bounded number
+//     per run ([Manager.CollectGarbage]), never by a request.
+//   - Stored values are limited by Config.MaxPayload (default 1 MiB). They are
+//     msgpack, decoded only into the Go type the caller passes; before
+//     decoding, their structure is checked so that corrupt or hostile bytes
+//     cannot make the decoder allocate for billions of elements or recurse
+//     without bound.
+//
+// # Bags, flashes, read-only and stateless routes
+//
+// Named attribute bags ([Session.Bag], registered with [RegisterBag] or
+// [Manager.RegisterBag] before serving) keep a group of values in one entry, as
+// Symfony's registerBag. [Session.Flashes] holds messages read once.
+// [Session.ReadOnly] returns a view that refuses writes with [ErrReadOnly]; the
+// [ReadOnly] route wrapper does it for a whole route, which then writes nothing
+// back. [Stateless] marks routes that must not use the session: an error in
+// development mode, a warning in production.
+//
+// # Administration
+//
+// [Manager.All], [Manager.ByTag], [Manager.Session] (by ID or hash),
+// [Manager.Destroy], [Manager.DestroyByTag], [Manager.DestroyAll] and
+// [Manager.CollectGarbage] serve admin commands.
+package session

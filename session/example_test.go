@@ -1,0 +1,162 @@
+package session_test
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+
+	"github.com/fxsession/fxsession/cache/memstore"
+	"github.com/fxsession/fxsession/session"
+)
+
+// get sends one request through h with the cookies of the previous responses and
+// returns the response body, remembering any Set-Cookie.
+func get(h http.Handler, jar map[string]string, method, path string) string {
+	r := httptest.NewRequest(method, path, nil)
+	for name, value := range jar {
+		r.AddCookie(&http.Cookie{Name: name, Value: value})
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	for _, c := range w.Result().Cookies() {
+		jar[c.Name] = c.Value
+	}
+	body, _ := io.ReadAll(w.Result().Body)
+	return strings.TrimSpace(string(body))
+}
+
+// The middleware gives every request a lazy session: it starts only when code
+// asks, and later requests find it through the cookie.
+func Example() {
+	store := memstore.New(memstore.Options{})
+	defer store.Close()
+	m, err := session.New(store, session.Config{})
+	if err != nil {
+		panic(err)
+	}
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
+		s, _ := session.FromContext(r.Context())
+		// A new ID on login (it starts the session when there is none).
+		if err := s.RenewID(r.Context()); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		_ = s.Put(r.Context(), "user", "alice")
+		_ = s.AddTag(r.Context(), "user:alice")
+		fmt.Fprintln(w, "logged in")
+	})
+	mux.HandleFunc("GET /", func(w http.ResponseWriter, r *http.Request) {
+		s, _ := session.FromContext(r.Context())
+		var user string
+		if err := s.Get(r.Context(), "user", &user); err != nil {
+			fmt.Fprintln(w, "hello, guest")
+			return
+		}
+		fmt.Fprintln(w, "hello,", user)
+	})
+	h := m.Middleware(mux)
+
+	jar := map[string]string{}
+	fmt.Println(get(h, jar, "GET", "/"), "| cookies:", len(jar))
+	fmt.Println(get(h, jar, "POST", "/login"), "| cookies:", len(jar))
+	fmt.Println(get(h, jar, "GET", "/"))
+	// Output:
+	// hello, guest | cookies: 0
+	// logged in | cookies: 1
+	// hello, alice
+}
+
+// Bags group values under one stored entry; register them before serving.
+func ExampleSession_Bag() {
+	store := memstore.New(memstore.Options{})
+	defer store.Close()
+	m, _ := session.New(store, session.Config{})
+	if err := m.RegisterBag("cart"); err != nil {
+		panic(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /cart/{sku}", func(w http.ResponseWriter, r *http.Request) {
+		s, _ := session.FromContext(r.Context())
+		_ = s.Start(r.Context())
+		cart, _ := s.Bag("cart")
+		var qty int
+		_ = cart.Get(r.Context(), r.PathValue("sku"), &qty) // 0 when absent
+		_ = cart.Set(r.Context(), r.PathValue("sku"), qty+1)
+	})
+	mux.HandleFunc("GET /cart", func(w http.ResponseWriter, r *http.Request) {
+		s, _ := session.FromContext(r.Context())
+		cart, _ := s.Bag("cart")
+		keys, _ := cart.Keys(r.Context())
+		for _, sku := range keys {
+			var qty int
+			_ = cart.Get(r.Context(), sku, &qty)
+			fmt.Fprintf(w, "%s x%d\n", sku, qty)
+		}
+	})
+	h := m.Middleware(mux)
+	jar := map[string]string{}
+	get(h, jar, "POST", "/cart/apple")
+	get(h, jar, "POST", "/cart/pear")
+	get(h, jar, "POST", "/cart/apple")
+	fmt.Println(get(h, jar, "GET", "/cart"))
+	// Output:
+	// apple x2
+	// pear x1
+}
+
+// Flash messages survive a redirect and are shown once.
+func ExampleSession_Flashes() {
+	store := memstore.New(memstore.Options{})
+	defer store.Close()
+	m, _ := session.New(store, session.Config{})
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /save", func(w http.ResponseWriter, r *http.Request) {
+		s, _ := session.FromContext(r.Context())
+		_ = s.Start(r.Context())
+		_ = s.Flashes().Add(r.Context(), "notice", "Saved.")
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+	})
+	mux.HandleFunc("GET /", func(w http.ResponseWriter, r *http.Request) {
+		s, _ := session.FromContext(r.Context())
+		notices, _ := s.Flashes().Get(r.Context(), "notice") // consumes them
+		fmt.Fprintf(w, "page; notices: %v", notices)
+	})
+	h := m.Middleware(mux)
+	jar := map[string]string{}
+	get(h, jar, "POST", "/save")
+	fmt.Println(get(h, jar, "GET", "/"))
+	fmt.Println(get(h, jar, "GET", "/"))
+	// Output:
+	// page; notices: [Saved.]
+	// page; notices: []
+}
+
+// A read-only route reads the session and writes nothing back.
+func ExampleReadOnly() {
+	store := memstore.New(memstore.Options{})
+	defer store.Close()
+	m, _ := session.New(store, session.Config{})
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /set", func(w http.ResponseWriter, r *http.Request) {
+		s, _ := session.FromContext(r.Context())
+		_ = s.Start(r.Context())
+		_ = s.Put(r.Context(), "theme", "dark")
+	})
+	mux.Handle("GET /admin", session.ReadOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s, _ := session.FromContext(r.Context())
+		var theme string
+		_ = s.Get(r.Context(), "theme", &theme)
+		err := s.Put(r.Context(), "theme", "light")
+		fmt.Fprintf(w, "theme %s; write: %v", theme, err)
+	})))
+	h := m.Middleware(mux)
+	jar := map[string]string{}
+	get(h, jar, "POST", "/set")
+	fmt.Println(get(h, jar, "GET", "/admin"))
+	// Output:
+	// theme dark; write: session: read-only
+}

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strconv"
 	"sync"
@@ -287,7 +288,19 @@ func (p *Postgres) command(name string, args ...string) *exec.Cmd {
 	cmd.Dir = p.root
 	cmd.Env = []string{"LC_ALL=C", "LANG=C", "TZ=UTC", "PATH=" + os.Getenv("PATH"), "HOME=" + p.root}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: p.cred, Setpgid: true}
+	pgParentDeathSignal(cmd.SysProcAttr)
 	return cmd
+}
+
+// pgParentDeathSignal asks the kernel to send the server SIGINT (fast shutdown)
+// when the test process dies without cleaning up (a binary killed by -timeout),
+// so no orphaned postmaster outlives it. The field exists only on Linux; it is
+// set by name so that this file builds on every Unix.
+func pgParentDeathSignal(attr *syscall.SysProcAttr) {
+	f := reflect.ValueOf(attr).Elem().FieldByName("Pdeathsig")
+	if f.IsValid() && f.CanSet() && f.Type() == reflect.TypeOf(syscall.SIGINT) {
+		f.Set(reflect.ValueOf(syscall.SIGINT))
+	}
 }
 
 func (p *Postgres) initdb() error {

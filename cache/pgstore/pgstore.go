@@ -179,6 +179,9 @@ func (s *Store) Ready(ctx context.Context) error {
 	if s.sh.ready.Load() {
 		return nil
 	}
+	if s.sh.closed.Load() {
+		return fmt.Errorf("pgstore: %w", cache.ErrClosed)
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.sh.cfg.StatementTimeout)
 	defer cancel()
 	return s.sh.ensure(ctx)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"iter"
 	"log/slog"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	"github.com/fxsession/fxsession/cache"
 	"github.com/fxsession/fxsession/cache/filestore"
 	"github.com/fxsession/fxsession/cache/memstore"
+	"github.com/fxsession/fxsession/cache/redisstore"
 )
 
 // backendCase opens a fresh, empty backend for one test.
@@ -41,8 +43,20 @@ func backends() []backendCase {
 			t.Cleanup(func() { _ = s.Close() })
 			return s
 		}},
+		{"redis", func(t *testing.T) cache.Backend {
+			ns := fmt.Sprintf("t%d", redisNamespaces.Add(1))
+			s, err := redisstore.New(testRedis.Client(), redisstore.Options{Namespace: ns})
+			if err != nil {
+				t.Fatalf("redisstore.New: %v", err)
+			}
+			t.Cleanup(func() { _ = s.Close() })
+			return s
+		}},
 	}
 }
+
+// redisNamespaces numbers the namespaces of the shared redis-server, one per test.
+var redisNamespaces atomic.Int64
 
 // forEachBackend runs fn as a subtest per backend, named after the backend.
 func forEachBackend(t *testing.T, fn func(t *testing.T, b cache.Backend)) {

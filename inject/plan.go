@@ -142,7 +142,7 @@ func (r *Registry) Plan(t reflect.Type, opts ...PlanOption) (*Plan, error) {
 	var created []*node
 	root := &node{t: t.Elem(), kind: kStruct, walk: true}
 	var auto *node
-	p.classify(t.Elem(), nil, "", cfg.deps, &errs)
+	p.fields = classify(t, t.Elem(), nil, "", cfg.deps, &errs)
 	for _, f := range p.fields {
 		if f.Kind != State {
 			continue
@@ -193,8 +193,25 @@ func reachesEntity(root *node) bool {
 	return false
 }
 
-// classify sorts the fields of the session-scoped struct t into p.fields.
-func (p *Plan) classify(t reflect.Type, index []int, prefix string, deps map[reflect.Type]bool, errs *[]error) {
+// Fields classifies the fields of t (a pointer to a struct) as [Registry.Plan]
+// would, without building codecs or checking that state can be stored: a
+// container integration uses it to learn the `inject`-tagged fields before it
+// has registered everything a plan needs. Errors are malformed tags.
+func Fields(t reflect.Type, opts ...PlanOption) ([]Field, error) {
+	if t == nil || t.Kind() != reflect.Pointer || t.Elem().Kind() != reflect.Struct {
+		return nil, fmt.Errorf("%w: %v is not a pointer to a struct", ErrInvalidType, t)
+	}
+	cfg := planConfig{deps: map[reflect.Type]bool{}}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	var errs []error
+	fields := classify(t, t.Elem(), nil, "", cfg.deps, &errs)
+	return fields, errors.Join(errs...)
+}
+
+// classify sorts the fields of the struct t (the plan of root) into Fields.
+func classify(root, t reflect.Type, index []int, prefix string, deps map[reflect.Type]bool, errs *[]error) (out []Field) {
 	for i := range t.NumField() {
 		sf := t.Field(i)
 		idx := append(slices.Clone(index), i)
@@ -207,11 +224,11 @@ func (p *Plan) classify(t reflect.Type, index []int, prefix string, deps map[ref
 		case hasInject:
 			f.Kind, f.Inject = Dependency, true
 			if !sf.IsExported() {
-				*errs = append(*errs, &TypeError{Type: p.t, Path: name, FieldType: sf.Type, Problem: "an `inject`-tagged field must be exported so that it can be set",
+				*errs = append(*errs, &TypeError{Type: root, Path: name, FieldType: sf.Type, Problem: "an `inject`-tagged field must be exported so that it can be set",
 					Fix: "export the field, or take the dependency as a constructor parameter and keep it in an unexported field"})
 			}
 			if st != "" {
-				*errs = append(*errs, &TypeError{Type: p.t, Path: name, Problem: "a field cannot be both `inject` and `session` tagged", Fix: "drop the `session` tag"})
+				*errs = append(*errs, &TypeError{Type: root, Path: name, Problem: "a field cannot be both `inject` and `session` tagged", Fix: "drop the `session` tag"})
 			}
 			for opt := range strings.SplitSeq(itag, ",") {
 				switch {
@@ -221,14 +238,14 @@ func (p *Plan) classify(t reflect.Type, index []int, prefix string, deps map[ref
 				case strings.HasPrefix(opt, "name="):
 					f.InjectName = strings.TrimPrefix(opt, "name=")
 				default:
-					*errs = append(*errs, &TypeError{Type: p.t, Path: name, Problem: fmt.Sprintf("unknown `inject` option %q", opt),
+					*errs = append(*errs, &TypeError{Type: root, Path: name, Problem: fmt.Sprintf("unknown `inject` option %q", opt),
 						Fix: "use `inject:\"\"`, `inject:\"name=NAME\"` and/or `inject:\"optional\"`"})
 				}
 			}
 		case st == "-" || mt.name == "-":
 			f.Kind = Transient
 		case inlines(sf, mt) && st == "":
-			p.classify(sf.Type, idx, name+".", deps, errs)
+			out = append(out, classify(root, sf.Type, idx, name+".", deps, errs)...)
 			continue
 		case !sf.IsExported():
 			f.Kind = Unexported
@@ -246,16 +263,17 @@ func (p *Plan) classify(t reflect.Type, index []int, prefix string, deps map[ref
 			case "autostart":
 				f.Autostart = true
 			default:
-				*errs = append(*errs, &TypeError{Type: p.t, Path: name, Problem: fmt.Sprintf("unknown `session` tag %q", st),
+				*errs = append(*errs, &TypeError{Type: root, Path: name, Problem: fmt.Sprintf("unknown `session` tag %q", st),
 					Fix: "use `session:\"-\"` (transient) or `session:\"autostart\"`"})
 			}
 		}
 		if st == "autostart" && f.Kind != State {
-			*errs = append(*errs, &TypeError{Type: p.t, Path: name, Problem: "`session:\"autostart\"` on a field that is not stored",
+			*errs = append(*errs, &TypeError{Type: root, Path: name, Problem: "`session:\"autostart\"` on a field that is not stored",
 				Fix: "autostart fields must be exported state"})
 		}
-		p.fields = append(p.fields, f)
+		out = append(out, f)
 	}
+	return out
 }
 
 // Encode returns the stored form of obj (a value of the plan's type): a msgpack

@@ -1,0 +1,228 @@
+package scope
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/fx"
+
+	"github.com/fxsession/fxsession/cache"
+	"github.com/fxsession/fxsession/session"
+)
+
+// Handle reaches the request's instance of the session-scoped type T (a pointer
+// to a struct registered with [Provide]): the Go form of a scoped proxy. Inject it
+// where you would have injected T — a handler's constructor, a singleton, an fx.In
+// struct, another session-scoped constructor — and call Get with the request's
+// context.
+//
+// Handle is an fx parameter object (it embeds fx.In), which is how it can be
+// injected for every T without a provider per type; fx fills Registrations.
+type Handle[T any] struct {
+	fx.In
+	// Registrations links the handle to the app's session-scoped types; fx fills
+	// it. Do not set it yourself.
+	Registrations []*Registration `group:"fxsession.scope.registrations"`
+}
+
+func (h Handle[T]) lookup() (*Registry, *entry, error) {
+	if len(h.Registrations) == 0 {
+		return nil, nil, fmt.Errorf("%w: %v: register it with scope.Provide(<constructor returning %v>)", ErrNotRegistered, reflect.TypeFor[T](), reflect.TypeFor[T]())
+	}
+	r := h.Registrations[0].registry
+	if r == nil {
+		return nil, nil, ErrNotReady
+	}
+	e := r.byType[reflect.TypeFor[T]()]
+	if e == nil {
+		return nil, nil, fmt.Errorf("%w: %v: register it with scope.Provide(<constructor returning %v>)", ErrNotRegistered, reflect.TypeFor[T](), reflect.TypeFor[T]())
+	}
+	return r, e, nil
+}
+
+func (r *Registry) request(ctx context.Context) (*reqState, error) {
+	s, ok := session.FromContext(ctx)
+	if !ok {
+		return nil, ErrNoSession
+	}
+	return r.state(s), nil
+}
+
+// Get returns the request's instance of T. Every Get of one request returns the
+// same instance, also from several goroutines. Before the session starts it is a
+// fresh instance from the constructor (nothing is stored, no cookie is sent);
+// afterwards it is loaded from the session on the first Get of the request (only
+// the types a request asks for are loaded) and written back at the request's
+// commit when its encoded state changed.
+func (h Handle[T]) Get(ctx context.Context) (T, error) {
+	var zero T
+	r, e, err := h.lookup()
+	if err != nil {
+		return zero, err
+	}
+	st, err := r.request(ctx)
+	if err != nil {
+		return zero, err
+	}
+	inst, err := st.instance(ctx, e)
+	if err != nil {
+		return zero, err
+	}
+	return inst.obj.(T), nil
+}
+
+// Update changes T atomically: it reads the stored state afresh, builds an
+// instance from it, applies fn, and writes the result with a version check
+// (compare-and-set). When another request wrote in between, it reads and applies
+// fn again, with a jittered pause, up to [Retries] attempts (default 10), and
+// then returns an error matching [ErrConflict] (and cache.ErrConflict).
+// Concurrent Updates of one object in one session lose no change; fn may run
+// more than once and should only change the object.
+//
+// Afterwards Get returns the updated instance in this request. An error from fn
+// is returned as is and nothing is written.
+//
+// Before the session starts, fn changes the request's instance; when that
+// triggers autostart (an autostart field changed, or StartSession was called) the
+// session starts and the object is written at once.
+func (h Handle[T]) Update(ctx context.Context, fn func(T) error) error {
+	r, e, err := h.lookup()
+	if err != nil {
+		return err
+	}
+	st, err := r.request(ctx)
+	if err != nil {
+		return err
+	}
+	return st.update(ctx, e, func(obj any) error { return fn(obj.(T)) })
+}
+
+// Autostart, embedded in a session-scoped type, lets a method start the session,
+// the Go form of Neos Flow's @Flow\Session(autoStart = TRUE):
+//
+//	type ShoppingBasket struct {
+//		scope.Autostart
+//		Items []string `msgpack:"items"`
+//	}
+//
+//	func (b *ShoppingBasket) Add(sku string) {
+//		b.StartSession() // this method starts the session
+//		b.Items = append(b.Items, sku)
+//	}
+//
+// The session starts at the request's commit point, before the response
+// headers, like a change to an autostart field. Autostart is never stored.
+type Autostart struct {
+	hook *autostartHook
+}
+
+type autostartHook struct{ called atomic.Bool }
+
+// StartSession marks that the session must start at the end of this request.
+// Outside a request (an instance built by hand) it does nothing.
+func (a *Autostart) StartSession() {
+	if a != nil && a.hook != nil {
+		a.hook.called.Store(true)
+	}
+}
+
+// update is Handle.Update without the type parameter.
+func (st *reqState) update(ctx context.Context, e *entry, fn func(any) error) error {
+	started, err := st.sess.IsStarted(ctx)
+	if err != nil {
+		return err
+	}
+	if !started {
+		inst, err := st.instance(ctx, e)
+		if err != nil {
+			return err
+		}
+		// fn runs without scope's locks held: it may call Get, or write the response.
+		if err := fn(inst.obj); err != nil {
+			return err
+		}
+		sl := &st.slots[e.idx]
+		sl.mu.Lock()
+		defer sl.mu.Unlock()
+		trigger, err := inst.triggered(e)
+		if err != nil || !trigger || inst.stored {
+			return err
+		}
+		if err := st.sess.Start(ctx); err != nil {
+			return err
+		}
+		enc, err := e.plan.Encode(ctx, inst.obj, inst.tracker)
+		if err != nil {
+			return err
+		}
+		if _, err := st.sess.CompareAndPutEntry(ctx, e.key, enc, 0); err != nil {
+			return err
+		}
+		inst.baseline, inst.stored = enc, true
+		return nil
+	}
+
+	unlock, err := st.reg.updates.lock(ctx, st.sess.HashedID()+"/"+e.key)
+	if err != nil {
+		return fmt.Errorf("scope: update of %s: %w", e.t, err)
+	}
+	defer unlock()
+	sl := &st.slots[e.idx]
+	pause := time.Millisecond
+	for attempt := 1; ; attempt++ {
+		data, version, err := st.sess.GetEntry(ctx, e.key)
+		if err != nil && !errors.Is(err, cache.ErrNotFound) {
+			return err
+		}
+		inst, err := st.build(ctx, e, data)
+		if err != nil {
+			return err
+		}
+		if err := fn(inst.obj); err != nil {
+			return err
+		}
+		enc, err := e.plan.Encode(ctx, inst.obj, inst.tracker)
+		if err != nil {
+			return err
+		}
+		if version != 0 && bytes.Equal(enc, data) {
+			inst.baseline = data
+			sl.install(inst)
+			return nil
+		}
+		_, err = st.sess.CompareAndPutEntry(ctx, e.key, enc, version)
+		if err == nil {
+			inst.baseline = enc
+			sl.install(inst)
+			return nil
+		}
+		if !errors.Is(err, cache.ErrConflict) {
+			return err
+		}
+		if attempt >= e.retries {
+			return fmt.Errorf("%w: %s in session %s after %d attempts: %w", ErrConflict, e.t, st.sess.HashedID(), attempt, err)
+		}
+		d := pause/2 + rand.N(pause)
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("scope: update of %s: %w", e.t, ctx.Err())
+		case <-t.C:
+		}
+		pause = min(pause*2, 64*time.Millisecond)
+	}
+}
+
+// install makes inst the request's instance.
+func (sl *slot) install(inst *instance) {
+	sl.mu.Lock()
+	sl.inst.Store(inst)
+	sl.mu.Unlock()
+}

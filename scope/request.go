@@ -1,0 +1,258 @@
+package scope
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"sync"
+	"sync/atomic"
+
+	"github.com/fxsession/fxsession/cache"
+	"github.com/fxsession/fxsession/inject"
+	"github.com/fxsession/fxsession/session"
+)
+
+// reqState holds one request's instances, in the session's Local slot.
+type reqState struct {
+	reg   *Registry
+	sess  *session.Session
+	slots []slot
+}
+
+type slot struct {
+	mu   sync.Mutex // resolution, Update and commit of this type
+	inst atomic.Pointer[instance]
+}
+
+// instance is one request's object of one type. Its fields other than obj are
+// guarded by the slot's mutex.
+type instance struct {
+	obj      any
+	hook     *autostartHook
+	tracker  *inject.Tracker
+	baseline []byte // the encoding last loaded or written; nil: write at the next commit
+	stored   bool   // the session was started when the instance was made (baseline is meaningful)
+	print    uint64 // the autostart fingerprint when made (unstarted sessions only)
+}
+
+// state returns the request's state, creating it (and its commit hook) once.
+func (r *Registry) state(s *session.Session) *reqState {
+	if st, ok := s.Local(r).(*reqState); ok {
+		return st
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if st, ok := s.Local(r).(*reqState); ok {
+		return st
+	}
+	st := &reqState{reg: r, sess: s, slots: make([]slot, len(r.entries))}
+	s.SetLocal(r, st)
+	s.OnCommit(st.commit)
+	return st
+}
+
+// instance returns the request's instance of e, resolving it on first use.
+func (st *reqState) instance(ctx context.Context, e *entry) (*instance, error) {
+	sl := &st.slots[e.idx]
+	if p := sl.inst.Load(); p != nil {
+		return p, nil
+	}
+	sl.mu.Lock()
+	defer sl.mu.Unlock()
+	if p := sl.inst.Load(); p != nil {
+		return p, nil
+	}
+	started, err := st.sess.IsStarted(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var inst *instance
+	if !started {
+		if inst, err = st.construct(ctx, e); err != nil {
+			return nil, err
+		}
+		if e.plan.HasAutostart() {
+			if inst.print, err = e.plan.Fingerprint(inst.obj); err != nil {
+				return nil, err
+			}
+		}
+	} else {
+		data, _, err := st.sess.GetEntry(ctx, e.key)
+		if err != nil && !errors.Is(err, cache.ErrNotFound) {
+			return nil, err
+		}
+		if inst, err = st.build(ctx, e, data); err != nil {
+			return nil, err
+		}
+		if data == nil {
+			// Nothing stored yet: remember the fresh state so that an untouched
+			// object is not written.
+			if inst.baseline, err = e.plan.Encode(ctx, inst.obj, inst.tracker); err != nil {
+				return nil, err
+			}
+		}
+	}
+	sl.inst.Store(inst)
+	return inst, nil
+}
+
+// build makes an instance of e in a started session from stored data (nil: none
+// stored): a constructor call, then the state decoded into it. Data that no longer
+// fits the type gives a fresh instance and a warning; it is replaced at the next
+// write.
+func (st *reqState) build(ctx context.Context, e *entry, data []byte) (*instance, error) {
+	inst, err := st.construct(ctx, e)
+	if err != nil {
+		return nil, err
+	}
+	inst.stored = true
+	if data == nil {
+		return inst, nil
+	}
+	err = e.plan.Decode(ctx, data, inst.obj, inst.tracker)
+	switch {
+	case err == nil:
+		inst.baseline = data
+		return inst, nil
+	case errors.Is(err, inject.ErrIncompatible):
+		st.reg.logger.WarnContext(ctx, "fxsession: a stored session-scoped object no longer fits its type; starting it afresh",
+			"type", e.t.String(), "session", st.sess.HashedID(), "error", err)
+		fresh, err := st.construct(ctx, e)
+		if err != nil {
+			return nil, err
+		}
+		fresh.stored = true
+		return fresh, nil // baseline nil: the broken entry is replaced at the next commit
+	default:
+		return nil, fmt.Errorf("scope: loading %s: %w", e.t, err)
+	}
+}
+
+// construct calls e's constructor with the singletons resolved at startup and the
+// request's instances of the session-scoped types it takes, then fills the
+// `inject` fields it left zero.
+func (st *reqState) construct(ctx context.Context, e *entry) (*instance, error) {
+	args := e.args
+	if len(e.scoped) > 0 {
+		args = append([]reflect.Value(nil), e.args...)
+		for _, s := range e.scoped {
+			dep, err := st.instance(ctx, s.dep)
+			if err != nil {
+				return nil, err
+			}
+			dv := reflect.ValueOf(dep.obj)
+			if s.path == nil {
+				args[s.arg] = dv
+				continue
+			}
+			v := reflect.New(args[s.arg].Type()).Elem()
+			v.Set(args[s.arg])
+			v.FieldByIndex(s.path).Set(dv)
+			args[s.arg] = v
+		}
+	}
+	out := e.fn.Call(args)
+	if e.hasErr {
+		if err, _ := out[1].Interface().(error); err != nil {
+			return nil, fmt.Errorf("scope: %s: %w", e.name, err)
+		}
+	}
+	v := out[0]
+	if v.IsNil() {
+		return nil, fmt.Errorf("scope: %s returned a nil %s", e.name, e.t)
+	}
+	elem := v.Elem()
+	for _, in := range e.injects {
+		f := elem.FieldByIndex(in.index)
+		if !f.IsZero() {
+			continue
+		}
+		if in.dep == nil {
+			f.Set(in.value)
+			continue
+		}
+		dep, err := st.instance(ctx, in.dep)
+		if err != nil {
+			return nil, err
+		}
+		f.Set(reflect.ValueOf(dep.obj))
+	}
+	inst := &instance{obj: v.Interface()}
+	if e.plan.HasEntities() {
+		inst.tracker = inject.NewTracker()
+	}
+	if e.auto != nil {
+		inst.hook = &autostartHook{}
+		elem.FieldByIndex(e.auto).Addr().Interface().(*Autostart).hook = inst.hook
+	}
+	return inst, nil
+}
+
+// triggered reports whether the instance asks for the session to start: its
+// StartSession was called, or an autostart field changed since it was made.
+func (inst *instance) triggered(e *entry) (bool, error) {
+	if inst.hook != nil && inst.hook.called.Load() {
+		return true, nil
+	}
+	if inst.stored || !e.plan.HasAutostart() {
+		return false, nil
+	}
+	print, err := e.plan.Fingerprint(inst.obj)
+	return print != inst.print, err
+}
+
+// commit runs at each commit point of the request (session.OnCommit): it starts
+// the session when an instance triggers autostart, then stages the instances
+// whose encoding changed.
+func (st *reqState) commit(ctx context.Context) error {
+	started, err := st.sess.IsStarted(ctx)
+	if err != nil {
+		return err
+	}
+	reg := st.reg
+	if !started {
+		trigger := false
+		for i, e := range reg.entries {
+			sl := &st.slots[i]
+			sl.mu.Lock()
+			if inst := sl.inst.Load(); inst != nil {
+				t, terr := inst.triggered(e)
+				trigger = trigger || t
+				err = errors.Join(err, terr)
+			}
+			sl.mu.Unlock()
+		}
+		if err != nil {
+			return err
+		}
+		if !trigger {
+			return nil
+		}
+		if err := st.sess.Start(ctx); err != nil {
+			return err
+		}
+	}
+	var errs []error
+	for i, e := range reg.entries {
+		sl := &st.slots[i]
+		sl.mu.Lock()
+		if inst := sl.inst.Load(); inst != nil {
+			enc, err := e.plan.Encode(ctx, inst.obj, inst.tracker)
+			switch {
+			case err != nil:
+				errs = append(errs, fmt.Errorf("scope: encoding %s: %w", e.t, err))
+			case inst.baseline != nil && bytes.Equal(enc, inst.baseline):
+			default:
+				if err := st.sess.PutEntry(ctx, e.key, enc); err != nil {
+					errs = append(errs, fmt.Errorf("scope: storing %s: %w", e.t, err))
+				} else {
+					inst.baseline = enc
+				}
+			}
+		}
+		sl.mu.Unlock()
+	}
+	return errors.Join(errs...)
+}

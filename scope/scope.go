@@ -1,0 +1,263 @@
+package scope
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+
+	"go.uber.org/fx"
+
+	"github.com/fxsession/fxsession/cache"
+	"github.com/fxsession/fxsession/inject"
+	"github.com/fxsession/fxsession/session"
+)
+
+// group is the fx value group that collects the registrations of an app.
+const group = "fxsession.scope.registrations"
+
+// DefaultRetries is how many times [Handle.Update] tries before it gives up with
+// [ErrConflict], unless [Retries] says otherwise.
+const DefaultRetries = 10
+
+var (
+	// ErrConflict: [Handle.Update] kept meeting concurrent writes of the same object
+	// and gave up after its retries. It also matches cache.ErrConflict.
+	ErrConflict = errors.New("scope: update conflict")
+	// ErrNotRegistered: a [Handle] for a type no scope.Provide registered.
+	ErrNotRegistered = errors.New("scope: type is not session-scoped")
+	// ErrNoSession: the context carries no session; serve the handler through
+	// session.Manager.Middleware (or use Manager.NewContext outside HTTP).
+	ErrNoSession = errors.New("scope: no session in the context")
+	// ErrNotReady: a Handle was used before the fx app finished constructing.
+	ErrNotReady = errors.New("scope: the fx app has not been constructed yet")
+)
+
+// Registration is one scope.Provide, scope.Entities or scope.Implementations of
+// an fx app. fx collects them in a value group; [Handle] receives them to find the
+// app's registry. Applications never use it directly.
+type Registration struct {
+	desc     *descriptor
+	ready    bool
+	values   []reflect.Value
+	graph    string
+	logger   *slog.Logger
+	registry *Registry
+}
+
+type descKind uint8
+
+const (
+	kindProvider descKind = iota
+	kindEntities
+	kindImplementations
+)
+
+// descriptor is what one registration call knows before fx runs. It is immutable
+// and may be shared by several apps built from the same fx.Option.
+type descriptor struct {
+	kind    descKind
+	name    string
+	ctor    *ctorInfo // providers
+	leaves  []leaf    // everything the startup invoke asks fx for
+	injects []injectField
+	opts    options
+	repo    any // entities given as a value
+	iface   reflect.Type
+	impls   []reflect.Type
+}
+
+type injectField struct {
+	index []int
+	leaf  int
+	name  string
+}
+
+type options struct {
+	key     string
+	retries int
+}
+
+// Option configures one session-scoped type.
+type Option interface{ apply(*options) error }
+
+type optionFunc func(*options) error
+
+func (f optionFunc) apply(o *options) error { return f(o) }
+
+// Key fixes the name the type is stored under ("scope:" + name) instead of the
+// one derived from its package path and name, so that moving or renaming the
+// type keeps the sessions' stored objects. name uses the cache key alphabet.
+func Key(name string) Option {
+	return optionFunc(func(o *options) error {
+		if err := cache.ValidateKey(session.ReservedPrefix + name); err != nil {
+			return fmt.Errorf("scope.Key(%q): %w", name, err)
+		}
+		o.key = session.ReservedPrefix + name
+		return nil
+	})
+}
+
+// Retries sets how many times [Handle.Update] tries (default [DefaultRetries]).
+func Retries(n int) Option {
+	return optionFunc(func(o *options) error {
+		if n < 1 {
+			return fmt.Errorf("scope.Retries(%d): want at least 1", n)
+		}
+		o.retries = n
+		return nil
+	})
+}
+
+// Provide registers constructor as the provider of a session-scoped type: the
+// pointer to a struct it returns (optionally with an error). The type is not
+// provided to fx as a value: handlers and singletons reach it through an
+// injected [Handle], per request.
+//
+// The constructor's parameters are resolved like any fx constructor's: singletons
+// (resolved once, when the app starts), other session-scoped types (the request's
+// instance), fx.In parameter structs with `name`, `optional` and `group` tags, and
+// fx.Annotate with fx.ParamTags. Fields tagged `inject:""` (or
+// `inject:"name=NAME,optional"`) that the constructor leaves zero are filled the
+// same way.
+//
+// fx start fails, with an error naming the type, the field and the fix, when the
+// type's state cannot be stored, when it is registered twice, when an entity it
+// holds has no repository, when a singleton constructor takes it directly (a
+// captive dependency: take a Handle instead), or when a parameter is missing.
+func Provide(constructor any, opts ...Option) fx.Option {
+	info, err := inspectConstructor(constructor)
+	if err != nil {
+		return fx.Error(err)
+	}
+	d := &descriptor{kind: kindProvider, name: info.name, ctor: info, leaves: append([]leaf(nil), info.leaves...)}
+	for _, o := range opts {
+		if err := o.apply(&d.opts); err != nil {
+			return fx.Error(fmt.Errorf("scope.Provide(%s): %w", info.name, err))
+		}
+	}
+	fields, err := inject.Fields(info.result)
+	if err != nil {
+		return fx.Error(fmt.Errorf("scope.Provide(%s): %w", info.name, err))
+	}
+	for _, f := range fields {
+		if !f.Inject {
+			continue
+		}
+		d.injects = append(d.injects, injectField{index: f.Index, leaf: len(d.leaves), name: f.Name})
+		d.leaves = append(d.leaves, leaf{t: f.Type, name: f.InjectName, optional: f.InjectOptional,
+			what: fmt.Sprintf("field %s (%s, tagged inject)", f.Name, f.Type)})
+	}
+	return d.options()
+}
+
+// Entities registers how an entity type is found by its ID: repository is a
+// constructor of a repository (provided to the app by this call, so inject it
+// elsewhere by its type and do not fx.Provide it again), or a ready repository
+// value. A repository has the methods of [inject.Repository] (Find(ctx, id) (E,
+// error)) and optionally [inject.BatchRepository] (FindMany), for an entity type
+// E (a type with EntityID() string).
+func Entities(repository any) fx.Option {
+	if repository == nil {
+		return fx.Error(errors.New("scope.Entities(nil): want a repository constructor or value"))
+	}
+	d := &descriptor{kind: kindEntities, name: funcName(repository)}
+	v := reflect.ValueOf(repository)
+	if v.Kind() != reflect.Func {
+		d.repo = repository
+		return d.options()
+	}
+	t := v.Type()
+	if t.NumOut() == 0 || t.NumOut() > 2 || (t.NumOut() == 2 && t.Out(1) != errorType) {
+		return fx.Error(fmt.Errorf("scope.Entities(%s): a repository constructor returns the repository, optionally with an error", d.name))
+	}
+	d.leaves = []leaf{{t: t.Out(0), what: "the repository " + t.Out(0).String()}}
+	return fx.Options(fx.Provide(repository), d.options())
+}
+
+// Repository registers R, a repository already provided to the app (by
+// fx.Provide or fx.Supply), as the way its entity type is found by ID. Use it when
+// the repository is also used elsewhere, e.g. a catalog that session-scoped
+// objects depend on and whose products they hold:
+//
+//	fx.Provide(shop.OpenCatalog),
+//	scope.Repository[*shop.Catalog](),
+func Repository[R any]() fx.Option {
+	t := reflect.TypeFor[R]()
+	d := &descriptor{kind: kindEntities, name: "Repository[" + t.String() + "]"}
+	d.leaves = []leaf{{t: t, what: "the repository " + t.String()}}
+	return d.options()
+}
+
+// Implementations registers the concrete types that interface-typed state of
+// session-scoped objects may hold: stored state only ever decodes into registered
+// types. Pass one value of each type, e.g. scope.Implementations[Shape](Circle{},
+// &Square{}).
+func Implementations[I any](impls ...I) fx.Option {
+	iface := reflect.TypeFor[I]()
+	d := &descriptor{kind: kindImplementations, name: "Implementations[" + iface.String() + "]", iface: iface}
+	if iface.Kind() != reflect.Interface {
+		return fx.Error(fmt.Errorf("scope.%s: %s is not an interface type", d.name, iface))
+	}
+	for i, v := range impls {
+		t := reflect.TypeOf(any(v))
+		if t == nil {
+			return fx.Error(fmt.Errorf("scope.%s: value %d is nil; pass a value of each implementation", d.name, i+1))
+		}
+		d.impls = append(d.impls, t)
+	}
+	return d.options()
+}
+
+// options is the fx form of a registration: a module (so that its startup invoke
+// runs before the application's own invokes) with the registration in the value
+// group and the invoke that resolves its parameters.
+func (d *descriptor) options() fx.Option {
+	return fx.Module("fxsession.scope",
+		fx.Provide(fx.Annotate(func() *Registration { return &Registration{desc: d} }, fx.ResultTags(`group:"`+group+`"`))),
+		fx.Invoke(d.invoke()),
+	)
+}
+
+// invoke builds the startup invoke: a function whose single fx.In parameter asks
+// for the registrations, the DOT graph, the logger and every leaf (optionally).
+func (d *descriptor) invoke() any {
+	st := invokeStruct(d.leaves)
+	ft := reflect.FuncOf([]reflect.Type{st}, []reflect.Type{errorType}, false)
+	return reflect.MakeFunc(ft, func(args []reflect.Value) []reflect.Value {
+		errV := reflect.New(errorType).Elem()
+		if err := d.resolved(args[0]); err != nil {
+			errV.Set(reflect.ValueOf(err))
+		}
+		return []reflect.Value{errV}
+	}).Interface()
+}
+
+func (d *descriptor) resolved(a reflect.Value) error {
+	regs := a.Field(1).Interface().([]*Registration)
+	var mine *Registration
+	for _, r := range regs {
+		if r.desc == d && !r.ready {
+			mine = r
+			break
+		}
+	}
+	if mine == nil {
+		return fmt.Errorf("scope: internal error: registration of %s not found in the fx value group", d.name)
+	}
+	mine.values = make([]reflect.Value, len(d.leaves))
+	for i, l := range d.leaves {
+		v := reflect.New(l.t).Elem()
+		v.Set(a.Field(fixedFields + i))
+		mine.values[i] = v
+	}
+	mine.graph = string(a.Field(2).Interface().(fx.DotGraph))
+	mine.logger, _ = a.Field(3).Interface().(*slog.Logger)
+	mine.ready = true
+	for _, r := range regs {
+		if !r.ready {
+			return nil // the last registration's invoke builds the registry
+		}
+	}
+	return build(regs)
+}

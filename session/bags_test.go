@@ -319,6 +319,11 @@ func TestEntriesContract(t *testing.T) {
 				t.Fatalf("GetEntry = %q, %d, %v; want the last staged value", v, version, err)
 			}
 			ver = version
+			many, err := s.GetEntries(r.Context(), []string{"scope:other", "scope:basket"})
+			if err != nil || len(many) != 2 || many[0].Exists() || many[0].Key != "scope:other" ||
+				string(many[1].Value) != "v2" || many[1].Version != version || many[1].Key != "scope:basket" {
+				t.Errorf("GetEntries = %+v, %v", many, err)
+			}
 			if _, _, err := s.GetEntry(r.Context(), "scope:other"); !errors.Is(err, cache.ErrNotFound) {
 				t.Errorf("absent entry = %v", err)
 			}

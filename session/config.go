@@ -91,7 +91,8 @@ type Config struct {
 	HostPrefix bool
 
 	// InactivityTimeout ends a session that has not been used for this long
-	// (default 3600 s; Never: no inactivity timeout).
+	// (default 3600 s; Never: no inactivity timeout). It counts from the stored
+	// last activity, which lags the real one by up to UpdateMetadataThreshold.
 	InactivityTimeout time.Duration
 	// AbsoluteLifetime ends a session this long after it started, however active
 	// (default 0: no absolute lifetime).

@@ -87,6 +87,16 @@ func TestTagsAndAdmin(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if _, err := s.ID(ctx); !errors.Is(err, ErrNotFound) {
+			t.Errorf("ID of a session opened by hash = %v, want ErrNotFound", err)
+		}
+		byID, err := h.m.Session(ctx, alice1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := byID.ID(ctx); got != alice1 {
+			t.Errorf("ID of a session opened by ID = %q", got)
+		}
 		tags, _ := s.Tags(ctx)
 		if !slices.Equal(tags, []string{"user:alice", "admin"}) {
 			t.Errorf("Tags = %v", tags)

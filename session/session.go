@@ -283,6 +283,9 @@ func (s *Session) ID(ctx context.Context) (string, error) {
 	if !s.st.started() {
 		return "", ErrNotStarted
 	}
+	if s.st.id == "" {
+		return "", fmt.Errorf("session: opened by its hash, and the store never holds the ID: %w", ErrNotFound)
+	}
 	return s.st.id, nil
 }
 
@@ -535,6 +538,53 @@ func (s *Session) GetEntry(ctx context.Context, key string) ([]byte, cache.Versi
 		return nil, 0, err
 	}
 	return e.Value, e.Version, nil
+}
+
+// GetEntries reads several extension entries in one store round trip
+// (cache GetMany), in the order of keys: a missing one has only its Key set
+// (Exists reports false). Keys are the extension's keys, as in GetEntry. It is
+// ErrNotStarted without a session.
+func (s *Session) GetEntries(ctx context.Context, keys []string) ([]cache.Entry, error) {
+	for _, k := range keys {
+		if err := checkKey(k); err != nil {
+			return nil, err
+		}
+	}
+	s.lock()
+	defer s.unlock()
+	if err := s.enter(ctx, false); err != nil {
+		return nil, err
+	}
+	st := s.st
+	if !st.started() {
+		return nil, ErrNotStarted
+	}
+	out := make([]cache.Entry, len(keys))
+	if st.phase == phaseNew && !st.persisted && !st.dataWritten || len(keys) == 0 {
+		for i, k := range keys {
+			out[i].Key = k
+		}
+		return out, nil
+	}
+	full := make([]string, len(keys))
+	for i, k := range keys {
+		full[i] = st.meta.storageID + ":" + kindEntry + k
+	}
+	got, err := st.m.data.GetMany(ctx, full)
+	if err != nil {
+		return nil, fmt.Errorf("session: reading entries: %w", err)
+	}
+	if len(got) != len(keys) {
+		return nil, fmt.Errorf("session: reading entries: the store answered %d entries for %d keys", len(got), len(keys))
+	}
+	for i, e := range got {
+		e.Key = keys[i]
+		if !e.Exists() {
+			e = cache.Entry{Key: keys[i]}
+		}
+		out[i] = e
+	}
+	return out, nil
 }
 
 // PutEntry stages an extension's raw entry. It is written at the next commit if

@@ -60,6 +60,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -591,9 +592,14 @@ func (s *Store) Set(ctx context.Context, it cache.Item) (cache.Version, error) {
 	return s.write(ctx, it, nil, syncAll)
 }
 
-// SetMany writes many entries, each atomically, fsyncing every touched folder
-// once at the end. It is not atomic across keys: after an error, some items may
-// have been written.
+// setManyWorkers is how many writers SetMany runs at once: fsyncs of
+// different files overlap, and the file system commits them together.
+const setManyWorkers = 8
+
+// SetMany writes many entries, each atomically, several at a time (entries of
+// one shard, hence of one key, in their order), fsyncing every touched folder
+// once at the end. It is not atomic across keys: after an error, some items
+// may have been written.
 func (s *Store) SetMany(ctx context.Context, items []cache.Item) error {
 	for _, it := range items {
 		if err := cache.ValidateItem(it, s.sh.maxValue); err != nil {
@@ -603,22 +609,54 @@ func (s *Store) SetMany(ctx context.Context, items []cache.Item) error {
 	if err := s.check(ctx, "set many"); err != nil {
 		return err
 	}
-	dirs := map[string]bool{}
-	for _, it := range items {
-		if err := s.check(ctx, "set many"); err != nil {
-			return err
-		}
-		if _, err := s.write(ctx, it, nil, syncFile); err != nil {
-			return err
-		}
-		dirs[s.shardDir(fileName(it.Key))] = true
+	if len(items) == 0 {
+		return nil
 	}
-	for d := range dirs {
-		if err := syncDir(d); err != nil {
-			return fsErr("set many", err)
-		}
+	workers := min(setManyWorkers, len(items))
+	queues := make([][]int, workers)
+	for i, it := range items {
+		w := shardOf(fileName(it.Key)) % workers
+		queues[w] = append(queues[w], i)
 	}
-	return nil
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu       sync.Mutex
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	fail := func(err error) {
+		mu.Lock()
+		if firstErr == nil {
+			firstErr = err
+		}
+		mu.Unlock()
+		cancel()
+	}
+	for _, q := range queues {
+		wg.Go(func() {
+			dirs := map[string]bool{}
+			for _, i := range q {
+				if err := s.check(wctx, "set many"); err != nil {
+					fail(err)
+					return
+				}
+				if _, err := s.write(wctx, items[i], nil, syncFile); err != nil {
+					fail(err)
+					return
+				}
+				dirs[s.shardDir(fileName(items[i].Key))] = true
+			}
+			for d := range dirs {
+				if err := syncDir(d); err != nil {
+					fail(fsErr("set many", err))
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return firstErr
 }
 
 // CompareAndSet writes it when the stored version equals expected (0: absent

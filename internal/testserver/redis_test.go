@@ -3,6 +3,7 @@ package testserver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"strings"
@@ -174,4 +175,22 @@ func waitPing(t *testing.T, c *redis.Client) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// StartRedisMain serves a whole package (TestMain); inside a test, StartRedis(t)
+// does the same and stops the server in t.Cleanup.
+func ExampleStartRedisMain() {
+	r, stop, err := StartRedisMain()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer stop()
+	ctx := context.Background()
+	if err := r.Client().Set(ctx, "greeting", "hello", 0).Err(); err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(r.Client().Get(ctx, "greeting").Val())
+	// Output: hello
 }

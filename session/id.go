@@ -66,8 +66,17 @@ func newStorageID() string {
 
 // hashID is the metadata key of a session: hex SHA-256 of its ID.
 func hashID(id string) string {
-	sum := sha256.Sum256([]byte(id))
-	return hex.EncodeToString(sum[:])
+	var sum [sha256.Size]byte
+	if len(id) == IDLength {
+		var buf [IDLength]byte // no allocation for the usual case
+		copy(buf[:], id)
+		sum = sha256.Sum256(buf[:])
+	} else {
+		sum = sha256.Sum256([]byte(id))
+	}
+	var out [2 * sha256.Size]byte
+	hex.Encode(out[:], sum[:])
+	return string(out[:])
 }
 
 // validHash reports whether h has the form of hashID's result.

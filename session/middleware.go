@@ -110,7 +110,7 @@ func (rs *reqState) beforeHeaders() {
 		if m.cfg.errorHandler != nil {
 			m.cfg.errorHandler(rs.rw.ResponseWriter, rs.req, err)
 		} else {
-			http.Error(rs.rw.ResponseWriter, "Service Unavailable: session store unavailable", http.StatusServiceUnavailable)
+			http.Error(rs.rw.ResponseWriter, "Service Unavailable: the session could not be loaded or saved", http.StatusServiceUnavailable)
 		}
 		return
 	}

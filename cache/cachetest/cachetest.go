@@ -56,6 +56,10 @@ type Options struct {
 	// tests; the suite waits a little longer than TTL for things to expire.
 	// Default 150 ms. Raise it only for a store with a coarse clock.
 	TTL time.Duration
+	// Parallel runs the checks as parallel subtests, so that a store whose
+	// time goes into waiting (fsync, network round trips) overlaps its waits.
+	// Every check uses its own namespaces, so they never see each other.
+	Parallel bool
 }
 
 // Run runs the conformance suite against the backend called name (used in the
@@ -99,7 +103,12 @@ func RunWith(t *testing.T, name string, open OpenFunc, o Options) {
 			{"WaitLock", s.waitLock},
 			{"Closed", s.closed},
 		} {
-			t.Run(tc.name, tc.fn)
+			t.Run(tc.name, func(t *testing.T) {
+				if o.Parallel {
+					t.Parallel()
+				}
+				tc.fn(t)
+			})
 		}
 	})
 }

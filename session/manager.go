@@ -136,6 +136,10 @@ func (m *Manager) destroyStored(ctx context.Context, hash, storageID string) err
 	return err
 }
 
+// Current returns the session of the request whose context is ctx (the same as
+// [FromContext]).
+func (m *Manager) Current(ctx context.Context) (*Session, bool) { return FromContext(ctx) }
+
 // NewContext returns a context carrying a detached session, for code outside
 // HTTP (jobs, tests): with id "" an unstarted one, otherwise the session with
 // that ID, resumed on first use (a malformed or unknown ID gives an unstarted

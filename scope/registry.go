@@ -308,6 +308,18 @@ func build(regs []*Registration) error {
 			})
 		}
 		for _, f := range d.injects {
+			if f.obj != nil {
+				f.obj.leafPaths(nil, func(li int, _ []int) {
+					l := d.leaves[li]
+					if scopedOf(l) != nil {
+						errs = append(errs, fmt.Errorf("scope.Provide(%s): field %s: a session-scoped type inside an fx.In field is not supported; tag a %s field `inject:\"\"` directly", d.name, f.name, l.t))
+					} else if err := missing(d, l, r.values[li]); err != nil {
+						errs = append(errs, err)
+					}
+				})
+				e.injects = append(e.injects, injectSet{index: f.index, value: f.obj.build(r.values)})
+				continue
+			}
 			l := d.leaves[f.leaf]
 			if dep := scopedOf(l); dep != nil {
 				e.injects = append(e.injects, injectSet{index: f.index, dep: dep})

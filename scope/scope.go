@@ -70,6 +70,7 @@ type descriptor struct {
 type injectField struct {
 	index []int
 	leaf  int
+	obj   *paramObject // an fx.In struct (a Handle) instead of a leaf
 	name  string
 }
 
@@ -130,7 +131,7 @@ func Provide(constructor any, opts ...Option) fx.Option {
 	if err != nil {
 		return fx.Error(err)
 	}
-	d := &descriptor{kind: kindProvider, name: info.name, ctor: info, leaves: append([]leaf(nil), info.leaves...)}
+	d := &descriptor{kind: kindProvider, name: info.name, ctor: info}
 	for _, o := range opts {
 		if err := o.apply(&d.opts); err != nil {
 			return fx.Error(fmt.Errorf("scope.Provide(%s): %w", info.name, err))
@@ -141,13 +142,26 @@ func Provide(constructor any, opts ...Option) fx.Option {
 		return fx.Error(fmt.Errorf("scope.Provide(%s): %w", info.name, err))
 	}
 	for _, f := range fields {
-		if !f.Inject {
-			continue
+		switch {
+		case f.Inject && f.Type.Kind() == reflect.Struct && embeds(f.Type, inType):
+			// A parameter object such as a Handle: filled like a constructor parameter.
+			if f.InjectName != "" || f.InjectOptional {
+				return fx.Error(fmt.Errorf("scope.Provide(%s): field %s is an fx.In struct: tag it `inject:\"\"` (put names and optional on its fields)", info.name, f.Name))
+			}
+			obj, err := info.object(f.Type, "field "+f.Name)
+			if err != nil {
+				return fx.Error(fmt.Errorf("scope.Provide(%s): %w", info.name, err))
+			}
+			d.injects = append(d.injects, injectField{index: f.Index, leaf: -1, obj: obj, name: f.Name})
+		case f.Inject:
+			d.injects = append(d.injects, injectField{index: f.Index, leaf: len(info.leaves), name: f.Name})
+			info.leaves = append(info.leaves, leaf{t: f.Type, name: f.InjectName, optional: f.InjectOptional,
+				what: fmt.Sprintf("field %s (%s, tagged inject)", f.Name, f.Type)})
+		case f.Kind == inject.State && f.Type.Kind() == reflect.Struct && embeds(f.Type, inType):
+			return fx.Error(fmt.Errorf("scope.Provide(%s): field %s is a %s, an fx parameter object, and would be stored as state: tag it `inject:\"\"` so that fx fills it, or take it as a constructor parameter", info.name, f.Name, f.Type))
 		}
-		d.injects = append(d.injects, injectField{index: f.Index, leaf: len(d.leaves), name: f.Name})
-		d.leaves = append(d.leaves, leaf{t: f.Type, name: f.InjectName, optional: f.InjectOptional,
-			what: fmt.Sprintf("field %s (%s, tagged inject)", f.Name, f.Type)})
 	}
+	d.leaves = info.leaves
 	return d.options()
 }
 

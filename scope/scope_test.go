@@ -209,6 +209,9 @@ func TestConcurrentUpdates(t *testing.T) {
 			for msg := range errs {
 				t.Error(msg)
 			}
+			if t.Failed() {
+				t.Logf("logs:\n%s", e.logs.String())
+			}
 			v := c.basket()
 			if len(v.Items) != 1 || v.Items[0].Qty != 64 {
 				t.Fatalf("after 64 concurrent updates: %+v", v)

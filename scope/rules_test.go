@@ -1,0 +1,356 @@
+package scope_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/fxsession/fxsession/cache"
+	"github.com/fxsession/fxsession/scope"
+	"github.com/fxsession/fxsession/session"
+)
+
+func memory(t *testing.T) cache.Backend { return backends(false)[0].open(t) }
+
+func TestAutostart(t *testing.T) {
+	e := newEnv(t, memory(t))
+
+	t.Run("field changed inside Update", func(t *testing.T) {
+		c := e.client()
+		r := c.do("POST", "/basket/update?sku=pot")
+		if r.status != 200 || !strings.Contains(r.header.Get("Set-Cookie"), "fxsession=") {
+			t.Fatalf("Update on a new visitor: %d %q %s", r.status, r.header.Get("Set-Cookie"), r.body)
+		}
+		if v := c.basket(); len(v.Items) != 1 || v.Items[0].SKU != "pot" {
+			t.Fatalf("basket = %+v", v)
+		}
+	})
+
+	t.Run("method marked with StartSession", func(t *testing.T) {
+		c := e.client()
+		r := c.do("POST", "/prefs/theme?theme=dark")
+		if !strings.Contains(r.header.Get("Set-Cookie"), "fxsession=") {
+			t.Fatalf("StartSession did not start the session: %v", r.header)
+		}
+		var p Prefs
+		_ = json.Unmarshal([]byte(c.do("GET", "/prefs").body), &p)
+		if p.Theme != "dark" {
+			t.Fatalf("prefs = %+v", p)
+		}
+	})
+
+	t.Run("explicit Start writes no untouched object", func(t *testing.T) {
+		c := e.client()
+		if r := c.do("POST", "/start"); !strings.Contains(r.header.Get("Set-Cookie"), "fxsession=") {
+			t.Fatal("Start sent no cookie")
+		}
+		before := len(e.stored("scope:"))
+		if v := c.basket(); !v.Started || len(v.Items) != 0 {
+			t.Fatalf("basket = %+v", v)
+		}
+		if after := len(e.stored("scope:")); after != before {
+			t.Fatalf("an untouched basket was written (%d -> %d entries)", before, after)
+		}
+	})
+}
+
+func TestOnlyWhatChangedIsWritten(t *testing.T) {
+	cb := newCounting(memory(t))
+	e := newEnv(t, cb)
+	c := e.client()
+	c.do("POST", "/basket/items?sku=tea")
+	c.do("POST", "/prefs/theme?theme=dark")
+	if w := cb.writes.Load(); w != 2 {
+		t.Fatalf("%d scope writes for two changes, want 2", w)
+	}
+	cb.writes.Store(0)
+	cb.reads.Store(0)
+	for range 3 {
+		c.basket()
+	}
+	if w := cb.writes.Load(); w != 0 {
+		t.Fatalf("requests that changed nothing wrote %d scope entries", w)
+	}
+	// Objects are loaded only when asked for: three basket reads, no prefs read.
+	if r := cb.reads.Load(); r != 3 {
+		t.Fatalf("%d scope reads for three basket requests, want 3 (the prefs are never asked for)", r)
+	}
+	// Requests that do not use the session do not touch the store at all.
+	cb.reads.Store(0)
+	c.do("GET", "/nothing")
+	if cb.reads.Load() != 0 || cb.writes.Load() != 0 {
+		t.Fatal("a request that did not use the session touched scope entries")
+	}
+	c.do("POST", "/basket/items?sku=tea")
+	if w := cb.writes.Load(); w != 1 {
+		t.Fatalf("one change wrote %d entries", w)
+	}
+}
+
+// OldPrefs and NewPrefsV2 are the same stored object before and after a deploy
+// that changed a field's type incompatibly.
+type OldPrefs struct {
+	Theme string `msgpack:"theme"`
+	Font  int    `msgpack:"font"`
+}
+
+type PrefsV2 struct {
+	Theme struct{ Name, Accent string } `msgpack:"theme"`
+	Font  int                           `msgpack:"font"`
+}
+
+func TestChangedTypeAfterDeploy(t *testing.T) {
+	backend := memory(t)
+	e1 := newEnv(t, backend, scope.Provide(func() *OldPrefs { return &OldPrefs{Font: 12} }, scope.Key("prefs")))
+	c := e1.client()
+	c.do("POST", "/basket/items?sku=tea")
+	ctx, s := e1.mgr.NewContext(context.Background(), c.cookie())
+	if err := updateOld(ctx, e1, s); err != nil {
+		t.Fatal(err)
+	}
+
+	// The new deploy: the same key, an incompatible type.
+	e2 := newEnv(t, backend, scope.Provide(func() *PrefsV2 {
+		p := &PrefsV2{Font: 10}
+		p.Theme.Name = "fresh"
+		return p
+	}, scope.Key("prefs")))
+	var v2 scope.Handle[*PrefsV2]
+	populate(t, e2, &v2)
+	ctx2, s2 := e2.mgr.NewContext(context.Background(), c.cookie())
+	p, err := v2.Get(ctx2)
+	if err != nil {
+		t.Fatalf("Get after an incompatible change: %v", err)
+	}
+	if p.Theme.Name != "fresh" || p.Font != 10 {
+		t.Fatalf("want a fresh instance, got %+v", p)
+	}
+	if !strings.Contains(e2.logs.String(), "no longer fits") || !strings.Contains(e2.logs.String(), "PrefsV2") ||
+		!strings.Contains(e2.logs.String(), "session="+s2.HashedID()) {
+		t.Fatalf("no warning naming the type and session: %s", e2.logs.String())
+	}
+	// The session's other objects are unaffected.
+	b, err := handles(t, e2).basket.Get(ctx2)
+	if err != nil || len(b.Items) != 1 {
+		t.Fatalf("sibling basket: %v %+v", err, b)
+	}
+	// The fresh instance replaces the broken entry at the next commit.
+	if err := s2.Commit(ctx2); err != nil {
+		t.Fatal(err)
+	}
+	ctx3, _ := e2.mgr.NewContext(context.Background(), c.cookie())
+	if _, err := v2.Get(ctx3); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(e2.logs.String(), "no longer fits"); n != 1 {
+		t.Fatalf("warned %d times; the entry was not replaced", n)
+	}
+}
+
+func updateOld(ctx context.Context, e *env, s *session.Session) error {
+	var h scope.Handle[*OldPrefs]
+	populate(e.t, e, &h)
+	if err := h.Update(ctx, func(p *OldPrefs) error { p.Theme = "dark"; return nil }); err != nil {
+		return err
+	}
+	return s.Commit(ctx)
+}
+
+// populate fills a handle from env's app: handles are parameter objects that fx
+// fills anywhere, so a second tiny app sharing the registrations is not needed;
+// the registrations of e's app are reachable through the handle it populated.
+func populate[T any](t testing.TB, e *env, h *scope.Handle[T]) {
+	t.Helper()
+	h.Registrations = e.h.basket.Registrations
+}
+
+func TestMissingEntityLoadsAsAbsent(t *testing.T) {
+	e := newEnv(t, memory(t))
+	c := e.client()
+	c.do("POST", "/basket/items?sku=tea")
+	c.do("POST", "/basket/items?sku=mug")
+	e.catalog.Delete("tea")
+	v := c.basket()
+	if len(v.Items) != 2 || v.Items[0].SKU != "" || v.Items[1].SKU != "mug" {
+		t.Fatalf("basket after the product vanished = %+v", v)
+	}
+	if !strings.Contains(e.logs.String(), "no longer resolves") || !strings.Contains(e.logs.String(), "id=tea") {
+		t.Fatalf("no warning: %s", e.logs.String())
+	}
+}
+
+func TestNoSessionInContext(t *testing.T) {
+	e := newEnv(t, memory(t))
+	if _, err := e.h.basket.Get(context.Background()); !errors.Is(err, scope.ErrNoSession) {
+		t.Fatalf("Get without a session: %v", err)
+	}
+	var unregistered scope.Handle[*OldPrefs]
+	populate(t, e, &unregistered)
+	_, err := unregistered.Get(context.Background())
+	if !errors.Is(err, scope.ErrNotRegistered) || !strings.Contains(err.Error(), "*scope_test.OldPrefs") || !strings.Contains(err.Error(), "scope.Provide") {
+		t.Fatalf("Get of an unregistered type: %v", err)
+	}
+	var empty scope.Handle[*Prefs]
+	if _, err := empty.Get(context.Background()); !errors.Is(err, scope.ErrNotRegistered) {
+		t.Fatalf("zero Handle: %v", err)
+	}
+}
+
+// conflicting makes every compare-and-set of a scope entry fail.
+type conflicting struct{ *counting }
+
+func (c conflicting) Sub(name string) (cache.Backend, error) {
+	s, err := c.counting.Sub(name)
+	if err != nil {
+		return nil, err
+	}
+	return conflicting{s.(*counting)}, nil
+}
+
+func (c conflicting) CompareAndSet(ctx context.Context, it cache.Item, v cache.Version) (cache.Version, error) {
+	if isScope(it.Key) {
+		c.writes.Add(1)
+		return 0, cache.ErrConflict
+	}
+	return c.counting.CompareAndSet(ctx, it, v)
+}
+
+type Counter struct {
+	N int `msgpack:"n"`
+}
+
+func TestUpdateGivesUpWithErrConflict(t *testing.T) {
+	cb := conflicting{newCounting(memory(t))}
+	e := newEnv(t, cb, scope.Provide(func() *Counter { return &Counter{} }, scope.Retries(3)))
+	var h scope.Handle[*Counter]
+	populate(t, e, &h)
+	ctx, s := e.mgr.NewContext(context.Background(), "")
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	err := h.Update(ctx, func(c *Counter) error { calls++; c.N++; return nil })
+	if !errors.Is(err, scope.ErrConflict) || !errors.Is(err, cache.ErrConflict) {
+		t.Fatalf("err = %v", err)
+	}
+	if calls != 3 || cb.writes.Load() != 3 {
+		t.Fatalf("fn ran %d times, %d CAS attempts; want 3 each", calls, cb.writes.Load())
+	}
+	// An error from fn is returned as it is, and nothing is written.
+	boom := errors.New("boom")
+	cb.writes.Store(0)
+	if err := h.Update(ctx, func(*Counter) error { return boom }); err != boom {
+		t.Fatalf("fn error: %v", err)
+	}
+	if cb.writes.Load() != 0 {
+		t.Fatal("a failed fn wrote")
+	}
+}
+
+// TestUpdatesAcrossProcesses: two apps (two processes' worth of registries and
+// managers) on one store update one object of one session concurrently; the
+// version check and the retries lose nothing.
+func TestUpdatesAcrossProcesses(t *testing.T) {
+	for _, bc := range backends(true) {
+		t.Run(bc.name, func(t *testing.T) {
+			backend := bc.open(t)
+			e1 := newEnv(t, backend, scope.Provide(func() *Counter { return &Counter{} }))
+			e2 := newEnv(t, backend, scope.Provide(func() *Counter { return &Counter{} }))
+			var h1, h2 scope.Handle[*Counter]
+			populate(t, e1, &h1)
+			populate(t, e2, &h2)
+			ctx, s := e1.mgr.NewContext(context.Background(), "")
+			if err := s.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Commit(ctx); err != nil {
+				t.Fatal(err)
+			}
+			id, _ := s.ID(ctx)
+			var wg sync.WaitGroup
+			for i := range 32 {
+				for _, pair := range []struct {
+					e *env
+					h scope.Handle[*Counter]
+				}{{e1, h1}, {e2, h2}} {
+					wg.Go(func() {
+						ctx, _ := pair.e.mgr.NewContext(context.Background(), id)
+						if err := pair.h.Update(ctx, func(c *Counter) error { c.N++; return nil }); err != nil {
+							t.Errorf("update %d: %v", i, err)
+						}
+					})
+				}
+			}
+			wg.Wait()
+			ctx, _ = e2.mgr.NewContext(context.Background(), id)
+			c, err := h2.Get(ctx)
+			if err != nil || c.N != 64 {
+				t.Fatalf("after 64 updates from two processes: %+v %v", c, err)
+			}
+		})
+	}
+}
+
+func TestReadOnlyRoute(t *testing.T) {
+	e := newEnv(t, memory(t))
+	c := e.client()
+	c.do("POST", "/basket/items?sku=tea")
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		b, err := e.h.basket.Get(r.Context())
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		b.Items = nil // ignored: nothing is written back on a read-only route
+		err = e.h.basket.Update(r.Context(), func(b *ShoppingBasket) error { b.Items = nil; return nil })
+		if !errors.Is(err, session.ErrReadOnly) {
+			fail(w, errors.New("Update on a read-only route: "+errString(err)))
+			return
+		}
+		w.Write([]byte("ok"))
+	})
+	ro := e.mgr.Middleware(session.ReadOnly(mux))
+	req, _ := http.NewRequest("GET", "/", nil)
+	req.AddCookie(&http.Cookie{Name: "fxsession", Value: c.cookie()})
+	rec := httptest.NewRecorder()
+	ro.ServeHTTP(rec, req)
+	if rec.Code != 200 {
+		t.Fatalf("read-only route: %d %s", rec.Code, rec.Body)
+	}
+	if v := c.basket(); len(v.Items) != 1 {
+		t.Fatalf("a read-only route changed the basket: %+v", v)
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "nil"
+	}
+	return err.Error()
+}
+
+// TestStoredFormIsStable: the stored basket is a msgpack map of its state only.
+func TestStoredForm(t *testing.T) {
+	e := newEnv(t, memory(t))
+	c := e.client()
+	c.do("POST", "/basket/items?sku=tea&qty=3")
+	var m map[string]any
+	if err := msgpack.Unmarshal(e.stored("scope:ShoppingBasket.")[0].Value, &m); err != nil {
+		t.Fatal(err)
+	}
+	if len(m) != 1 {
+		t.Fatalf("stored keys = %v, want only items", m)
+	}
+	item := m["items"].([]any)[0].(map[string]any)
+	if ref := item["product"].([]any); len(ref) != 2 || ref[1] != "tea" {
+		t.Fatalf("product stored as %v, want a reference [0, \"tea\"]", item["product"])
+	}
+}

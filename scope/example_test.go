@@ -38,7 +38,7 @@ func (s *Shelf) Find(_ context.Context, sku string) (*Tea, error) {
 // Basket is session-scoped: one per visitor's session.
 type Basket struct {
 	Teas  []*Tea `msgpack:"teas" session:"autostart"` // changing it starts the session
-	shelf *Shelf                                      // a dependency: never stored
+	shelf *Shelf // a dependency: never stored
 }
 
 func NewBasket(s *Shelf) *Basket { return &Basket{shelf: s} }

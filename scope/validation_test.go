@@ -151,9 +151,9 @@ func (pluginA) Name() string { return "a" }
 
 type wizardParams struct {
 	fx.In
-	Greeter *Greeter     `name:"formal"`
-	Missing io.Reader    `optional:"true"`
-	Plugins []Plugin     `group:"plugins"`
+	Greeter *Greeter  `name:"formal"`
+	Missing io.Reader `optional:"true"`
+	Plugins []Plugin  `group:"plugins"`
 	Basket  *ShoppingBasket
 	Logger  *slog.Logger `optional:"true"`
 	Nested  struct {
@@ -163,10 +163,10 @@ type wizardParams struct {
 }
 
 type Wizard struct {
-	Step    int `msgpack:"step"`
-	p       wizardParams
-	Tagged  *Greeter             `inject:"name=formal"`
-	Prefs   scope.Handle[*Prefs] `inject:""`
+	Step   int `msgpack:"step"`
+	p      wizardParams
+	Tagged *Greeter             `inject:"name=formal"`
+	Prefs  scope.Handle[*Prefs] `inject:""`
 }
 
 func NewWizard(p wizardParams) *Wizard { return &Wizard{p: p} }

@@ -1,0 +1,92 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"go.uber.org/fx"
+
+	"github.com/fxsession/fxsession/cache"
+	"github.com/fxsession/fxsession/cmd/demo/internal/shop"
+	"github.com/fxsession/fxsession/cmd/demo/internal/web"
+	"github.com/fxsession/fxsession/scope"
+	"github.com/fxsession/fxsession/session"
+)
+
+// Options builds the fx options of the shop on c: the session store, the session
+// module, the catalog, the session-scoped basket with its products as entities,
+// and the web server.
+func Options(c *Config, logger *slog.Logger) fx.Option {
+	return fx.Options(
+		fx.Supply(logger),
+		fx.Supply(session.Config{Development: c.Dev, Namespace: "session", Logger: logger}),
+		fx.Provide(func(lc fx.Lifecycle) (cache.Backend, error) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			b, err := c.OpenBackend(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("opening the %s session store: %w", c.Store, err)
+			}
+			lc.Append(fx.StopHook(b.Close))
+			return b, nil
+		}),
+		session.Module,
+		fx.Provide(func(lc fx.Lifecycle) (*shop.Catalog, error) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			cat, err := shop.OpenCatalog(ctx, c.Catalog)
+			if err != nil {
+				return nil, err
+			}
+			lc.Append(fx.StopHook(cat.Close))
+			return cat, nil
+		}),
+		scope.Provide(shop.NewBasket),
+		scope.Repository[*shop.Catalog](), // products in a basket are entities found in the catalog
+		fx.Provide(web.New),
+	)
+}
+
+// Serve adds the HTTP server on c.Addr to the app: it listens on start (so a
+// taken port fails the start) and shuts down gracefully on stop, letting
+// in-flight requests finish and commit their sessions.
+func Serve(c *Config, logger *slog.Logger, ready func(addr net.Addr)) fx.Option {
+	return fx.Invoke(func(lc fx.Lifecycle, h *web.Server) {
+		srv := &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			WriteTimeout:      30 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		}
+		lc.Append(fx.Hook{
+			OnStart: func(ctx context.Context) error {
+				ln, err := net.Listen("tcp", c.Addr)
+				if err != nil {
+					return fmt.Errorf("listen on %s: %w", c.Addr, err)
+				}
+				logger.Info("demo shop listening", "addr", ln.Addr().String(), "store", c.Store)
+				if ready != nil {
+					ready(ln.Addr())
+				}
+				go func() {
+					if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+						logger.Error("server stopped", "err", err)
+					}
+				}()
+				return nil
+			},
+			OnStop: func(ctx context.Context) error {
+				ctx, cancel := context.WithTimeout(ctx, c.ShutdownTimeout)
+				defer cancel()
+				return srv.Shutdown(ctx)
+			},
+		})
+	})
+}

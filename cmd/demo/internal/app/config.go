@@ -1,0 +1,130 @@
+// Package app assembles the demo shop: its configuration (flags with environment
+// variables as alternatives), the session store it runs on, and the fx application.
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/fxsession/fxsession/cache"
+	"github.com/fxsession/fxsession/cache/filestore"
+	"github.com/fxsession/fxsession/cache/memstore"
+	"github.com/fxsession/fxsession/cache/pgstore"
+	"github.com/fxsession/fxsession/cache/redisstore"
+	"github.com/fxsession/fxsession/cache/sqlitestore"
+)
+
+// Config is the demo's configuration. Every field has a flag and an environment
+// variable (the flag wins).
+type Config struct {
+	Addr      string // -addr, DEMO_ADDR (default ":8080")
+	Store     string // -store, DEMO_STORE: memory, file (default), redis, sqlite, postgres
+	Dir       string // -dir, DEMO_DIR: the file store's folder (default "var/sessions")
+	RedisURL  string // -redis-url, DEMO_REDIS_URL (default "redis://127.0.0.1:6379/0")
+	DSN       string // -dsn, DEMO_DSN: the SQLite file or the Postgres connection string
+	Namespace string // -namespace, DEMO_NAMESPACE (default "fxsession-demo")
+	Catalog   string // -catalog, DEMO_CATALOG: the product database (default "var/catalog.db")
+	Dev       bool   // -dev, DEMO_DEV: development mode (misuse of sessions fails loudly)
+	// ShutdownTimeout bounds the graceful shutdown (-shutdown-timeout, DEMO_SHUTDOWN_TIMEOUT, default 10s).
+	ShutdownTimeout time.Duration
+}
+
+// Stores lists the -store values.
+var Stores = []string{"memory", "file", "redis", "sqlite", "postgres"}
+
+// FlagSet registers the configuration flags on fs, with defaults taken from the
+// environment, and returns the Config they fill.
+func FlagSet(fs *flag.FlagSet, getenv func(string) string) *Config {
+	env := func(name, def string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	c := &Config{}
+	fs.StringVar(&c.Addr, "addr", env("DEMO_ADDR", ":8080"), "listen address (env DEMO_ADDR)")
+	fs.StringVar(&c.Store, "store", env("DEMO_STORE", "file"), "session store: "+strings.Join(Stores, ", ")+" (env DEMO_STORE)")
+	fs.StringVar(&c.Dir, "dir", env("DEMO_DIR", "var/sessions"), "folder of the file store (env DEMO_DIR)")
+	fs.StringVar(&c.RedisURL, "redis-url", env("DEMO_REDIS_URL", "redis://127.0.0.1:6379/0"), "Redis URL for -store redis (env DEMO_REDIS_URL)")
+	fs.StringVar(&c.DSN, "dsn", env("DEMO_DSN", ""), "SQLite file for -store sqlite, connection string for -store postgres (env DEMO_DSN)")
+	fs.StringVar(&c.Namespace, "namespace", env("DEMO_NAMESPACE", "fxsession-demo"), "cache namespace of the sessions (env DEMO_NAMESPACE)")
+	fs.StringVar(&c.Catalog, "catalog", env("DEMO_CATALOG", "var/catalog.db"), "product catalog database (env DEMO_CATALOG)")
+	dev, _ := strconv.ParseBool(env("DEMO_DEV", "false"))
+	fs.BoolVar(&c.Dev, "dev", dev, "development mode (env DEMO_DEV)")
+	st, err := time.ParseDuration(env("DEMO_SHUTDOWN_TIMEOUT", "10s"))
+	if err != nil {
+		st = 10 * time.Second
+	}
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", st, "graceful shutdown bound (env DEMO_SHUTDOWN_TIMEOUT)")
+	return c
+}
+
+// Validate checks the configuration.
+func (c *Config) Validate() error {
+	switch c.Store {
+	case "memory", "file", "redis":
+	case "sqlite", "postgres":
+		if c.DSN == "" {
+			return fmt.Errorf("-store %s needs -dsn", c.Store)
+		}
+	default:
+		return fmt.Errorf("unknown -store %q (want one of %s)", c.Store, strings.Join(Stores, ", "))
+	}
+	if err := cache.ValidateKey(c.Namespace); err != nil {
+		return fmt.Errorf("-namespace: %w", err)
+	}
+	return nil
+}
+
+// OpenBackend opens the session store the configuration names.
+func (c *Config) OpenBackend(ctx context.Context) (cache.Backend, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	switch c.Store {
+	case "memory":
+		return memstore.New(memstore.Options{Namespace: c.Namespace}), nil
+	case "file":
+		return filestore.Open(filestore.Options{Dir: c.Dir, Namespace: c.Namespace})
+	case "redis":
+		o, err := redis.ParseURL(c.RedisURL)
+		if err != nil {
+			return nil, fmt.Errorf("-redis-url: %w", err)
+		}
+		client := redisstore.NewClient(redis.UniversalOptions{
+			Addrs: []string{o.Addr}, Username: o.Username, Password: o.Password, DB: o.DB, TLSConfig: o.TLSConfig,
+		})
+		if err := client.Ping(ctx).Err(); err != nil {
+			client.Close()
+			return nil, cache.Unavailable("ping Redis at "+o.Addr, err)
+		}
+		store, err := redisstore.New(client, redisstore.Options{Namespace: c.Namespace})
+		if err != nil {
+			client.Close()
+			return nil, err
+		}
+		return ownedClient{store, client.Close}, nil
+	case "sqlite":
+		return sqlitestore.Open(ctx, c.DSN, sqlitestore.Options{Namespace: c.Namespace})
+	case "postgres":
+		return pgstore.Open(ctx, c.DSN, pgstore.Options{Namespace: c.Namespace})
+	}
+	return nil, errors.New("unreachable")
+}
+
+// ownedClient is a backend that also closes the client it was opened on.
+type ownedClient struct {
+	cache.Backend
+	closeClient func() error
+}
+
+func (o ownedClient) Close() error {
+	return errors.Join(o.Backend.Close(), o.closeClient())
+}

@@ -1,0 +1,526 @@
+// Package web is the demo shop's HTTP layer: HTML pages and a JSON API over the
+// session-scoped basket.
+package web
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strconv"
+
+	"go.uber.org/fx"
+
+	"github.com/fxsession/fxsession/cache"
+	"github.com/fxsession/fxsession/cmd/demo/internal/shop"
+	"github.com/fxsession/fxsession/scope"
+	"github.com/fxsession/fxsession/session"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+//go:embed assets
+var assetFS embed.FS
+
+// MaxBody bounds a JSON request body; larger ones are answered 413.
+const MaxBody = 4 << 10
+
+// userKey is the session value holding the signed-in user's name.
+const userKey = "user"
+
+// validUser is what a user name may look like: it becomes a session tag.
+var validUser = regexp.MustCompile(`^[A-Za-z0-9_.@-]{1,40}$`)
+
+// Params are the server's dependencies, filled by fx.
+type Params struct {
+	fx.In
+	Basket   scope.Handle[*shop.Basket]
+	Catalog  *shop.Catalog
+	Sessions *session.Manager
+	Logger   *slog.Logger `optional:"true"`
+}
+
+// Server serves the shop.
+type Server struct {
+	basket   scope.Handle[*shop.Basket]
+	catalog  *shop.Catalog
+	sessions *session.Manager
+	log      *slog.Logger
+	pages    map[string]*template.Template
+	handler  http.Handler
+}
+
+// New builds the server and its routes.
+func New(p Params) (*Server, error) {
+	s := &Server{basket: p.Basket, catalog: p.Catalog, sessions: p.Sessions, log: p.Logger}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	funcs := template.FuncMap{
+		"price": func(cents int64) string { return fmt.Sprintf("€%d.%02d", cents/100, cents%100) },
+		"mul":   func(q int, c int64) int64 { return int64(q) * c },
+	}
+	s.pages = map[string]*template.Template{}
+	for _, page := range []string{"catalog", "basket", "error"} {
+		t, err := template.New("layout").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+page+".html")
+		if err != nil {
+			return nil, fmt.Errorf("web: template %s: %w", page, err)
+		}
+		s.pages[page] = t
+	}
+	assets, err := fs.Sub(assetFS, "assets")
+	if err != nil {
+		return nil, err
+	}
+
+	app := http.NewServeMux()
+	app.HandleFunc("GET /{$}", s.catalogPage)
+	app.HandleFunc("GET /basket", s.basketPage)
+	app.HandleFunc("POST /basket/items", s.addForm)
+	app.HandleFunc("POST /basket/items/{sku}/delete", s.removeForm)
+	app.HandleFunc("POST /login", s.loginForm)
+	app.HandleFunc("POST /logout", s.logoutForm)
+	app.Handle("GET /api/products", session.Stateless(http.HandlerFunc(s.apiProducts)))
+	app.Handle("GET /api/basket", session.ReadOnly(http.HandlerFunc(s.apiBasket)))
+	app.HandleFunc("POST /api/basket/items", s.apiAdd)
+	app.HandleFunc("DELETE /api/basket/items/{sku}", s.apiRemove)
+	app.HandleFunc("POST /api/login", s.apiLogin)
+	app.HandleFunc("POST /api/logout", s.apiLogout)
+	app.HandleFunc("POST /api/logout-everywhere", s.apiLogoutEverywhere)
+	app.HandleFunc("/", s.notFound)
+
+	root := http.NewServeMux()
+	// Neither the health check nor the static files ever touch a session.
+	root.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, "ok\n")
+	})
+	root.Handle("GET /assets/", http.StripPrefix("/assets/", http.FileServerFS(assets)))
+	root.Handle("/", p.Sessions.Middleware(app))
+	s.handler = root
+	return s, nil
+}
+
+// ServeHTTP serves the shop.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// ---- pages ----
+
+type flash struct{ Type, Text string }
+
+type pageData struct {
+	Title          string
+	Page           string
+	Count          int
+	User           string
+	Flashes        []flash
+	SessionStarted bool
+	Products       []*shop.Product
+	Lines          []shop.LineItem
+	Total          int64
+	Message        string
+}
+
+// common fills the header: basket count, user, flashes (consumed).
+func (s *Server) common(ctx context.Context, d *pageData) (*shop.Basket, error) {
+	b, err := s.basket.Get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d.Count = b.Count()
+	sess, _ := session.FromContext(ctx)
+	started, err := sess.IsStarted(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d.SessionStarted = started
+	if !started {
+		return b, nil
+	}
+	d.User = s.user(ctx, sess)
+	all, err := sess.Flashes().All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, typ := range []string{"success", "info", "error"} {
+		for _, m := range all[typ] {
+			d.Flashes = append(d.Flashes, flash{typ, m})
+		}
+	}
+	return b, nil
+}
+
+func (s *Server) user(ctx context.Context, sess *session.Session) string {
+	var u string
+	if err := sess.Get(ctx, userKey, &u); err != nil && !errors.Is(err, session.ErrNotFound) && !errors.Is(err, session.ErrNotStarted) {
+		s.log.WarnContext(ctx, "reading the user", "err", err)
+	}
+	return u
+}
+
+func (s *Server) catalogPage(w http.ResponseWriter, r *http.Request) {
+	d := pageData{Title: "Catalog", Page: "catalog"}
+	if _, err := s.common(r.Context(), &d); err != nil {
+		s.pageError(w, r, err)
+		return
+	}
+	products, err := s.catalog.All(r.Context())
+	if err != nil {
+		s.pageError(w, r, err)
+		return
+	}
+	d.Products = products
+	s.render(w, r, http.StatusOK, "catalog", &d)
+}
+
+func (s *Server) basketPage(w http.ResponseWriter, r *http.Request) {
+	d := pageData{Title: "Basket", Page: "basket"}
+	b, err := s.common(r.Context(), &d)
+	if err != nil {
+		s.pageError(w, r, err)
+		return
+	}
+	d.Lines, d.Total = b.Lines(), b.TotalCents()
+	s.render(w, r, http.StatusOK, "basket", &d)
+}
+
+func (s *Server) addForm(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
+	qty := 1
+	if q := r.FormValue("qty"); q != "" {
+		n, err := strconv.Atoi(q)
+		if err != nil {
+			s.pageStatus(w, r, http.StatusBadRequest, "Bad quantity", "The quantity must be a whole number.")
+			return
+		}
+		qty = n
+	}
+	p, err := s.add(r.Context(), r.FormValue("sku"), qty)
+	if err != nil {
+		s.pageError(w, r, err)
+		return
+	}
+	s.flash(r.Context(), "success", fmt.Sprintf("Added %d × %s", qty, p.Name))
+	http.Redirect(w, r, "/basket", http.StatusSeeOther)
+}
+
+func (s *Server) removeForm(w http.ResponseWriter, r *http.Request) {
+	name, err := s.remove(r.Context(), r.PathValue("sku"))
+	if err != nil {
+		s.pageError(w, r, err)
+		return
+	}
+	if name != "" {
+		s.flash(r.Context(), "info", "Removed "+name)
+	}
+	http.Redirect(w, r, "/basket", http.StatusSeeOther)
+}
+
+func (s *Server) loginForm(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
+	user := r.FormValue("user")
+	if err := s.login(r.Context(), user); err != nil {
+		s.pageError(w, r, err)
+		return
+	}
+	s.flash(r.Context(), "success", "Welcome, "+user)
+	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+func (s *Server) logoutForm(w http.ResponseWriter, r *http.Request) {
+	if err := s.logout(r.Context()); err != nil {
+		s.pageError(w, r, err)
+		return
+	}
+	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
+	if len(r.URL.Path) >= 5 && r.URL.Path[:5] == "/api/" {
+		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such route"})
+		return
+	}
+	s.pageStatus(w, r, http.StatusNotFound, "Not found", "There is no page here.")
+}
+
+func (s *Server) flash(ctx context.Context, typ, msg string) {
+	sess, _ := session.FromContext(ctx)
+	if err := sess.Flashes().Add(ctx, typ, msg); err != nil {
+		s.log.WarnContext(ctx, "adding a flash message", "err", err)
+	}
+}
+
+func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, page string, d *pageData) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	if err := s.pages[page].ExecuteTemplate(w, "layout", d); err != nil {
+		s.log.ErrorContext(r.Context(), "rendering a page", "page", page, "err", err)
+	}
+}
+
+func (s *Server) pageStatus(w http.ResponseWriter, r *http.Request, status int, title, msg string) {
+	s.render(w, r, status, "error", &pageData{Title: title, Page: "error", Message: msg})
+}
+
+func (s *Server) pageError(w http.ResponseWriter, r *http.Request, err error) {
+	status, msg := classify(err)
+	if status >= 500 {
+		s.log.ErrorContext(r.Context(), "request failed", "path", r.URL.Path, "err", err)
+	}
+	s.pageStatus(w, r, status, http.StatusText(status), msg)
+}
+
+// ---- JSON API ----
+
+type apiItem struct {
+	SKU        string `json:"sku"`
+	Name       string `json:"name"`
+	Qty        int    `json:"qty"`
+	PriceCents int64  `json:"price_cents"`
+}
+
+type apiBasket struct {
+	Items      []apiItem `json:"items"`
+	TotalCents int64     `json:"total_cents"`
+}
+
+func basketJSON(b *shop.Basket) apiBasket {
+	out := apiBasket{Items: []apiItem{}, TotalCents: b.TotalCents()}
+	for _, it := range b.Lines() {
+		out.Items = append(out.Items, apiItem{it.Product.SKU, it.Product.Name, it.Qty, it.Product.PriceCents})
+	}
+	return out
+}
+
+func (s *Server) apiProducts(w http.ResponseWriter, r *http.Request) {
+	products, err := s.catalog.All(r.Context())
+	if err != nil {
+		s.apiError(w, r, err)
+		return
+	}
+	type product struct {
+		SKU        string `json:"sku"`
+		Name       string `json:"name"`
+		PriceCents int64  `json:"price_cents"`
+	}
+	out := make([]product, 0, len(products))
+	for _, p := range products {
+		out = append(out, product{p.SKU, p.Name, p.PriceCents})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) apiBasket(w http.ResponseWriter, r *http.Request) {
+	b, err := s.basket.Get(r.Context())
+	if err != nil {
+		s.apiError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, basketJSON(b))
+}
+
+func (s *Server) apiAdd(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		SKU string `json:"sku"`
+		Qty *int   `json:"qty"`
+	}
+	if err := decodeJSON(w, r, &body); err != nil {
+		s.apiError(w, r, err)
+		return
+	}
+	qty := 1
+	if body.Qty != nil {
+		qty = *body.Qty
+	}
+	if body.SKU == "" {
+		s.apiError(w, r, fmt.Errorf("%w: sku is required", errBadRequest))
+		return
+	}
+	if _, err := s.add(r.Context(), body.SKU, qty); err != nil {
+		s.apiError(w, r, err)
+		return
+	}
+	s.apiBasket(w, r)
+}
+
+func (s *Server) apiRemove(w http.ResponseWriter, r *http.Request) {
+	if _, err := s.remove(r.Context(), r.PathValue("sku")); err != nil {
+		s.apiError(w, r, err)
+		return
+	}
+	s.apiBasket(w, r)
+}
+
+func (s *Server) apiLogin(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		User string `json:"user"`
+	}
+	if err := decodeJSON(w, r, &body); err != nil {
+		s.apiError(w, r, err)
+		return
+	}
+	if err := s.login(r.Context(), body.User); err != nil {
+		s.apiError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"user": body.User})
+}
+
+func (s *Server) apiLogout(w http.ResponseWriter, r *http.Request) {
+	if err := s.logout(r.Context()); err != nil {
+		s.apiError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]bool{"logged_out": true})
+}
+
+func (s *Server) apiLogoutEverywhere(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	sess, _ := session.FromContext(ctx)
+	started, err := sess.IsStarted(ctx)
+	if err != nil {
+		s.apiError(w, r, err)
+		return
+	}
+	user := ""
+	if started {
+		user = s.user(ctx, sess)
+	}
+	if user == "" {
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "not signed in"})
+		return
+	}
+	n, err := s.sessions.DestroyByTag(ctx, userTag(user), "logout everywhere")
+	if err != nil {
+		s.apiError(w, r, err)
+		return
+	}
+	// This request's session was among them: expire its cookie too.
+	if err := sess.Destroy(ctx, "logout everywhere"); err != nil {
+		s.apiError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]int{"sessions_ended": n})
+}
+
+// ---- the shop's actions, shared by pages and API ----
+
+// add puts qty of sku into the basket atomically: concurrent adds of one visitor
+// lose nothing. The first add starts the session (Items is an autostart field).
+func (s *Server) add(ctx context.Context, sku string, qty int) (*shop.Product, error) {
+	var added *shop.Product
+	err := s.basket.Update(ctx, func(b *shop.Basket) error {
+		p, err := b.Add(ctx, sku, qty)
+		added = p
+		return err
+	})
+	return added, err
+}
+
+// remove takes sku out of the basket and returns the product's name ("" if it
+// was not there).
+func (s *Server) remove(ctx context.Context, sku string) (string, error) {
+	name := ""
+	err := s.basket.Update(ctx, func(b *shop.Basket) error {
+		name = ""
+		for _, it := range b.Lines() {
+			if it.Product.SKU == sku {
+				name = it.Product.Name
+			}
+		}
+		b.Remove(sku)
+		return nil
+	})
+	return name, err
+}
+
+func userTag(user string) string { return "user:" + user }
+
+// login renews the session ID (no fixation), remembers the user and tags the
+// session with it; the basket stays.
+func (s *Server) login(ctx context.Context, user string) error {
+	if !validUser.MatchString(user) {
+		return fmt.Errorf("%w: a user name is 1 to 40 letters, digits or _.@-", errBadRequest)
+	}
+	sess, _ := session.FromContext(ctx)
+	if err := sess.RenewID(ctx); err != nil {
+		return err
+	}
+	if old := s.user(ctx, sess); old != "" && old != user {
+		if err := sess.RemoveTag(ctx, userTag(old)); err != nil {
+			return err
+		}
+	}
+	if err := sess.Put(ctx, userKey, user); err != nil {
+		return err
+	}
+	return sess.AddTag(ctx, userTag(user))
+}
+
+func (s *Server) logout(ctx context.Context) error {
+	sess, _ := session.FromContext(ctx)
+	return sess.Destroy(ctx, "logout")
+}
+
+// ---- errors ----
+
+var errBadRequest = errors.New("bad request")
+
+// classify maps an error to a status code and a message safe to show.
+func classify(err error) (int, string) {
+	var maxErr *http.MaxBytesError
+	switch {
+	case errors.As(err, &maxErr):
+		return http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", maxErr.Limit)
+	case errors.Is(err, shop.ErrUnknownProduct):
+		return http.StatusNotFound, err.Error()
+	case errors.Is(err, errBadRequest), errors.Is(err, shop.ErrBadQuantity),
+		errors.Is(err, shop.ErrTooMany), errors.Is(err, shop.ErrBasketFull),
+		errors.Is(err, cache.ErrValueTooLarge):
+		return http.StatusBadRequest, err.Error()
+	case errors.Is(err, scope.ErrConflict):
+		return http.StatusConflict, "the basket changed too often at once; try again"
+	case errors.Is(err, cache.ErrUnavailable):
+		return http.StatusServiceUnavailable, "the session store is unavailable; try again shortly"
+	}
+	return http.StatusInternalServerError, "internal error"
+}
+
+func (s *Server) apiError(w http.ResponseWriter, r *http.Request, err error) {
+	status, msg := classify(err)
+	if status >= 500 {
+		s.log.ErrorContext(r.Context(), "request failed", "path", r.URL.Path, "err", err)
+	}
+	writeJSON(w, status, map[string]string{"error": msg})
+}
+
+func decodeJSON(w http.ResponseWriter, r *http.Request, dst any) error {
+	r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		var maxErr *http.MaxBytesError
+		if errors.As(err, &maxErr) {
+			return err
+		}
+		return fmt.Errorf("%w: malformed JSON: %v", errBadRequest, err)
+	}
+	if dec.More() {
+		return fmt.Errorf("%w: malformed JSON: trailing data", errBadRequest)
+	}
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -19,6 +19,11 @@ help:
 deps:
 	@scripts/deps.sh
 
+# The demo shop on http://localhost:8080, file store in ./var/sessions.
+# Pass flags with ARGS, e.g. make demo ARGS="-store memory -addr :9090".
+demo:
+	$(GO) run ./cmd/demo serve $(ARGS)
+
 vet:
 	$(GO) vet $(PKGS)
 

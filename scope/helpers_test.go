@@ -216,6 +216,12 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 	return s.b.Write(p)
 }
 
+func (s *syncBuffer) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b.Reset()
+}
+
 func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -563,4 +569,10 @@ func (c *counting) CompareAndSet(ctx context.Context, it cache.Item, v cache.Ver
 		c.writes.Add(1)
 	}
 	return c.Backend.CompareAndSet(ctx, it, v)
+}
+
+func newMemory(t testing.TB) cache.Backend {
+	s := memstore.New(memstore.Options{JanitorInterval: -1})
+	t.Cleanup(func() { _ = s.Close() })
+	return s
 }

@@ -354,3 +354,66 @@ func TestStoredForm(t *testing.T) {
 		t.Fatalf("product stored as %v, want a reference [0, \"tea\"]", item["product"])
 	}
 }
+
+func TestUpdateBeforeStartWithoutAutostart(t *testing.T) {
+	e := newEnv(t, memory(t), scope.Provide(func() *Counter { return &Counter{} }))
+	var h scope.Handle[*Counter]
+	populate(t, e, &h)
+	ctx, s := e.mgr.NewContext(context.Background(), "")
+	if err := h.Update(ctx, func(c *Counter) error { c.N++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	c, _ := h.Get(ctx)
+	if c.N != 1 {
+		t.Fatalf("the request's instance did not get the update: %+v", c)
+	}
+	if err := s.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if started, _ := s.IsStarted(ctx); started {
+		t.Fatal("an Update without autostart started the session")
+	}
+	if n := e.entryCount(); n != 0 {
+		t.Fatalf("store has %d entries", n)
+	}
+}
+
+func TestInjectedFieldsAreNotStored(t *testing.T) {
+	e := newEnv(t, memory(t))
+	ctx, s := e.mgr.NewContext(context.Background(), "")
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := e.h.prefs.Get(ctx)
+	p.Theme = "PREFS-THEME-MARKER"
+	c, err := e.h.checkout.Get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Prefs != p {
+		t.Fatal("inject-tagged session-scoped field is not the request's instance")
+	}
+	c.Step = 3
+	if err := s.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	entries := e.stored("scope:Checkout.")
+	if len(entries) != 1 {
+		t.Fatalf("%d stored checkouts", len(entries))
+	}
+	var m map[string]any
+	if err := msgpack.Unmarshal(entries[0].Value, &m); err != nil || len(m) != 1 || m["step"] != int8(3) {
+		t.Fatalf("stored checkout = %v (%v), want only its step", m, err)
+	}
+	id, _ := s.ID(ctx)
+	ctx2, _ := e.mgr.NewContext(context.Background(), id)
+	c2, err := e.h.checkout.Get(ctx2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2, _ := e.h.prefs.Get(ctx2)
+	b2, _ := e.h.basket.Get(ctx2)
+	if c2.Step != 3 || c2.Prefs != p2 || p2.Theme != "PREFS-THEME-MARKER" || c2.basket != b2 || c2.cat != e.catalog {
+		t.Fatalf("loaded checkout %+v", c2)
+	}
+}

@@ -15,8 +15,7 @@ type PlainItem struct {
 }
 
 type PlainBasket struct {
-	Items   []PlainItem `msgpack:"items" session:"autostart"`
-	catalog *Catalog
+	Items []PlainItem `msgpack:"items" session:"autostart"`
 }
 
 func plainBasket() *PlainBasket {

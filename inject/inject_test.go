@@ -685,7 +685,8 @@ type BadKey struct {
 }
 
 type BadTags struct {
-	Dep    *Catalog `inject:""`
+	Dep *Catalog `inject:""`
+	//lint:ignore U1000 the unexported inject field under test
 	hidden *Catalog `inject:""`
 	X      int      `session:"sometimes"`
 	Nested struct {

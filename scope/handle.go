@@ -31,7 +31,7 @@ type Handle[T any] struct {
 	Registrations []*Registration `group:"fxsession.scope.registrations"`
 }
 
-func (h Handle[T]) lookup() (*Registry, *entry, error) {
+func (h Handle[T]) lookup() (*registry, *entry, error) {
 	if len(h.Registrations) == 0 {
 		return nil, nil, fmt.Errorf("%w: %v: register it with scope.Provide(<constructor returning %v>)", ErrNotRegistered, reflect.TypeFor[T](), reflect.TypeFor[T]())
 	}
@@ -46,7 +46,7 @@ func (h Handle[T]) lookup() (*Registry, *entry, error) {
 	return r, e, nil
 }
 
-func (r *Registry) request(ctx context.Context) (*reqState, error) {
+func (r *registry) request(ctx context.Context) (*reqState, error) {
 	s, ok := session.FromContext(ctx)
 	if !ok {
 		return nil, ErrNoSession
@@ -85,8 +85,11 @@ func (h Handle[T]) Get(ctx context.Context) (T, error) {
 // Concurrent Updates of one object in one session lose no change; fn may run
 // more than once and should only change the object.
 //
-// Afterwards Get returns the updated instance in this request. An error from fn
-// is returned as is and nothing is written.
+// Afterwards Get returns the updated instance in this request; changes made
+// earlier in the request to an instance from Get (and not yet committed) are
+// replaced by it, so change an object either through Update or through Get, not
+// both. An error from fn is returned as is and nothing is written. fn must not
+// call Update of the same type (it would wait for itself).
 //
 // Before the session starts, fn changes the request's instance; when that
 // triggers autostart (an autostart field changed, or StartSession was called) the

@@ -18,10 +18,10 @@ import (
 	"github.com/fxsession/fxsession/session"
 )
 
-// Registry is an app's set of session-scoped types, built when the fx app is
+// registry is an app's set of session-scoped types, built when the fx app is
 // constructed (after every registration's parameters were resolved) and read-only
 // afterwards. Handles find it through their registrations.
-type Registry struct {
+type registry struct {
 	byType  map[reflect.Type]*entry
 	entries []*entry
 	logger  *slog.Logger
@@ -60,23 +60,13 @@ type injectSet struct {
 
 var autostartType = reflect.TypeFor[Autostart]()
 
-// Types lists the session-scoped types, sorted by name.
-func (r *Registry) Types() []reflect.Type {
+// types lists the session-scoped types.
+func (r *registry) types() []reflect.Type {
 	out := make([]reflect.Type, len(r.entries))
 	for i, e := range r.entries {
 		out[i] = e.t
 	}
 	return out
-}
-
-// StorageKey returns the session entry key objects of type t are stored under,
-// and whether t is session-scoped.
-func (r *Registry) StorageKey(t reflect.Type) (string, bool) {
-	e := r.byType[t]
-	if e == nil {
-		return "", false
-	}
-	return e.key, true
 }
 
 // typeKey derives the storage key of t from its package path and name: a readable
@@ -216,7 +206,7 @@ func build(regs []*Registration) error {
 		}
 	}
 
-	reg := &Registry{byType: map[reflect.Type]*entry{}, logger: logger}
+	reg := &registry{byType: map[reflect.Type]*entry{}, logger: logger}
 	keys := map[string]*entry{}
 	for _, r := range providers {
 		d := r.desc
@@ -278,7 +268,7 @@ func build(regs []*Registration) error {
 		for _, l := range d.leaves {
 			deps = append(deps, l.t)
 		}
-		deps = append(deps, reg.Types()...)
+		deps = append(deps, reg.types()...)
 		plan, err := ir.Plan(e.t, inject.Dependencies(deps...))
 		if err != nil {
 			errs = append(errs, fmt.Errorf("scope.Provide(%s): %w", d.name, err))

@@ -16,7 +16,7 @@ import (
 
 // reqState holds one request's instances, in the session's Local slot.
 type reqState struct {
-	reg   *Registry
+	reg   *registry
 	sess  *session.Session
 	slots []slot
 }
@@ -38,7 +38,7 @@ type instance struct {
 }
 
 // state returns the request's state, creating it (and its commit hook) once.
-func (r *Registry) state(s *session.Session) *reqState {
+func (r *registry) state(s *session.Session) *reqState {
 	if st, ok := s.Local(r).(*reqState); ok {
 		return st
 	}

@@ -417,3 +417,14 @@ func TestInjectedFieldsAreNotStored(t *testing.T) {
 		t.Fatalf("loaded checkout %+v", c2)
 	}
 }
+
+func TestGetOfResolvedInstanceDoesNotAllocate(t *testing.T) {
+	e := newEnv(t, memory(t))
+	ctx, _ := e.mgr.NewContext(context.Background(), "")
+	if _, err := e.h.basket.Get(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(100, func() { _, _ = e.h.basket.Get(ctx) }); n != 0 {
+		t.Fatalf("Get of a resolved instance allocates %v times", n)
+	}
+}

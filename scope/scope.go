@@ -42,7 +42,7 @@ type Registration struct {
 	values   []reflect.Value
 	graph    string
 	logger   *slog.Logger
-	registry *Registry
+	registry *registry
 }
 
 type descKind uint8

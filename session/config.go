@@ -21,6 +21,8 @@ const (
 	DefaultGCMaxPerRun             = 1000
 	DefaultNamespace               = "session"
 	DefaultCommitTimeout           = 5 * time.Second
+	DefaultLockTTL                 = 30 * time.Second
+	DefaultLockWait                = 5 * time.Second
 	// DefaultMaxPayload is the size limit of one stored value (cache.DefaultMaxValueSize).
 	DefaultMaxPayload = cache.DefaultMaxValueSize
 )
@@ -120,6 +122,15 @@ type Config struct {
 	// (default 5 s).
 	CommitTimeout time.Duration
 
+	// LockTTL is the lifetime of the per-session lock taken by [Exclusive] routes
+	// (default 30 s): a process that dies holding it blocks the session at most
+	// this long. Handlers running longer lose the lock's protection.
+	LockTTL time.Duration
+	// LockWait bounds how long an [Exclusive] route waits for its session's lock
+	// (default 5 s); then the ErrorHandler answers with an error matching
+	// ErrLockTimeout (the default: 503).
+	LockWait time.Duration
+
 	// Development makes misuse fail loudly: using the session on a [Stateless]
 	// route returns ErrStateless instead of logging a warning.
 	Development bool
@@ -154,6 +165,8 @@ type settings struct {
 	maxPayload     int
 	namespace      string
 	commitTimeout  time.Duration
+	lockTTL        time.Duration
+	lockWait       time.Duration
 	development    bool
 	errorHandler   func(http.ResponseWriter, *http.Request, error)
 	logger         *slog.Logger
@@ -259,6 +272,13 @@ func (c Config) settings() (settings, error) {
 	s.commitTimeout = c.CommitTimeout
 	if s.commitTimeout <= 0 {
 		s.commitTimeout = DefaultCommitTimeout
+	}
+	s.lockTTL, s.lockWait = c.LockTTL, c.LockWait
+	if s.lockTTL <= 0 {
+		s.lockTTL = DefaultLockTTL
+	}
+	if s.lockWait <= 0 {
+		s.lockWait = DefaultLockWait
 	}
 	if s.logger == nil {
 		s.logger = slog.Default()

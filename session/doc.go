@@ -89,6 +89,17 @@
 // back. [Stateless] marks routes that must not use the session: an error in
 // development mode, a warning in production.
 //
+// # Concurrent requests of one session
+//
+// Every value is its own store entry, so two requests of a session that change
+// different values (or different session-scoped objects, or different bags) both
+// survive. For one object changed concurrently, scope's Handle.Update is an
+// optimistic, version-checked write. Handlers that cannot be written that way
+// (read, decide, write) opt into a per-session lock with the [Exclusive] route
+// wrapper: it serialises the session's requests across processes through a
+// cache-layer lock with an owner token (Config.LockTTL, Config.LockWait; a 503
+// when the lock cannot be had), and read-only routes never lock.
+//
 // # Administration
 //
 // [Manager.All], [Manager.ByTag], [Manager.Session] (by ID or hash),

@@ -28,6 +28,9 @@ var (
 	// ErrAborted is returned by writes to a response that the error handler
 	// already answered.
 	ErrAborted = errors.New("session: response replaced by the session error handler")
+	// ErrLockTimeout: an [Exclusive] route could not take its session's lock
+	// within Config.LockWait (another request of the session held it).
+	ErrLockTimeout = errors.New("session: timed out waiting for the session lock")
 	// ErrNotFound is cache.ErrNotFound (the same value): a key or session that
 	// does not exist.
 	ErrNotFound = cache.ErrNotFound

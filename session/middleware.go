@@ -50,6 +50,7 @@ func (m *Manager) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rs := &reqState{}
 		rs.m = m
+		rs.owner = rs
 		rs.request = true
 		rs.root.st = &rs.state
 		rs.ctx.Context = r.Context()

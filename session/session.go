@@ -98,6 +98,7 @@ type state struct {
 	headersDone bool // the first commit point passed
 	aborted     bool // the error handler answered the request
 
+	owner  *reqState         // the middleware's request state (request sessions only)
 	staged map[string]staged // survives Start: PutEntry may stage before it
 	ext    *extensions
 	req    *http.Request

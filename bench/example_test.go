@@ -13,5 +13,5 @@ func ExampleBasket_Rotate() {
 	b.Items = bench.Fill(3)
 	b.Rotate(3)
 	fmt.Println(len(b.Items), b.Items[0].SKU, b.Items[2].SKU, b.Total())
-	// Output: 3 sku-100001 sku-100003 1120
+	// Output: 3 sku-100001 sku-100003 920
 }

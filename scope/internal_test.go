@@ -33,7 +33,7 @@ func TestAnnotatedShape(t *testing.T) {
 			t.Fatalf("fx.Annotate's value has no field %s", f)
 		}
 	}
-	fn, name, ok, err := unwrapAnnotated(ann)
+	fn, name, ok, err := unwrapAnnotated("Provide", ann)
 	if err != nil || !ok || name != "fx.Annotate(scope.newIBasket)" {
 		t.Fatalf("unwrapAnnotated: %v %q %v", ok, name, err)
 	}
@@ -49,7 +49,7 @@ func TestAnnotatedShape(t *testing.T) {
 		t.Fatalf("inspectConstructor: %+v %v", info, err)
 	}
 	// Not an annotation: left alone.
-	if _, _, ok, _ := unwrapAnnotated(newIBasket); ok {
+	if _, _, ok, _ := unwrapAnnotated("Provide", newIBasket); ok {
 		t.Fatal("a plain function taken for an annotation")
 	}
 }

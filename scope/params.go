@@ -102,14 +102,14 @@ func funcName(fn any) string {
 // the ParamTags). fx.Annotate returns an unexported struct, so this relies on its
 // shape in go.uber.org/fx v1.24 (pinned by TestAnnotatedShape); anything it does
 // not recognise is refused with an error pointing to the fx.In alternative.
-func unwrapAnnotated(ctor any) (fn any, name string, ok bool, err error) {
+func unwrapAnnotated(caller string, ctor any) (fn any, name string, ok bool, err error) {
 	v := reflect.ValueOf(ctor)
 	t := v.Type()
 	if t.Kind() != reflect.Struct || t.PkgPath() != "go.uber.org/fx" || t.Name() != "annotated" {
 		return nil, "", false, nil
 	}
 	fail := func(why string) (any, string, bool, error) {
-		return nil, name, true, fmt.Errorf("scope.Provide(%s): %s; give the constructor an fx.In parameter struct with `name`/`group`/`optional` tags instead", name, why)
+		return nil, name, true, fmt.Errorf("scope.%s(%s): %s; give the constructor an fx.In parameter struct with `name`/`group`/`optional` tags instead", caller, name, why)
 	}
 	name = "fx.Annotate(...)"
 	if tv := v.FieldByName("Target"); tv.IsValid() && tv.CanInterface() {
@@ -141,7 +141,7 @@ func unwrapAnnotated(ctor any) (fn any, name string, ok bool, err error) {
 	}
 	built, err := b.Build()
 	if err != nil {
-		return nil, name, true, fmt.Errorf("scope.Provide(%s): %w", name, err)
+		return nil, name, true, fmt.Errorf("scope.%s(%s): %w", caller, name, err)
 	}
 	return built, name, true, nil
 }
@@ -152,7 +152,7 @@ func inspectConstructor(ctor any) (*ctorInfo, error) {
 		return nil, errors.New("scope.Provide(nil): want a constructor function")
 	}
 	name := funcName(ctor)
-	fn, aname, annotated, err := unwrapAnnotated(ctor)
+	fn, aname, annotated, err := unwrapAnnotated("Provide", ctor)
 	if err != nil {
 		return nil, err
 	}

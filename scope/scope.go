@@ -176,6 +176,17 @@ func Entities(repository any) fx.Option {
 		return fx.Error(errors.New("scope.Entities(nil): want a repository constructor or value"))
 	}
 	d := &descriptor{kind: kindEntities, name: funcName(repository)}
+	if fn, name, ok, err := unwrapAnnotated("Entities", repository); ok {
+		// fx.Annotate(constructor, fx.ParamTags(...)): fx provides it; the
+		// registration asks for its result.
+		if err != nil {
+			return fx.Error(err)
+		}
+		d.name = name
+		t := reflect.TypeOf(fn)
+		d.leaves = []leaf{{t: t.Out(0), what: "the repository " + t.Out(0).String()}}
+		return fx.Options(fx.Provide(repository), d.options())
+	}
 	v := reflect.ValueOf(repository)
 	if v.Kind() != reflect.Func {
 		d.repo = repository

@@ -221,3 +221,50 @@ func TestParameterObjectsAndAnnotate(t *testing.T) {
 	}
 	_ = s
 }
+
+// Leaf is an entity whose repository is built by an annotated constructor.
+type Leaf struct{ ID, Color string }
+
+func (l *Leaf) EntityID() string { return l.ID }
+
+type LeafRepo struct{ prefix string }
+
+func NewLeafRepo(g *Greeter) *LeafRepo { return &LeafRepo{prefix: g.Word} }
+
+func (r *LeafRepo) Find(_ context.Context, id string) (*Leaf, error) {
+	return &Leaf{ID: id, Color: r.prefix + " green"}, nil
+}
+
+type Tree struct {
+	Leaves []*Leaf `msgpack:"leaves"`
+}
+
+func TestEntitiesFromAnnotatedConstructor(t *testing.T) {
+	e := newEnv(t, memory(t),
+		fx.Supply(fx.Annotate(&Greeter{"dark"}, fx.ResultTags(`name:"g"`))),
+		scope.Entities(fx.Annotate(NewLeafRepo, fx.ParamTags(`name:"g"`))),
+		scope.Provide(func() *Tree { return &Tree{} }),
+		fx.Invoke(func(r *LeafRepo) {}), // the repository is provided to the app
+	)
+	var h scope.Handle[*Tree]
+	populate(t, e, &h)
+	ctx, s := e.mgr.NewContext(context.Background(), "")
+	_ = s.Start(ctx)
+	tree, _ := h.Get(ctx)
+	tree.Leaves = []*Leaf{{ID: "oak", Color: "dark green"}}
+	if err := s.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if raw := e.stored("scope:Tree.")[0].Value; strings.Contains(string(raw), "green") {
+		t.Fatalf("unchanged leaf stored whole: %q", raw)
+	}
+	id, _ := s.ID(ctx)
+	ctx2, _ := e.mgr.NewContext(context.Background(), id)
+	tree2, err := h.Get(ctx2)
+	if err != nil || len(tree2.Leaves) != 1 || tree2.Leaves[0].Color != "dark green" {
+		t.Fatalf("tree after load: %+v %v", tree2, err)
+	}
+	if msg := startErr(t, scope.Entities(fx.Annotate(NewLeafRepo, fx.ResultTags(`name:"r"`)))); !strings.Contains(msg, "scope.Entities(fx.Annotate(scope_test.NewLeafRepo)): fx.ResultTags") {
+		t.Fatalf("annotated repository with result tags: %s", msg)
+	}
+}

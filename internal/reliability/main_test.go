@@ -1,0 +1,60 @@
+package reliability_test
+
+import (
+	"fmt"
+	"os"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/fxsession/fxsession/internal/testserver"
+)
+
+// childEnv selects a child-process role: the test binary re-executes itself to
+// get a process that can be killed (SIGKILL) or limited (RLIMIT_FSIZE) without
+// touching the test process.
+const childEnv = "FXSESSION_RELIABILITY_CHILD"
+
+// sharedRedis is the package's redis-server for checks that do not take it
+// away; the fault checks start their own.
+var sharedRedis *testserver.Redis
+
+func TestMain(m *testing.M) {
+	if role := os.Getenv(childEnv); role != "" {
+		os.Exit(runChild(role))
+	}
+	r, stop, err := testserver.StartRedisMain()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "reliability tests need redis-server:", err)
+		os.Exit(1)
+	}
+	sharedRedis = r
+	code := m.Run()
+	stop()
+	cleanupDemo()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// runChild runs a child role and returns its exit code.
+func runChild(role string) int {
+	var err error
+	switch role {
+	case "filewriter":
+		err = childFileWriter()
+	case "fsize":
+		err = childFileSize()
+	default:
+		err = fmt.Errorf("unknown child role %q", role)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child:", err)
+		return 1
+	}
+	return 0
+}

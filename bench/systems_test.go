@@ -366,21 +366,39 @@ func floorAdd(b testing.TB, n int) http.Handler {
 
 // ---- Redis ----
 
-// roundTrips counts the client's round trips: a command or a pipeline each.
-type roundTrips struct{ n atomic.Int64 }
+// roundTrips counts the client's round trips (a command or a pipeline each)
+// and, among them, those that write (hold a command outside readOnly).
+type roundTrips struct{ n, writes atomic.Int64 }
+
+// readOnly are the commands that never write, as the stores here use them.
+var readOnly = map[string]bool{
+	"get": true, "mget": true, "hget": true, "hgetall": true, "hmget": true, "exists": true,
+	"ttl": true, "pttl": true, "smembers": true, "sismember": true, "scan": true, "sscan": true,
+	"info": true, "ping": true, "hello": true, "client": true, "evalsha_ro": true, "eval_ro": true,
+}
+
+func (c *roundTrips) count(cmds ...redis.Cmder) {
+	c.n.Add(1)
+	for _, cmd := range cmds {
+		if !readOnly[strings.ToLower(cmd.Name())] {
+			c.writes.Add(1)
+			return
+		}
+	}
+}
 
 func (c *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
 
 func (c *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		c.n.Add(1)
+		c.count(cmd)
 		return next(ctx, cmd)
 	}
 }
 
 func (c *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		c.n.Add(1)
+		c.count(cmds...)
 		return next(ctx, cmds)
 	}
 }
@@ -425,14 +443,16 @@ func (e *redisEnv) processed(b testing.TB) int64 {
 	return 0
 }
 
-// serveRedis is serve plus the Redis round trips and commands per request
-// (the stats client's own INFO commands are subtracted).
+// serveRedis is serve plus, per request, the Redis round trips, those of them
+// that write, and the commands the server processed (including those run by
+// Lua scripts; the first INFO of the stats client is subtracted).
 func serveRedis(b *testing.B, e *redisEnv, h http.Handler, r *http.Request) {
 	b.Helper()
-	rt0, cmd0 := e.rt.n.Load(), e.processed(b)
+	rt0, wr0, cmd0 := e.rt.n.Load(), e.rt.writes.Load(), e.processed(b)
 	serve(b, h, r, false)
-	rt1, cmd1 := e.rt.n.Load(), e.processed(b)
+	rt1, wr1, cmd1 := e.rt.n.Load(), e.rt.writes.Load(), e.processed(b)
 	b.ReportMetric(float64(rt1-rt0)/float64(b.N), "roundtrips/op")
+	b.ReportMetric(float64(wr1-wr0)/float64(b.N), "writes/op")
 	b.ReportMetric(float64(cmd1-cmd0-1)/float64(b.N), "rediscmds/op")
 }
 

@@ -1,0 +1,450 @@
+// Command report turns a `go test -bench` run of the bench module into the
+// generated part of docs/performance.md: the tables side by side with ratios,
+// the machine and the date, and every target of the product brief marked met or
+// missed with the measured ratio.
+//
+//	go run ./cmd/report -in results/bench.txt -benchstat results/benchstat.txt \
+//		-env results/env.txt -loadtest results/loadtest.json -out ../docs/performance.md
+//
+// It rewrites only the text between "<!-- bench:begin -->" and
+// "<!-- bench:end -->" (creating the file, or the markers, when missing), so the
+// load-test section (cmd/loadtest) and the hand-written analysis survive.
+// Medians and their 95% confidence intervals are computed with
+// golang.org/x/perf/benchmath, as benchstat does.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/perf/benchfmt"
+	"golang.org/x/perf/benchmath"
+
+	"github.com/fxsession/fxsession/bench/internal/perfdoc"
+)
+
+func main() {
+	in := flag.String("in", "results/bench.txt", "raw `go test -bench` output")
+	bs := flag.String("benchstat", "results/benchstat.txt", "benchstat output to embed (optional)")
+	env := flag.String("env", "results/env.txt", "key: value lines describing the run (optional)")
+	lt := flag.String("loadtest", "results/loadtest.json", "load-test results (optional)")
+	out := flag.String("out", "../docs/performance.md", "the document to update")
+	flag.Parse()
+	if err := run(*in, *bs, *env, *lt, *out); err != nil {
+		fmt.Fprintln(os.Stderr, "report:", err)
+		os.Exit(1)
+	}
+}
+
+func run(in, bsPath, envPath, ltPath, out string) error {
+	f, err := os.Open(in)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	res, cpu, err := parse(f, in)
+	if err != nil {
+		return err
+	}
+	if len(res.samples) == 0 {
+		return fmt.Errorf("%s holds no benchmark results", in)
+	}
+	benchstat, _ := os.ReadFile(bsPath) // optional
+	envLines, _ := os.ReadFile(envPath) // optional
+	var load *perfdoc.LoadTest
+	if b, err := os.ReadFile(ltPath); err == nil {
+		load = &perfdoc.LoadTest{}
+		if err := json.Unmarshal(b, load); err != nil {
+			return fmt.Errorf("%s: %w", ltPath, err)
+		}
+	}
+	var doc bytes.Buffer
+	write(&doc, res, machine(cpu, string(envLines)), string(benchstat), load)
+	return perfdoc.Splice(out, "bench", doc.String())
+}
+
+// ---- results ----
+
+// stat is one benchmark's median in one unit with its 95% confidence interval.
+type stat struct {
+	center, lo, hi float64
+	n              int
+}
+
+// pct is the half-width of the confidence interval in percent of the median.
+func (s stat) pct() float64 {
+	if s.center == 0 {
+		return 0
+	}
+	return 100 * math.Max(s.hi-s.center, s.center-s.lo) / s.center
+}
+
+type results struct {
+	order   []string                        // names in first-seen order
+	samples map[string]map[string][]float64 // name -> unit -> values
+	units   []string                        // custom units in first-seen order
+}
+
+// get returns the stat of name in unit ("ns/op", "B/op", "allocs/op" or a
+// custom one).
+// ci formats the confidence interval's half-width, "±∞" when there are too
+// few runs for one.
+func (s stat) ci() string {
+	p := s.pct()
+	if math.IsInf(p, 0) || math.IsNaN(p) {
+		return "±∞"
+	}
+	return fmt.Sprintf("±%.0f%%", p)
+}
+
+func (r *results) get(name, unit string) (stat, bool) {
+	vs := r.samples[name][unit]
+	if len(vs) == 0 {
+		return stat{}, false
+	}
+	s := benchmath.AssumeNothing.Summary(benchmath.NewSample(slices.Clone(vs), &benchmath.DefaultThresholds), 0.95)
+	return stat{center: s.Center, lo: s.Lo, hi: s.Hi, n: len(vs)}, true
+}
+
+func (r *results) has(name string) bool { _, ok := r.samples[name]; return ok }
+
+// parse reads benchmark results; names lose their "Benchmark" prefix and the
+// GOMAXPROCS suffix.
+func parse(rd io.Reader, fileName string) (*results, string, error) {
+	res := &results{samples: map[string]map[string][]float64{}}
+	br := benchfmt.NewReader(rd, fileName)
+	cpu := ""
+	for br.Scan() {
+		switch rec := br.Result().(type) {
+		case *benchfmt.SyntaxError:
+			return nil, "", rec
+		case *benchfmt.Result:
+			if c := rec.GetConfig("cpu"); c != "" {
+				cpu = c
+			}
+			base, parts := rec.Name.Parts()
+			name := strings.TrimPrefix(string(base), "Benchmark")
+			for _, p := range parts {
+				if p[0] == '/' {
+					name += string(p)
+				}
+			}
+			if res.samples[name] == nil {
+				res.samples[name] = map[string][]float64{}
+				res.order = append(res.order, name)
+			}
+			for _, v := range rec.Values {
+				unit, val := v.Unit, v.Value
+				if unit == "sec/op" {
+					unit, val = "ns/op", val*1e9
+				}
+				if !slices.Contains([]string{"ns/op", "B/op", "allocs/op"}, unit) && !slices.Contains(res.units, unit) {
+					res.units = append(res.units, unit)
+				}
+				res.samples[name][unit] = append(res.samples[name][unit], val)
+			}
+		}
+	}
+	return res, cpu, br.Err()
+}
+
+// ---- the machine ----
+
+func machine(cpu, env string) []string {
+	var out []string
+	if cpu == "" {
+		cpu = cpuModel()
+	}
+	out = append(out, fmt.Sprintf("CPU: %s, %d logical CPUs (nproc), %s/%s", cpu, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH))
+	out = append(out, "Go: "+runtime.Version())
+	for line := range strings.SplitSeq(strings.TrimSpace(env), "\n") {
+		if line = strings.TrimSpace(line); line != "" {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+func cpuModel() string {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return "unknown CPU"
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown CPU"
+}
+
+// ---- the document ----
+
+type table struct {
+	bench, title, ref, note string
+}
+
+var tables = []table{
+	{"NoSession", "A request without a session", "NoSession/bare",
+		"No cookie; the handler never touches a session. gorilla/sessions has no middleware, so its row is the bare handler; like every gorilla row it works on a shallow copy of the prepared request (one allocation), because gorilla stores its per-request registry by overwriting *r and would otherwise skip its work after the first iteration."},
+	{"ReadBasket", "Reading the 10-item basket of an existing session", "ReadBasket/fxsession",
+		"Memory stores: fxsession's memstore, scs's memstore, gorilla's FilesystemStore in a temporary folder, and its CookieStore (gorilla-cookie). Nothing changes, nothing is written."},
+	{"AddItem", "Adding to the 10-item basket of an existing session", "AddItem/floor",
+		"The add removes the oldest line and appends one (the basket stays at 10). fxsession uses the idiomatic atomic Handle.Update. floor: a bare handler doing one map read, one msgpack decode, the change, one msgpack encode and one map write."},
+	{"AddItemGet", "The same add through Get and a change in place (written at the commit point)", "AddItem/fxsession", ""},
+	{"AddItemRedis", "Adding on a real redis-server", "AddItemRedis/fxsession",
+		"scs with goredisstore. roundtrips/op counts client round trips (a pipeline is one); rediscmds/op counts the server's total_commands_processed, which includes the commands a Lua script runs."},
+	{"ReadBasketRedis", "Reading on a real redis-server", "ReadBasketRedis/fxsession", ""},
+	{"BasketSize", "The fxsession add by basket size", "BasketSize/fxsession-10", ""},
+	{"TouchOneOf20", "20 session-scoped types stored, the request adds to the basket only", "AddItem/fxsession",
+		"Compared with BenchmarkAddItem/fxsession, which has one type."},
+	{"Resolve", "Getting a fresh session-scoped object for a request", "Resolve/fxsession",
+		"fxsession: a request context without a session and Handle.Get (the constructor runs with its singleton). digscope: dig's Scope per request, Provide of the constructor, Invoke."},
+}
+
+func write(w *bytes.Buffer, r *results, mach []string, benchstat string, load *perfdoc.LoadTest) {
+	fmt.Fprintf(w, "## Benchmarks\n\n")
+	fmt.Fprintf(w, "Generated by `make bench` (bench/run.sh, bench/cmd/report) on %s. ", time.Now().UTC().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(w, "Medians of the runs with their 95%% confidence interval (golang.org/x/perf/benchmath, as benchstat); ratios are between medians of the same run. ")
+	fmt.Fprintf(w, "The machine is shared with other work, so absolute numbers are noisy: read the ratios.\n\n")
+	for _, m := range mach {
+		fmt.Fprintf(w, "- %s\n", m)
+	}
+	fmt.Fprintln(w)
+
+	fmt.Fprintf(w, "### Targets (PRODUCT.md)\n\n")
+	fmt.Fprintf(w, "| target | measured | verdict |\n|---|---|---|\n")
+	for _, t := range targets(r, load) {
+		fmt.Fprintf(w, "| %s | %s | %s |\n", t.what, t.measured, t.verdict)
+	}
+	fmt.Fprintln(w)
+
+	for _, t := range tables {
+		var names []string
+		for _, n := range r.order {
+			if strings.HasPrefix(n, t.bench+"/") {
+				names = append(names, n)
+			}
+		}
+		if len(names) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "### Benchmark%s: %s\n\n", t.bench, t.title)
+		if t.note != "" {
+			fmt.Fprintf(w, "%s\n\n", t.note)
+		}
+		ref, haveRef := r.get(t.ref, "ns/op")
+		refAllocs, _ := r.get(t.ref, "allocs/op")
+		var extra []string
+		for _, u := range r.units {
+			for _, n := range names {
+				if _, ok := r.samples[n][u]; ok && !slices.Contains(extra, u) {
+					extra = append(extra, u)
+				}
+			}
+		}
+		fmt.Fprintf(w, "| | time/op | × %s | B/op | allocs/op | Δ allocs |", t.ref)
+		for _, u := range extra {
+			fmt.Fprintf(w, " %s |", u)
+		}
+		fmt.Fprintf(w, "\n|---|--:|--:|--:|--:|--:|")
+		for range extra {
+			fmt.Fprintf(w, "--:|")
+		}
+		fmt.Fprintln(w)
+		for _, n := range names {
+			ns, _ := r.get(n, "ns/op")
+			bop, _ := r.get(n, "B/op")
+			al, _ := r.get(n, "allocs/op")
+			ratio := "–"
+			if haveRef && ref.center > 0 {
+				ratio = fmt.Sprintf("%.2f", ns.center/ref.center)
+			}
+			fmt.Fprintf(w, "| %s | %s %s | %s | %.0f | %.0f | %+.0f |", strings.TrimPrefix(n, t.bench+"/"), dur(ns.center), ns.ci(), ratio, bop.center, al.center, al.center-refAllocs.center)
+			for _, u := range extra {
+				if s, ok := r.get(n, u); ok {
+					fmt.Fprintf(w, " %.2f |", s.center)
+				} else {
+					fmt.Fprintf(w, " |")
+				}
+			}
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintln(w)
+	}
+	if benchstat = strings.TrimSpace(benchstat); benchstat != "" {
+		fmt.Fprintf(w, "<details><summary>benchstat output of the run</summary>\n\n```\n%s\n```\n\n</details>\n", benchstat)
+	}
+}
+
+// dur formats nanoseconds.
+func dur(ns float64) string {
+	switch {
+	case ns >= 1e6:
+		return fmt.Sprintf("%.2f ms", ns/1e6)
+	case ns >= 1e4:
+		return fmt.Sprintf("%.1f µs", ns/1e3)
+	case ns >= 1e3:
+		return fmt.Sprintf("%.2f µs", ns/1e3)
+	}
+	return fmt.Sprintf("%.0f ns", ns)
+}
+
+// ---- targets ----
+
+type verdict struct{ what, measured, verdict string }
+
+func verdictOf(ok bool) string {
+	if ok {
+		return "**met**"
+	}
+	return "**missed**"
+}
+
+func targets(r *results, load *perfdoc.LoadTest) []verdict {
+	var out []verdict
+	ns := func(name string) (float64, bool) { s, ok := r.get(name, "ns/op"); return s.center, ok }
+	metric := func(name, unit string) (float64, bool) { s, ok := r.get(name, unit); return s.center, ok }
+	missing := func(what string, names ...string) verdict {
+		return verdict{what, "not measured (" + strings.Join(names, ", ") + " missing from the run)", "–"}
+	}
+
+	// Adding to a 10-item basket.
+	fx, ok1 := ns("AddItem/fxsession")
+	scs, ok2 := ns("AddItem/scs")
+	floor, ok3 := ns("AddItem/floor")
+	what := "Add to a 10-item basket (memory): at most ⅓ of scs's time"
+	if ok1 && ok2 {
+		q := fx / scs
+		out = append(out, verdict{what, fmt.Sprintf("fxsession/scs = %.2f (%s vs %s; %.1fx faster)", q, dur(fx), dur(scs), 1/q), verdictOf(q <= 1.0/3)})
+	} else {
+		out = append(out, missing(what, "AddItem/fxsession", "AddItem/scs"))
+	}
+	what = "Add to a 10-item basket (memory): within 1.3x of the floor"
+	if ok1 && ok3 {
+		q := fx / floor
+		out = append(out, verdict{what, fmt.Sprintf("fxsession/floor = %.2f (%s vs %s)", q, dur(fx), dur(floor)), verdictOf(q <= 1.3)})
+	} else {
+		out = append(out, missing(what, "AddItem/fxsession", "AddItem/floor"))
+	}
+
+	// No session.
+	bare, ok1 := ns("NoSession/bare")
+	nfx, ok2 := ns("NoSession/fxsession")
+	what = "A request with no session: at most 300 ns over a bare handler"
+	if ok1 && ok2 {
+		d := nfx - bare
+		out = append(out, verdict{what, fmt.Sprintf("+%.0f ns (%s vs %s)", d, dur(nfx), dur(bare)), verdictOf(d <= 300)})
+	} else {
+		out = append(out, missing(what, "NoSession/bare", "NoSession/fxsession"))
+	}
+	ab, ok1 := metric("NoSession/bare", "allocs/op")
+	af, ok2 := metric("NoSession/fxsession", "allocs/op")
+	bb, _ := metric("NoSession/bare", "B/op")
+	bf, _ := metric("NoSession/fxsession", "B/op")
+	what = "A request with no session: at most 3 allocations over a bare handler"
+	if ok1 && ok2 {
+		out = append(out, verdict{what, fmt.Sprintf("+%.0f allocs (+%.0f B)", af-ab, bf-bb), verdictOf(af-ab <= 3)})
+	} else {
+		out = append(out, missing(what, "NoSession/bare", "NoSession/fxsession"))
+	}
+
+	// Redis round trips.
+	what = "Redis: one round trip to resume a session and read its objects, none written when nothing changed"
+	if rt, ok := metric("ReadBasketRedis/fxsession", "roundtrips/op"); ok {
+		wr, _ := metric("ReadBasketRedis/fxsession", "writes/op")
+		out = append(out, verdict{what, fmt.Sprintf("read: %.2f round trips/request, %.2f of them writes", rt, wr), verdictOf(rt <= 1.0001 && wr == 0)})
+	} else {
+		out = append(out, missing(what, "ReadBasketRedis/fxsession"))
+	}
+	what = "Redis: one round trip to resume and read, one to write the change"
+	if rt, ok := metric("AddItemRedis/fxsession", "roundtrips/op"); ok {
+		wr, _ := metric("AddItemRedis/fxsession", "writes/op")
+		out = append(out, verdict{what, fmt.Sprintf("add: %.2f round trips/request (%.2f writes); scs: %s", rt, wr, fmtMetric(r, "AddItemRedis/scs", "roundtrips/op")), verdictOf(rt <= 2.0001 && wr <= 1.0001)})
+	} else {
+		out = append(out, missing(what, "AddItemRedis/fxsession"))
+	}
+	what = "Redis: loopback HTTP throughput (wrk) at least 1.5x scs with goredisstore"
+	if load != nil && len(load.RPS) > 0 {
+		var parts []string
+		ok := true
+		for _, route := range sortedKeys(load.RPS) {
+			f, s := load.RPS[route]["fxsession"], load.RPS[route]["scs"]
+			if s <= 0 {
+				ok = false
+				parts = append(parts, route+": scs not measured")
+				continue
+			}
+			parts = append(parts, fmt.Sprintf("%s: %.2fx (%.0f vs %.0f req/s)", route, f/s, f, s))
+			ok = ok && f/s >= 1.5
+		}
+		out = append(out, verdict{what, strings.Join(parts, "; ") + " — `make loadtest`, " + load.Date, verdictOf(ok)})
+	} else {
+		out = append(out, verdict{what, "see the load test section (`make loadtest`)", "–"})
+	}
+
+	// Resolve.
+	rfx, ok1 := ns("Resolve/fxsession")
+	rdig, ok2 := ns("Resolve/digscope")
+	what = "Resolving a session-scoped object: at least 20x faster than a per-request dig child scope"
+	if ok1 && ok2 {
+		out = append(out, verdict{what, fmt.Sprintf("%.1fx faster (%s vs %s)", rdig/rfx, dur(rfx), dur(rdig)), verdictOf(rdig/rfx >= 20)})
+	} else {
+		out = append(out, missing(what, "Resolve/fxsession", "Resolve/digscope"))
+	}
+
+	// Linear growth.
+	t10, ok1 := ns("BasketSize/fxsession-10")
+	t100, ok2 := ns("BasketSize/fxsession-100")
+	t1000, ok3 := ns("BasketSize/fxsession-1000")
+	what = "Cost grows linearly with the size of the object touched"
+	if ok1 && ok2 && ok3 {
+		s1, s2 := (t100-t10)/90, (t1000-t100)/900
+		q := s2 / s1
+		out = append(out, verdict{what, fmt.Sprintf("per item: %.0f ns from 10 to 100 items, %.0f ns from 100 to 1000 (ratio %.2f; linear = 1, met within 0.67–1.5)", s1, s2, q), verdictOf(q >= 0.67 && q <= 1.5)})
+	} else {
+		out = append(out, missing(what, "BasketSize/fxsession-{10,100,1000}"))
+	}
+	t20, ok2 := ns("TouchOneOf20/fxsession")
+	what = "… and not at all with the number of session-scoped types the request does not touch"
+	if ok1 && ok2 {
+		a1, _ := metric("AddItem/fxsession", "allocs/op")
+		a20, _ := metric("TouchOneOf20/fxsession", "allocs/op")
+		one, okOne := ns("AddItem/fxsession")
+		if okOne {
+			q := t20 / one
+			out = append(out, verdict{what, fmt.Sprintf("20 types / 1 type = %.2f (%s vs %s; %+.0f allocs); met within 1.10", q, dur(t20), dur(one), a20-a1), verdictOf(q <= 1.10)})
+		}
+	} else {
+		out = append(out, missing(what, "TouchOneOf20/fxsession", "AddItem/fxsession"))
+	}
+	return out
+}
+
+func fmtMetric(r *results, name, unit string) string {
+	if s, ok := r.get(name, unit); ok {
+		return fmt.Sprintf("%.2f", s.center)
+	}
+	return "–"
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# make bench: runs the side-by-side benchmarks, benchstat, and cmd/report,
+# which rewrites the generated part of docs/performance.md.
+#
+# The suite runs COUNT times in rounds (each round runs every benchmark once),
+# so that the noise of a shared machine spreads over all systems alike instead
+# of hitting one system's consecutive runs. Raw results go to bench/results/
+# (gitignored).
+#
+#   COUNT=6 BENCHTIME=1s BENCH=. bench/run.sh
+set -euo pipefail
+cd "$(dirname "$0")"
+
+COUNT="${COUNT:-6}"
+BENCHTIME="${BENCHTIME:-1s}"
+BENCH="${BENCH:-.}"
+# benchstat at a pinned version (golang.org/x/perf has no tags).
+BENCHSTAT="golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da"
+
+mkdir -p results
+go test -c -o results/bench.test .
+{
+	echo "Run: ${COUNT} rounds of \`bench.test -test.bench '${BENCH}' -test.benchmem -test.benchtime ${BENCHTIME}\` (bench/run.sh)"
+	echo "Load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
+} >results/env.txt
+: >results/bench.txt
+for i in $(seq 1 "$COUNT"); do
+	echo "== round $i of $COUNT" >&2
+	(cd results && ./bench.test -test.run '^$' -test.bench "$BENCH" -test.benchmem \
+		-test.benchtime "$BENCHTIME" -test.count 1 -test.timeout 30m) | tee -a results/bench.txt
+done
+echo "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)" >>results/env.txt
+
+go run "$BENCHSTAT" results/bench.txt >results/benchstat.txt
+go run ./cmd/report -in results/bench.txt -benchstat results/benchstat.txt \
+	-env results/env.txt -loadtest results/loadtest.json -out ../docs/performance.md
+echo "wrote docs/performance.md (raw results in bench/results/)" >&2

@@ -50,36 +50,52 @@ func (o Output) progress(n int, what string) {
 	}
 }
 
+// arity is what each command takes after its name: the number of arguments
+// and how the usage error describes them.
+var arity = map[string]struct {
+	n    int
+	what string
+}{
+	"list":        {0, "no argument"},
+	"show":        {1, "a session hash or ID"},
+	"destroy":     {1, "a session hash or ID"},
+	"destroy-tag": {1, "a tag"},
+	"destroy-all": {0, "no argument"},
+	"gc":          {0, "no argument"},
+}
+
+// Check reports whether args is a command Run accepts, without touching any
+// store: an error matching ErrUsage says what is wrong. A program calls it
+// before it opens the store for Run.
+func Check(args []string) error {
+	if len(args) == 0 {
+		return fmt.Errorf("%w: no command\n%s", ErrUsage, Usage)
+	}
+	a, ok := arity[args[0]]
+	if !ok {
+		return fmt.Errorf("%w: unknown command %q\n%s", ErrUsage, args[0], Usage)
+	}
+	if len(args)-1 != a.n {
+		return fmt.Errorf("%w: %s takes %s\n%s", ErrUsage, args[0], a.what, Usage)
+	}
+	return nil
+}
+
 // Run executes the command in args (e.g. {"destroy-tag", "user:alice"}) on m.
 func Run(ctx context.Context, m *session.Manager, args []string, out Output) error {
 	if out.Out == nil {
 		out.Out = io.Discard
 	}
-	if len(args) == 0 {
-		return fmt.Errorf("%w: no command\n%s", ErrUsage, Usage)
+	if err := Check(args); err != nil {
+		return err
 	}
 	cmd, rest := args[0], args[1:]
-	want := func(n int, what string) error {
-		if len(rest) != n {
-			return fmt.Errorf("%w: %s takes %s\n%s", ErrUsage, cmd, what, Usage)
-		}
-		return nil
-	}
 	switch cmd {
 	case "list":
-		if err := want(0, "no argument"); err != nil {
-			return err
-		}
 		return List(ctx, m, out)
 	case "show":
-		if err := want(1, "a session hash or ID"); err != nil {
-			return err
-		}
 		return Show(ctx, m, rest[0], out)
 	case "destroy":
-		if err := want(1, "a session hash or ID"); err != nil {
-			return err
-		}
 		ok, err := m.Destroy(ctx, rest[0], "destroyed by an administrator")
 		if err != nil {
 			return err
@@ -90,9 +106,6 @@ func Run(ctx context.Context, m *session.Manager, args []string, out Output) err
 		fmt.Fprintln(out.Out, "destroyed 1 session")
 		return nil
 	case "destroy-tag":
-		if err := want(1, "a tag"); err != nil {
-			return err
-		}
 		n, err := m.DestroyByTag(ctx, rest[0], "destroyed by tag by an administrator")
 		if err != nil {
 			return err
@@ -100,9 +113,6 @@ func Run(ctx context.Context, m *session.Manager, args []string, out Output) err
 		fmt.Fprintf(out.Out, "destroyed %d %s tagged %s\n", n, plural(n), rest[0])
 		return nil
 	case "destroy-all":
-		if err := want(0, "no argument"); err != nil {
-			return err
-		}
 		n, err := m.DestroyAll(ctx)
 		if err != nil {
 			return err
@@ -110,9 +120,6 @@ func Run(ctx context.Context, m *session.Manager, args []string, out Output) err
 		fmt.Fprintf(out.Out, "destroyed %d %s\n", n, plural(n))
 		return nil
 	case "gc":
-		if err := want(0, "no argument"); err != nil {
-			return err
-		}
 		total := 0
 		for {
 			n, err := m.CollectGarbage(ctx)

@@ -372,6 +372,19 @@ func TestUsage(t *testing.T) {
 	}
 }
 
+func TestCheck(t *testing.T) {
+	for _, args := range [][]string{{"list"}, {"show", "h"}, {"destroy", "h"}, {"destroy-tag", "t"}, {"destroy-all"}, {"gc"}} {
+		if err := sessionctl.Check(args); err != nil {
+			t.Errorf("Check(%q) = %v", args, err)
+		}
+	}
+	for _, args := range [][]string{nil, {}, {"lst"}, {"list", "x"}, {"show"}, {"destroy", "a", "b"}, {"destroy-tag"}, {"gc", "now"}} {
+		if err := sessionctl.Check(args); !errors.Is(err, sessionctl.ErrUsage) {
+			t.Errorf("Check(%q) = %v, want ErrUsage", args, err)
+		}
+	}
+}
+
 func TestNilOutput(t *testing.T) {
 	m := manager(t, session.Config{GCInterval: session.Never})
 	newSession(t, m, 1)

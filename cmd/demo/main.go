@@ -26,6 +26,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"go.uber.org/dig"
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxevent"
 
@@ -55,16 +56,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	if len(args) == 0 {
 		args = []string{"serve"}
 	}
+	var err error
 	switch args[0] {
 	case "serve":
-		return serve(ctx, args[1:], stderr, getenv)
+		err = serve(ctx, args[1:], stderr, getenv)
 	case "sessions":
-		return sessions(ctx, args[1:], stdout, stderr, getenv)
+		err = sessions(ctx, args[1:], stdout, stderr, getenv)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprintln(stdout, usage)
 		return nil
+	default:
+		return fmt.Errorf("%w: unknown command %q\n%s", errUsage, args[0], usage)
 	}
-	return fmt.Errorf("%w: unknown command %q\n%s", errUsage, args[0], usage)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil // -h: the flags were printed
+	}
+	return err
 }
 
 func parse(name string, args []string, stderr io.Writer, getenv func(string) string) (*app.Config, []string, error) {
@@ -75,6 +82,9 @@ func parse(name string, args []string, stderr io.Writer, getenv func(string) str
 	var rest []string
 	for {
 		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, nil, err
+			}
 			return nil, nil, fmt.Errorf("%w: %v", errUsage, err)
 		}
 		if fs.NArg() == 0 {
@@ -108,7 +118,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, getenv func(str
 		fx.WithLogger(func() fxevent.Logger { return &fxevent.SlogLogger{Logger: logger.With("component", "fx")} }),
 	)
 	if err := fxApp.Err(); err != nil {
-		return err
+		return dig.RootCause(err) // "opening the redis session store: ...", not the graph
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -128,6 +138,10 @@ func sessions(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err != nil {
 		return err
 	}
+	// A wrong command is reported before the store is opened (or created).
+	if err := sessionctl.Check(rest); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	var mgr *session.Manager
 	fxApp := fx.New(
@@ -136,7 +150,7 @@ func sessions(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		fx.NopLogger,
 	)
 	if err := fxApp.Err(); err != nil {
-		return err
+		return dig.RootCause(err) // "opening the redis session store: ...", not the graph
 	}
 	if err := fxApp.Start(ctx); err != nil {
 		return err

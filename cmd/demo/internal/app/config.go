@@ -34,6 +34,8 @@ type Config struct {
 	Dev       bool   // -dev, DEMO_DEV: development mode (misuse of sessions fails loudly)
 	// ShutdownTimeout bounds the graceful shutdown (-shutdown-timeout, DEMO_SHUTDOWN_TIMEOUT, default 10s).
 	ShutdownTimeout time.Duration
+
+	envErr error // an environment variable FlagSet could not parse; Validate reports it
 }
 
 // Stores lists the -store values.
@@ -56,10 +58,14 @@ func FlagSet(fs *flag.FlagSet, getenv func(string) string) *Config {
 	fs.StringVar(&c.DSN, "dsn", env("DEMO_DSN", ""), "SQLite file for -store sqlite, connection string for -store postgres (env DEMO_DSN)")
 	fs.StringVar(&c.Namespace, "namespace", env("DEMO_NAMESPACE", "fxsession-demo"), "cache namespace of the sessions (env DEMO_NAMESPACE)")
 	fs.StringVar(&c.Catalog, "catalog", env("DEMO_CATALOG", "var/catalog.db"), "product catalog database (env DEMO_CATALOG)")
-	dev, _ := strconv.ParseBool(env("DEMO_DEV", "false"))
+	dev, err := strconv.ParseBool(env("DEMO_DEV", "false"))
+	if err != nil {
+		c.envErr = errors.Join(c.envErr, fmt.Errorf("DEMO_DEV=%q: want true or false", getenv("DEMO_DEV")))
+	}
 	fs.BoolVar(&c.Dev, "dev", dev, "development mode (env DEMO_DEV)")
 	st, err := time.ParseDuration(env("DEMO_SHUTDOWN_TIMEOUT", "10s"))
 	if err != nil {
+		c.envErr = errors.Join(c.envErr, fmt.Errorf("DEMO_SHUTDOWN_TIMEOUT=%q: want a duration such as 10s", getenv("DEMO_SHUTDOWN_TIMEOUT")))
 		st = 10 * time.Second
 	}
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", st, "graceful shutdown bound (env DEMO_SHUTDOWN_TIMEOUT)")
@@ -68,6 +74,9 @@ func FlagSet(fs *flag.FlagSet, getenv func(string) string) *Config {
 
 // Validate checks the configuration.
 func (c *Config) Validate() error {
+	if c.envErr != nil {
+		return c.envErr
+	}
 	switch c.Store {
 	case "memory", "file", "redis":
 	case "sqlite", "postgres":

@@ -38,3 +38,16 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) $(PKGS)
+
+.PHONY: loadtest
+
+# Side-by-side benchmarks against scs, gorilla/sessions and a per-request dig
+# scope (bench/, its own module); rewrites docs/performance.md. Defaults:
+# COUNT=6 rounds, BENCHTIME=1s, BENCH=. (about ten minutes on two cores).
+bench:
+	bench/run.sh
+
+# The demo and an equivalent scs server on one redis-server under wrk (installs
+# wrk when missing, as root); rewrites the load-test section of docs/performance.md.
+loadtest:
+	bench/loadtest.sh

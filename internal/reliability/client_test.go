@@ -109,11 +109,23 @@ func (v *visitor) serve(h http.Handler, method, target string) reply {
 
 // send sends a request over HTTP to base (http://host:port).
 func (v *visitor) send(hc *http.Client, base, method, target string) reply {
+	return v.sendJSON(hc, base, method, target, "")
+}
+
+// sendJSON sends a request with a JSON body ("" for none) over HTTP to base.
+func (v *visitor) sendJSON(hc *http.Client, base, method, target, body string) reply {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	r, err := http.NewRequestWithContext(ctx, method, base+target, nil)
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	r, err := http.NewRequestWithContext(ctx, method, base+target, rd)
 	if err != nil {
 		return reply{Err: err}
+	}
+	if body != "" {
+		r.Header.Set("Content-Type", "application/json")
 	}
 	v.prepare(r)
 	start := time.Now()

@@ -1,10 +1,12 @@
 package reliability_test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"testing"
 
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
 	"github.com/fxsession/fxsession/internal/testserver"
@@ -23,6 +25,9 @@ func TestMain(m *testing.M) {
 	if role := os.Getenv(childEnv); role != "" {
 		os.Exit(runChild(role))
 	}
+	// The fault checks make go-redis log every failed dial; the checks judge
+	// the failures themselves.
+	redis.SetLogger(quietRedis{})
 	r, stop, err := testserver.StartRedisMain()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "reliability tests need redis-server:", err)
@@ -58,3 +63,8 @@ func runChild(role string) int {
 	}
 	return 0
 }
+
+// quietRedis drops go-redis' internal log lines.
+type quietRedis struct{}
+
+func (quietRedis) Printf(context.Context, string, ...any) {}

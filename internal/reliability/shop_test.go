@@ -248,6 +248,7 @@ func routesV2(h scope.Handle[*BasketV2]) basketRoutes {
 //	GET  /healthz                    outside the session middleware
 //	GET  /plain                      inside it, never uses the session
 //	GET  /basket                     {"count","lines","started"}
+//	GET  /ro/basket                  the same on a session.ReadOnly route
 //	POST /basket/update?sku&qty&note_kb   Handle.Update
 //	POST /basket/plain?sku&qty&note_kb&barrier&n&sleep_ms   Get and change, no Update
 //	POST /wish/plain?sku&barrier&n   the wishlist, Get and change
@@ -279,6 +280,14 @@ func (s *shop) routes(m *session.Manager, basket basketRoutes, wish scope.Handle
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"count": n, "lines": lines, "started": started})
 	})
+	mux.Handle("GET /ro/basket", session.ReadOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, lines, err := basket.get(r.Context())
+		if err != nil {
+			apiError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"count": n, "lines": lines})
+	})))
 	mux.HandleFunc("POST /basket/update", func(w http.ResponseWriter, r *http.Request) {
 		sku, qty, note := lineParams(r)
 		n, err := basket.update(r.Context(), sku, qty, note)

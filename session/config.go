@@ -173,8 +173,8 @@ type settings struct {
 	now            func() time.Time
 }
 
-// errConfig is wrapped by every configuration error.
-var errConfig = errors.New("session: invalid config")
+// ErrConfig is wrapped by every configuration error of [New] and [Module].
+var ErrConfig = errors.New("session: invalid config")
 
 func (c Config) settings() (settings, error) {
 	s := settings{
@@ -194,20 +194,20 @@ func (c Config) settings() (settings, error) {
 		s.cookieName = DefaultCookieName
 	}
 	if !validCookieName(s.cookieName) {
-		return s, fmt.Errorf("%w: cookie name %q is not an RFC 6265 token", errConfig, s.cookieName)
+		return s, fmt.Errorf("%w: cookie name %q is not an RFC 6265 token", ErrConfig, s.cookieName)
 	}
 	if s.cookiePath == "" {
 		s.cookiePath = DefaultCookiePath
 	}
 	if c.HostPrefix {
 		if s.cookiePath != "/" || s.cookieDomain != "" {
-			return s, fmt.Errorf("%w: HostPrefix needs CookiePath \"/\" and no CookieDomain", errConfig)
+			return s, fmt.Errorf("%w: HostPrefix needs CookiePath \"/\" and no CookieDomain", ErrConfig)
 		}
 		s.cookieName = "__Host-" + s.cookieName
 		s.forceSecure = true
 	}
 	if s.secure > SecureNever {
-		return s, fmt.Errorf("%w: unknown SecureMode %d", errConfig, s.secure)
+		return s, fmt.Errorf("%w: unknown SecureMode %d", ErrConfig, s.secure)
 	}
 	switch c.SameSite {
 	case SameSiteLax:
@@ -218,10 +218,10 @@ func (c Config) settings() (settings, error) {
 		s.sameSite = http.SameSiteNoneMode
 		s.forceSecure = true
 	default:
-		return s, fmt.Errorf("%w: unknown SameSite %d", errConfig, c.SameSite)
+		return s, fmt.Errorf("%w: unknown SameSite %d", ErrConfig, c.SameSite)
 	}
 	if c.CookieLifetime < 0 {
-		return s, fmt.Errorf("%w: negative CookieLifetime %v", errConfig, c.CookieLifetime)
+		return s, fmt.Errorf("%w: negative CookieLifetime %v", ErrConfig, c.CookieLifetime)
 	}
 	if c.CookieLifetime > 0 {
 		s.cookieMaxAge = max(1, int(c.CookieLifetime/time.Second))
@@ -233,7 +233,7 @@ func (c Config) settings() (settings, error) {
 		s.timeout = c.InactivityTimeout
 	}
 	if c.AbsoluteLifetime < 0 {
-		return s, fmt.Errorf("%w: negative AbsoluteLifetime %v", errConfig, c.AbsoluteLifetime)
+		return s, fmt.Errorf("%w: negative AbsoluteLifetime %v", ErrConfig, c.AbsoluteLifetime)
 	}
 	s.absolute = c.AbsoluteLifetime
 	switch {
@@ -253,21 +253,21 @@ func (c Config) settings() (settings, error) {
 		s.gcMax = DefaultGCMaxPerRun
 	}
 	if s.gcMax < 0 {
-		return s, fmt.Errorf("%w: negative GCMaxPerRun %d", errConfig, s.gcMax)
+		return s, fmt.Errorf("%w: negative GCMaxPerRun %d", ErrConfig, s.gcMax)
 	}
 	s.maxPayload = c.MaxPayload
 	if s.maxPayload == 0 {
 		s.maxPayload = DefaultMaxPayload
 	}
 	if s.maxPayload < 0 {
-		return s, fmt.Errorf("%w: negative MaxPayload %d", errConfig, s.maxPayload)
+		return s, fmt.Errorf("%w: negative MaxPayload %d", ErrConfig, s.maxPayload)
 	}
 	s.namespace = c.Namespace
 	if s.namespace == "" {
 		s.namespace = DefaultNamespace
 	}
 	if err := cache.ValidateKey(s.namespace); err != nil {
-		return s, fmt.Errorf("%w: namespace: %w", errConfig, err)
+		return s, fmt.Errorf("%w: namespace: %w", ErrConfig, err)
 	}
 	s.commitTimeout = c.CommitTimeout
 	if s.commitTimeout <= 0 {

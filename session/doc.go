@@ -56,8 +56,9 @@
 //   - Session IDs are 256 bits from crypto/rand, as 43 characters of unpadded
 //     base64url ([IDLength]).
 //   - The store never holds an ID, only its SHA-256: a leaked store, backup or
-//     admin listing gives no usable cookie. Logs show [Session.HashedID], a
-//     prefix of that hash.
+//     admin listing gives no usable cookie. The session's own log lines show
+//     [Session.HashedID], a prefix of that hash; errors passed up from a
+//     backend may quote the full hash (a store key), never the ID.
 //   - Cookie values are checked for exact length, alphabet and canonical
 //     encoding ([ValidID]) before any store access; anything else counts as no
 //     session.

@@ -17,7 +17,8 @@ const gcLockTTL = 5 * time.Minute
 
 // CollectGarbage removes expired sessions (inactivity timeout or absolute
 // lifetime), at most Config.GCMaxPerRun per call, and returns how many it
-// removed. Corrupt metadata entries are removed too. It holds the cache lock
+// removed. Corrupt metadata entries are removed too, and the backend's own
+// CollectGarbage runs on the metadata and value namespaces. It holds the cache lock
 // "session-gc" while it runs: when another process is collecting, it returns an
 // error matching cache.ErrLocked. Requests never collect.
 func (m *Manager) CollectGarbage(ctx context.Context) (int, error) {
@@ -53,6 +54,13 @@ func (m *Manager) CollectGarbage(ctx context.Context) (int, error) {
 			return n, fmt.Errorf("session: garbage collection: %w", err)
 		}
 		n++
+	}
+	// The store's own housekeeping (expired entries of backends without native
+	// expiry, leftovers of interrupted writes), bounded by the backend.
+	for _, b := range []cache.Backend{m.meta, m.data} {
+		if _, err := b.CollectGarbage(ctx); err != nil {
+			return n, fmt.Errorf("session: garbage collection: %w", err)
+		}
 	}
 	return n, nil
 }

@@ -175,17 +175,28 @@ func (m *Manager) secure(r *http.Request) bool {
 	if len(m.cfg.trusted) == 0 || !strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https") {
 		return false
 	}
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
+	addr, ok := remoteAddr(r.RemoteAddr)
+	if !ok {
 		return false
 	}
-	addr := ap.Addr().Unmap()
 	for _, p := range m.cfg.trusted {
 		if p.Contains(addr) {
 			return true
 		}
 	}
 	return false
+}
+
+// remoteAddr parses a request's RemoteAddr: host:port as net/http sets it, or a
+// bare IP as some proxy middlewares rewrite it.
+func remoteAddr(s string) (netip.Addr, bool) {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.Addr().Unmap(), true
+	}
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a.Unmap(), true
+	}
+	return netip.Addr{}, false
 }
 
 // finish is the last commit point: the handler returned.

@@ -112,10 +112,14 @@ func serve(ctx context.Context, args []string, stderr io.Writer, getenv func(str
 		level = slog.LevelDebug
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	fxLog := fx.NopLogger // fx's own events only in development mode; its errors come back from Err and Start
+	if c.Dev {
+		fxLog = fx.WithLogger(func() fxevent.Logger { return &fxevent.SlogLogger{Logger: logger.With("component", "fx")} })
+	}
 	fxApp := fx.New(
 		app.Options(c, logger),
 		app.Serve(c, logger, nil),
-		fx.WithLogger(func() fxevent.Logger { return &fxevent.SlogLogger{Logger: logger.With("component", "fx")} }),
+		fxLog,
 	)
 	if err := fxApp.Err(); err != nil {
 		return dig.RootCause(err) // "opening the redis session store: ...", not the graph

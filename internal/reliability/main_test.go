@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sync"
 	"testing"
 
 	"github.com/redis/go-redis/v9"
@@ -17,9 +18,27 @@ import (
 // touching the test process.
 const childEnv = "FXSESSION_RELIABILITY_CHILD"
 
-// sharedRedis is the package's redis-server for checks that do not take it
-// away; the fault checks start their own.
-var sharedRedis *testserver.Redis
+// redisMain is the package's redis-server for checks that do not take it
+// away (the fault checks start their own). It starts on first use, so that fuzz
+// workers and runs without such checks start none.
+var redisMain struct {
+	once sync.Once
+	r    *testserver.Redis
+	stop func()
+	err  error
+}
+
+// sharedRedis returns the package's redis-server, starting it on first use.
+func sharedRedis(t testing.TB) *testserver.Redis {
+	t.Helper()
+	redisMain.once.Do(func() {
+		redisMain.r, redisMain.stop, redisMain.err = testserver.StartRedisMain()
+	})
+	if redisMain.err != nil {
+		t.Fatalf("these checks need redis-server: %v", redisMain.err)
+	}
+	return redisMain.r
+}
 
 func TestMain(m *testing.M) {
 	if role := os.Getenv(childEnv); role != "" {
@@ -28,14 +47,10 @@ func TestMain(m *testing.M) {
 	// The fault checks make go-redis log every failed dial; the checks judge
 	// the failures themselves.
 	redis.SetLogger(quietRedis{})
-	r, stop, err := testserver.StartRedisMain()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "reliability tests need redis-server:", err)
-		os.Exit(1)
-	}
-	sharedRedis = r
 	code := m.Run()
-	stop()
+	if redisMain.stop != nil {
+		redisMain.stop()
+	}
 	cleanupDemo()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {

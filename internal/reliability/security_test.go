@@ -188,7 +188,7 @@ func TestStoreHoldsOnlyHashes(t *testing.T) {
 				backend = fileBackend(t, dir)
 			case "redis":
 				ns = cachetest.Namespace("hash")
-				backend = redisBackend(t, sharedRedis, ns)
+				backend = redisBackend(t, sharedRedis(t), ns)
 			}
 			sh := newShop(t, shopConfig{Backend: backend})
 			var issued, live []string
@@ -277,7 +277,7 @@ func rawContents(t testing.TB, kind string, backend cache.Backend, dir, ns strin
 			t.Fatal(err)
 		}
 	case "redis":
-		c := sharedRedis.Client()
+		c := sharedRedis(t).Client()
 		keys, err := c.Keys(ctx, "*{"+ns+"*").Result()
 		if err != nil {
 			t.Fatal(err)

@@ -70,7 +70,7 @@ func sharedBackends(t testing.TB, kind string, n int) []cache.Backend {
 	case "redis":
 		ns := cachetest.Namespace("rel")
 		for i := range out {
-			out[i] = redisBackend(t, sharedRedis, ns)
+			out[i] = redisBackend(t, sharedRedis(t), ns)
 		}
 	default:
 		t.Fatalf("unknown store %q", kind)

@@ -43,7 +43,7 @@ lint:
 
 # Side-by-side benchmarks against scs, gorilla/sessions and a per-request dig
 # scope (bench/, its own module); rewrites docs/performance.md. Defaults:
-# COUNT=6 rounds, BENCHTIME=1s, BENCH=. (about ten minutes on two cores).
+# COUNT=10 rounds, BENCHTIME=1s, BENCH=. (about six minutes on two cores).
 bench:
 	bench/run.sh
 

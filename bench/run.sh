@@ -7,11 +7,11 @@
 # of hitting one system's consecutive runs. Raw results go to bench/results/
 # (gitignored).
 #
-#   COUNT=6 BENCHTIME=1s BENCH=. bench/run.sh
+#   COUNT=10 BENCHTIME=1s BENCH=. bench/run.sh
 set -euo pipefail
 cd "$(dirname "$0")"
 
-COUNT="${COUNT:-6}"
+COUNT="${COUNT:-10}"
 BENCHTIME="${BENCHTIME:-1s}"
 BENCH="${BENCH:-.}"
 # benchstat at a pinned version (golang.org/x/perf has no tags).

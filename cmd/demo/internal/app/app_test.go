@@ -219,7 +219,7 @@ func TestContract(t *testing.T) {
 					t.Fatalf("basket page lacks %q", want)
 				}
 			}
-			res, body = c.do("GET", "/basket", "")
+			_, body = c.do("GET", "/basket", "")
 			if strings.Contains(body, "Added 1 × Nyeri AA") {
 				t.Fatal("the flash message was shown twice")
 			}

@@ -51,3 +51,11 @@ bench:
 # wrk when missing, as root); rewrites the load-test section of docs/performance.md.
 loadtest:
 	bench/loadtest.sh
+
+# The reliability checks at full size (internal/reliability, build tag
+# reliability: demo processes, Redis and file faults, 100,000 hostile cookies),
+# then every fuzz target for FUZZTIME (default 60s here); rewrites the table of
+# docs/reliability.md. Takes about a quarter of an hour.
+.PHONY: reliability
+reliability: deps
+	@FUZZTIME=$(if $(filter command line environment,$(origin FUZZTIME)),$(FUZZTIME),60s) internal/reliability/run.sh

@@ -361,7 +361,7 @@ func TestFileFull(t *testing.T) {
 		Area:     "Faults",
 		Check:    "file store: writes past the space left (child process with RLIMIT_FSIZE 16 KiB: EFBIG) — overwrite, new entry, SetMany",
 		Amount:   "3 refused writes, 1 write that fits",
-		Measured: fmt.Sprintf("error %q matches cache.ErrUnavailable; previous value intact; refused entry absent; 0 temp files left", res.OverwriteErr),
+		Measured: fmt.Sprintf("error %q matches cache.ErrUnavailable; previous value intact; refused entry absent; 0 temp files left", tidy(res.OverwriteErr, dir)),
 	})
 }
 

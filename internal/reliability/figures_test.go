@@ -70,3 +70,7 @@ func record(t testing.TB, f figure) {
 
 // joinf joins measurement fragments with "; ".
 func joinf(parts ...string) string { return strings.Join(parts, "; ") }
+
+// tidy replaces the test's temporary folder in s by "$DIR", so that the table
+// shows errors without run-specific paths.
+func tidy(s, dir string) string { return strings.ReplaceAll(s, dir, "$DIR") }

@@ -26,7 +26,7 @@ const Skeleton = `# Performance
 
 How fxsession compares with alexedwards/scs, gorilla/sessions and a per-request
 dig child scope on the same workload, and where it stands against the targets of
-the product brief. Reproduce with ` + "`make bench`" + ` (about ten minutes on two
+the product brief. Reproduce with ` + "`make bench`" + ` (about six minutes on two
 cores) and ` + "`make loadtest`" + `.
 
 <!-- bench:begin -->

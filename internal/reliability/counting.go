@@ -23,6 +23,7 @@ type Counting struct {
 type counters struct {
 	reads  atomic.Int64
 	writes atomic.Int64
+	locks  atomic.Int64
 }
 
 var _ cache.Backend = (*Counting)(nil)
@@ -37,6 +38,9 @@ func (c *Counting) Reads() int64 { return c.c.reads.Load() }
 
 // Writes is the number of write calls so far.
 func (c *Counting) Writes() int64 { return c.c.writes.Load() }
+
+// Locks is the number of Lock and Unlock calls so far (they count as writes too).
+func (c *Counting) Locks() int64 { return c.c.locks.Load() }
 
 // Calls is the number of calls of either kind so far.
 func (c *Counting) Calls() int64 { return c.Reads() + c.Writes() }
@@ -119,12 +123,14 @@ func (c *Counting) CollectGarbage(ctx context.Context) (int, error) {
 // Lock counts a write and passes the call on.
 func (c *Counting) Lock(ctx context.Context, name string, ttl time.Duration) (string, error) {
 	c.write()
+	c.c.locks.Add(1)
 	return c.next.Lock(ctx, name, ttl)
 }
 
 // Unlock counts a write and passes the call on.
 func (c *Counting) Unlock(ctx context.Context, name, token string) (bool, error) {
 	c.write()
+	c.c.locks.Add(1)
 	return c.next.Unlock(ctx, name, token)
 }
 

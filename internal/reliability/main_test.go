@@ -69,6 +69,8 @@ func runChild(role string) int {
 		err = childFileWriter()
 	case "fsize":
 		err = childFileSize()
+	case "shopserver":
+		err = childShopServer()
 	default:
 		err = fmt.Errorf("unknown child role %q", role)
 	}

@@ -108,9 +108,20 @@ type shop struct {
 	stopMu  sync.Mutex
 }
 
+// tb is what newShop needs of a test: testing.TB, or childTB in a child
+// process that serves the shop.
+type tb interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Errorf(format string, args ...any)
+	Cleanup(func())
+}
+
+var _ tb = testing.TB(nil)
+
 // newShop builds and starts the shop's fx app on cfg.Backend; it stops when the
 // test ends (or earlier with Stop).
-func newShop(t testing.TB, cfg shopConfig) *shop {
+func newShop(t tb, cfg shopConfig) *shop {
 	t.Helper()
 	s := &shop{barrier: newBarriers(), Logs: &logSink{}}
 	logger := cfg.Logger
@@ -251,6 +262,8 @@ func routesV2(h scope.Handle[*BasketV2]) basketRoutes {
 //	GET  /ro/basket                  the same on a session.ReadOnly route
 //	POST /basket/update?sku&qty&note_kb   Handle.Update
 //	POST /basket/plain?sku&qty&note_kb&barrier&n&sleep_ms   Get and change, no Update
+//	POST /excl/basket/plain?...      the same inside session.Exclusive
+//	GET  /ro/excl/basket             session.ReadOnly(session.Exclusive(read))
 //	POST /wish/plain?sku&barrier&n   the wishlist, Get and change
 //	GET  /wish                       {"count"}
 //	POST /bag/{name}?k&v&barrier&n   a bag value
@@ -297,7 +310,7 @@ func (s *shop) routes(m *session.Manager, basket basketRoutes, wish scope.Handle
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"count": n})
 	})
-	mux.HandleFunc("POST /basket/plain", func(w http.ResponseWriter, r *http.Request) {
+	plain := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sku, qty, note := lineParams(r)
 		n, err := basket.plain(r.Context(), sku, qty, note, s.waiter(r))
 		if err != nil {
@@ -309,6 +322,18 @@ func (s *shop) routes(m *session.Manager, basket basketRoutes, wish scope.Handle
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"count": n})
 	})
+	mux.Handle("POST /basket/plain", plain)
+	// The same change behind the per-session lock; and a read behind it on a
+	// read-only route (which must not lock).
+	mux.Handle("POST /excl/basket/plain", session.Exclusive(plain))
+	mux.Handle("GET /ro/excl/basket", session.ReadOnly(session.Exclusive(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _, err := basket.get(r.Context())
+		if err != nil {
+			apiError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"count": n})
+	}))))
 	mux.HandleFunc("POST /wish/plain", func(w http.ResponseWriter, r *http.Request) {
 		wl, err := wish.Get(r.Context())
 		if err != nil {
@@ -444,6 +469,8 @@ func classify(err error) int {
 		return http.StatusConflict
 	case errors.Is(err, session.ErrNotStarted):
 		return http.StatusNotFound
+	case errors.Is(err, session.ErrLockTimeout):
+		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
 }

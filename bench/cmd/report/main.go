@@ -440,16 +440,14 @@ func targets(r *results, load *perfdoc.LoadTest) []verdict {
 	} else {
 		out = append(out, missing(what, "BasketSize/fxsession-{10,100,1000}"))
 	}
-	t20, ok2 := ns("TouchOneOf20/fxsession")
+	t20, ok1 := ns("TouchOneOf20/fxsession")
+	one, ok2 := ns("AddItem/fxsession")
 	what = "… and not at all with the number of session-scoped types the request does not touch"
 	if ok1 && ok2 {
 		a1, _ := metric("AddItem/fxsession", "allocs/op")
 		a20, _ := metric("TouchOneOf20/fxsession", "allocs/op")
-		one, okOne := ns("AddItem/fxsession")
-		if okOne {
-			q := t20 / one
-			out = append(out, verdict{what, fmt.Sprintf("20 types / 1 type = %.2f (%s vs %s; %+.0f allocs%s); met within 1.10", q, dur(t20), dur(one), a20-a1, r.bestRatio("TouchOneOf20/fxsession", "AddItem/fxsession")), verdictOf(q <= 1.10)})
-		}
+		q := t20 / one
+		out = append(out, verdict{what, fmt.Sprintf("20 types / 1 type = %.2f (%s vs %s; %+.0f allocs%s); met within 1.10", q, dur(t20), dur(one), a20-a1, r.bestRatio("TouchOneOf20/fxsession", "AddItem/fxsession")), verdictOf(q <= 1.10)})
 	} else {
 		out = append(out, missing(what, "TouchOneOf20/fxsession", "AddItem/fxsession"))
 	}

@@ -180,8 +180,11 @@ func parse(rd io.Reader, fileName string) (*results, string, error) {
 
 func machine(cpu, env string) []string {
 	var out []string
+	if m := cpuModel(); m != "" {
+		cpu = m // /proc/cpuinfo's model name; the go test header's otherwise
+	}
 	if cpu == "" {
-		cpu = cpuModel()
+		cpu = "unknown CPU"
 	}
 	out = append(out, fmt.Sprintf("CPU: %s, %d logical CPUs (nproc), %s/%s", cpu, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH))
 	out = append(out, "Go: "+runtime.Version())
@@ -196,7 +199,7 @@ func machine(cpu, env string) []string {
 func cpuModel() string {
 	f, err := os.Open("/proc/cpuinfo")
 	if err != nil {
-		return "unknown CPU"
+		return ""
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
@@ -205,7 +208,7 @@ func cpuModel() string {
 			return strings.TrimSpace(v)
 		}
 	}
-	return "unknown CPU"
+	return ""
 }
 
 // ---- the document ----

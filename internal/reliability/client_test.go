@@ -161,14 +161,6 @@ func httpClient(t testing.TB) *http.Client {
 	}
 }
 
-// httpServe serves h on a loopback port for the test and returns its base URL.
-func httpServe(t testing.TB, h http.Handler) string {
-	t.Helper()
-	ts := httptest.NewServer(h)
-	t.Cleanup(ts.Close)
-	return ts.URL
-}
-
 // mustStatus fails the test unless r has the status.
 func mustStatus(t testing.TB, r reply, status int, what string) {
 	t.Helper()

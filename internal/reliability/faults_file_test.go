@@ -364,7 +364,3 @@ func TestFileFull(t *testing.T) {
 		Measured: fmt.Sprintf("error %q matches cache.ErrUnavailable; previous value intact; refused entry absent; 0 temp files left", tidy(res.OverwriteErr, dir)),
 	})
 }
-
-// ---- durations ----
-
-func since(t0 time.Time) string { return time.Since(t0).Round(time.Millisecond).String() }

@@ -176,11 +176,11 @@ func (l *loadRun) started(kind string, from, to time.Time) []sample {
 
 // faultStats are the figures of one fault run.
 type faultStats struct {
-	requests, plainOK, unavailable int
-	maxUnavailable, maxPlain       time.Duration
-	maxCaught                      time.Duration // requests already running when the fault struck
-	unavailableTook                []time.Duration
-	recoveries                     []time.Duration
+	plainOK, unavailable     int
+	maxUnavailable, maxPlain time.Duration
+	maxCaught                time.Duration // requests already running when the fault struck
+	unavailableTook          []time.Duration
+	recoveries               []time.Duration
 }
 
 func (st *faultStats) p50() time.Duration {

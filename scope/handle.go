@@ -196,12 +196,16 @@ func (st *reqState) update(ctx context.Context, e *entry, fn func(any) error) er
 		}
 		if version != 0 && bytes.Equal(enc, data) {
 			inst.baseline = data
+			// Clean until Get hands it out; an object holding entities is always
+			// compared, as its entities may be shared with other code.
+			inst.clean.Store(!e.plan.HasEntities())
 			sl.install(inst)
 			return nil
 		}
 		_, err = st.sess.CompareAndPutEntry(ctx, e.key, enc, version)
 		if err == nil {
 			inst.baseline = enc
+			inst.clean.Store(!e.plan.HasEntities())
 			sl.install(inst)
 			return nil
 		}

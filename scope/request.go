@@ -35,6 +35,11 @@ type instance struct {
 	baseline []byte // the encoding last loaded or written; nil: write at the next commit
 	stored   bool   // the session was started when the instance was made (baseline is meaningful)
 	print    uint64 // the autostart fingerprint when made (unstarted sessions only)
+	// clean: the encoding of obj is baseline and the pointer has not been handed
+	// out (by Get, or into another instance) since, so nothing can have changed
+	// it and commit need not encode it. Set when Update installs the instance;
+	// cleared whenever instance returns it.
+	clean atomic.Bool
 }
 
 // state returns the request's state, creating it (and its commit hook) once.
@@ -57,11 +62,13 @@ func (r *registry) state(s *session.Session) *reqState {
 func (st *reqState) instance(ctx context.Context, e *entry) (*instance, error) {
 	sl := &st.slots[e.idx]
 	if p := sl.inst.Load(); p != nil {
+		p.handOut()
 		return p, nil
 	}
 	sl.mu.Lock()
 	defer sl.mu.Unlock()
 	if p := sl.inst.Load(); p != nil {
+		p.handOut()
 		return p, nil
 	}
 	started, err := st.sess.IsStarted(ctx)
@@ -96,6 +103,14 @@ func (st *reqState) instance(ctx context.Context, e *entry) (*instance, error) {
 	}
 	sl.inst.Store(inst)
 	return inst, nil
+}
+
+// handOut records that the instance's pointer leaves scope's hands: its caller
+// may change it, so commit must compare its encoding again.
+func (inst *instance) handOut() {
+	if inst.clean.Load() {
+		inst.clean.Store(false)
+	}
 }
 
 // build makes an instance of e in a started session from stored data (nil: none
@@ -238,7 +253,7 @@ func (st *reqState) commit(ctx context.Context) error {
 	for i, e := range reg.entries {
 		sl := &st.slots[i]
 		sl.mu.Lock()
-		if inst := sl.inst.Load(); inst != nil {
+		if inst := sl.inst.Load(); inst != nil && !(inst.clean.Load() && inst.baseline != nil) {
 			enc, err := e.plan.Encode(ctx, inst.obj, inst.tracker)
 			switch {
 			case err != nil:

@@ -428,3 +428,75 @@ func TestGetOfResolvedInstanceDoesNotAllocate(t *testing.T) {
 		t.Fatalf("Get of a resolved instance allocates %v times", n)
 	}
 }
+
+// TestGetAfterUpdateIsCompared: an instance installed by Update is not encoded
+// again at commit until Get hands it out; a change made through Get after an
+// Update (and after a commit) is still written.
+func TestGetAfterUpdateIsCompared(t *testing.T) {
+	cb := newCounting(memory(t))
+	e := newEnv(t, cb, scope.Provide(func() *Counter { return &Counter{} }))
+	var h scope.Handle[*Counter]
+	populate(t, e, &h)
+	ctx, s := e.mgr.NewContext(context.Background(), "")
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	id, err := s.ID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	load := func() int {
+		t.Helper()
+		ctx, _ := e.mgr.NewContext(context.Background(), id)
+		c, err := h.Get(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.N
+	}
+	ctx, s = e.mgr.NewContext(context.Background(), id)
+	if err := h.Update(ctx, func(c *Counter) error { c.N = 1; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	before := cb.writes.Load()
+	if err := s.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if w := cb.writes.Load() - before; w != 0 {
+		t.Fatalf("a commit after an Update wrote %d times", w)
+	}
+	c, err := h.Get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.N = 2
+	if err := s.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := load(); n != 2 {
+		t.Fatalf("stored N = %d after a change through Get following Update; want 2", n)
+	}
+	// The instance stays handed out: a later change is written too.
+	c.N = 3
+	if err := s.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := load(); n != 3 {
+		t.Fatalf("stored N = %d after a second change; want 3", n)
+	}
+	// Update again, then Get: compared again.
+	if err := h.Update(ctx, func(c *Counter) error { c.N = 4; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	c, _ = h.Get(ctx)
+	c.N = 5
+	if err := s.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := load(); n != 5 {
+		t.Fatalf("stored N = %d; want 5", n)
+	}
+}

@@ -1,12 +1,14 @@
 package inject
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"reflect"
 	"slices"
 	"strings"
+	"sync/atomic"
 )
 
 // FieldKind says what a plan does with a field.
@@ -107,6 +109,7 @@ type Plan struct {
 	auto        *node // struct node over the autostart fields, nil if none
 	fields      []Field
 	hasEntities bool
+	size        atomic.Int64 // length of the last encoding: the next one's capacity
 }
 
 // Type is the planned type (a pointer to a struct).
@@ -282,7 +285,48 @@ func classify(root, t reflect.Type, index []int, prefix string, deps map[reflect
 // their repository's current version, fetched in one batch per type. tr may be nil
 // when the plan has no entities (or to store every entity whole).
 func (p *Plan) Encode(ctx context.Context, obj any, tr *Tracker) ([]byte, error) {
-	return p.Append(ctx, nil, obj, tr)
+	out, err := p.Append(ctx, make([]byte, 0, p.sizeHint()), obj, tr)
+	if err != nil {
+		return nil, err
+	}
+	p.noteSize(len(out))
+	return out, nil
+}
+
+// EncodeChanged is Encode for comparing obj with its stored form: it encodes
+// into a reused buffer and allocates only when the encoding differs from
+// baseline. It returns baseline itself and changed false when they are equal,
+// and a fresh encoding and changed true otherwise (always when baseline is nil).
+func (p *Plan) EncodeChanged(ctx context.Context, obj any, tr *Tracker, baseline []byte) (enc []byte, changed bool, err error) {
+	bp := p.reg.bufPool.Get().(*[]byte)
+	defer func() {
+		if cap(*bp) <= 64<<10 {
+			p.reg.bufPool.Put(bp)
+		}
+	}()
+	out, err := p.Append(ctx, (*bp)[:0], obj, tr)
+	if err != nil {
+		return nil, false, err
+	}
+	*bp = out[:0]
+	p.noteSize(len(out))
+	if baseline != nil && bytes.Equal(out, baseline) {
+		return baseline, false, nil
+	}
+	return bytes.Clone(out), true, nil
+}
+
+// sizeHint is the capacity for the next encoding: the last one's length with
+// some room, so that the encoder's buffer does not grow in steps.
+func (p *Plan) sizeHint() int {
+	n := int(p.size.Load())
+	return n + n/8 + 64
+}
+
+func (p *Plan) noteSize(n int) {
+	if int64(n) != p.size.Load() {
+		p.size.Store(int64(n))
+	}
 }
 
 // Append is Encode appending to dst.

@@ -36,6 +36,7 @@ type Registry struct {
 	nodes    map[nodeKey]*node
 
 	encPool sync.Pool // *encState
+	bufPool sync.Pool // *[]byte: Plan.EncodeChanged's scratch buffers
 	decPool sync.Pool // *decState
 }
 
@@ -107,6 +108,7 @@ func NewRegistry(opts ...Option) *Registry {
 		o(r)
 	}
 	r.encPool.New = func() any { return newEncState(r) }
+	r.bufPool.New = func() any { return new([]byte) }
 	r.decPool.New = func() any { return newDecState(r) }
 	return r
 }

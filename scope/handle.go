@@ -1,7 +1,6 @@
 package scope
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -190,11 +189,15 @@ func (st *reqState) update(ctx context.Context, e *entry, fn func(any) error) er
 		if err := fn(inst.obj); err != nil {
 			return err
 		}
-		enc, err := e.plan.Encode(ctx, inst.obj, inst.tracker)
+		var baseline []byte
+		if version != 0 {
+			baseline = data
+		}
+		enc, changed, err := e.plan.EncodeChanged(ctx, inst.obj, inst.tracker, baseline)
 		if err != nil {
 			return err
 		}
-		if version != 0 && bytes.Equal(enc, data) {
+		if !changed {
 			inst.baseline = data
 			// Clean until Get hands it out; an object holding entities is always
 			// compared, as its entities may be shared with other code.

@@ -1,7 +1,6 @@
 package scope
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -254,11 +253,11 @@ func (st *reqState) commit(ctx context.Context) error {
 		sl := &st.slots[i]
 		sl.mu.Lock()
 		if inst := sl.inst.Load(); inst != nil && !(inst.clean.Load() && inst.baseline != nil) {
-			enc, err := e.plan.Encode(ctx, inst.obj, inst.tracker)
+			enc, changed, err := e.plan.EncodeChanged(ctx, inst.obj, inst.tracker, inst.baseline)
 			switch {
 			case err != nil:
 				errs = append(errs, fmt.Errorf("scope: encoding %s: %w", e.t, err))
-			case inst.baseline != nil && bytes.Equal(enc, inst.baseline):
+			case !changed:
 			default:
 				if err := st.sess.PutEntry(ctx, e.key, enc); err != nil {
 					errs = append(errs, fmt.Errorf("scope: storing %s: %w", e.t, err))

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"time"
 )
 
 // reqState is everything the middleware allocates for a request, in one
@@ -19,6 +20,7 @@ type reqState struct {
 	root Session
 	ctx  reqContext
 	rw   responseWriter
+	cctx *commitContext // the commit points' context, made at the first point with work
 }
 
 // reqContext is the request's context with the session in it. It embeds the
@@ -224,8 +226,16 @@ func (rs *reqState) commitPoint(beforeHeaders bool) error {
 	if !work {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(rs.req.Context()), rs.m.cfg.commitTimeout)
-	defer cancel()
+	// One context for the request's commit points, in place of
+	// context.WithTimeout(context.WithoutCancel(…)) at each: made at the first
+	// point with work, restarted at the next unless someone kept it (asked for
+	// its Done channel).
+	if rs.cctx == nil || rs.cctx.kept() {
+		rs.cctx = &commitContext{parent: context.WithoutCancel(rs.req.Context())}
+	}
+	ctx := rs.cctx
+	ctx.begin(time.Now().Add(rs.m.cfg.commitTimeout))
+	defer ctx.end()
 	err := rs.runHooks(ctx)
 	rs.mu.Lock()
 	defer rs.mu.Unlock()

@@ -171,7 +171,7 @@ var seed = []Product{
 	{"coffee-brazil", "Cerrado", "Brazilian coffee, nutty and chocolatey, 250 g.", 890},
 	{"coffee-kenya", "Nyeri AA", "Kenyan coffee, blackcurrant and grapefruit, 250 g.", 1390},
 	{"coffee-decaf", "Decaf Mexico", "Sugar-cane decaffeinated Mexican coffee, 250 g.", 990},
-	{"gear-kettle", "Gooseneck Kettle", "Stovetop pour-over kettle, 1 l.", 3900},
+	{"gear-kettle", "Gooseneck Kettle", "Stovetop pour-over kettle, one litre.", 3900},
 	{"gear-teapot", "Kyusu Teapot", "Japanese side-handle clay teapot, 300 ml.", 4500},
 	{"gear-grinder", "Hand Grinder", "Conical burr coffee grinder.", 5900},
 	{"gear-filter", "Paper Filters", "100 filters for pour-over cones.", 450},

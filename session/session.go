@@ -104,18 +104,48 @@ type state struct {
 	req    *http.Request
 }
 
-// extensions is what extensions (scope/) keep in a request's session.
+// extensions is what extensions (scope/) keep in a request's session. The
+// common case, one extension with one hook and one local, fits in its fixed
+// slots: no allocation besides the record itself.
 type extensions struct {
 	hooks  []func(context.Context) error
-	locals map[any]any
+	hook0  [1]func(context.Context) error // hooks' first backing array
+	has0   bool                           // key0 holds a local
+	key0   any
+	val0   any
+	locals map[any]any // the locals beyond key0
 }
 
 // exts returns the extensions record, creating it. Lock held.
 func (st *state) exts() *extensions {
 	if st.ext == nil {
 		st.ext = &extensions{}
+		st.ext.hooks = st.ext.hook0[:0]
 	}
 	return st.ext
+}
+
+// local returns the local under key.
+func (e *extensions) local(key any) any {
+	if e.has0 && e.key0 == key {
+		return e.val0
+	}
+	return e.locals[key]
+}
+
+// setLocal stores the local under key.
+func (e *extensions) setLocal(key, value any) {
+	switch {
+	case !e.has0:
+		e.has0, e.key0, e.val0 = true, key, value
+	case e.key0 == key:
+		e.val0 = value
+	default:
+		if e.locals == nil {
+			e.locals = make(map[any]any)
+		}
+		e.locals[key] = value
+	}
 }
 
 // hookCount is the number of OnCommit hooks. Lock held.
@@ -815,17 +845,13 @@ func (s *Session) Local(key any) any {
 	if s.st.ext == nil {
 		return nil
 	}
-	return s.st.ext.locals[key]
+	return s.st.ext.local(key)
 }
 
 // SetLocal stores a request-local value for extensions (see Local).
 func (s *Session) SetLocal(key, value any) {
 	s.lock()
-	e := s.st.exts()
-	if e.locals == nil {
-		e.locals = make(map[any]any)
-	}
-	e.locals[key] = value
+	s.st.exts().setLocal(key, value)
 	s.unlock()
 }
 

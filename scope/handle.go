@@ -170,11 +170,12 @@ func (st *reqState) update(ctx context.Context, e *entry, fn func(any) error) er
 		return nil
 	}
 
-	unlock, err := st.reg.updates.lock(ctx, st.sess.HashedID()+"/"+e.key)
+	key := lockKey{sess: st.sess.HashedID(), idx: e.idx}
+	l, err := st.reg.updates.lock(ctx, key)
 	if err != nil {
 		return fmt.Errorf("scope: update of %s: %w", e.t, err)
 	}
-	defer unlock()
+	defer st.reg.updates.unlock(key, l)
 	sl := &st.slots[e.idx]
 	pause := time.Millisecond
 	for attempt := 1; ; attempt++ {

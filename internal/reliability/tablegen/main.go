@@ -43,6 +43,7 @@ type fuzzRun struct {
 	elapsed, execs        string
 	interesting           string
 	passed                bool
+	reason, input         string // why and on what it failed
 }
 
 var areas = []string{"Concurrency", "Faults", "Hostile input", "Security"}
@@ -119,6 +120,8 @@ func readFigures(path string) ([]figure, error) {
 
 var (
 	fuzzStart   = regexp.MustCompile(`^fuzz: (Fuzz\S+) in (\S+) for (\S+)$`)
+	fuzzReason  = regexp.MustCompile(`^\S+_test\.go:\d+: (.+)$`)
+	fuzzInput   = regexp.MustCompile(`^fuzz: failing input moved to (\S+)$`)
 	fuzzElapsed = regexp.MustCompile(`^fuzz: elapsed: (\S+), execs: (\d+) .*new interesting: (\d+) \(total: (\d+)\)`)
 )
 
@@ -146,6 +149,12 @@ func readFuzz(path string) ([]fuzzRun, error) {
 		}
 		if strings.HasPrefix(line, "--- FAIL") || strings.HasPrefix(line, "FAIL") {
 			cur.passed = false
+		}
+		if m := fuzzReason.FindStringSubmatch(line); m != nil && cur.reason == "" {
+			cur.reason = m[1]
+		}
+		if m := fuzzInput.FindStringSubmatch(line); m != nil {
+			cur.input = m[1]
 		}
 	}
 	return out, nil
@@ -190,12 +199,16 @@ func render(figs []figure, fuzz []fuzzRun, date string) string {
 		}
 		if area == "Hostile input" {
 			for _, r := range fuzz {
-				lost := "nothing: no panic, no failure"
+				lost, measured := "nothing: no panic, no failure", "no crasher"
 				if !r.passed {
-					lost = "**FAILED** (see the fuzz log)"
+					measured = "crasher found after " + r.elapsed
+					lost = "**FAILED**: " + r.reason
+					if r.input != "" {
+						lost += " (failing input kept: `" + r.input + "`)"
+					}
 				}
-				fmt.Fprintf(&b, "| fuzz target %s (%s) | %s, %s executions, corpus %s entries | %s | no crasher | `make reliability` (`go test -run '^$' -fuzz '^%s$' -fuzztime %s %s`) |\n",
-					r.target, strings.TrimPrefix(r.dir, "./"), r.elapsed, r.execs, r.interesting, lost, r.target, r.fuzztime, r.dir)
+				fmt.Fprintf(&b, "| fuzz target %s (%s) | %s, %s executions, corpus %s entries | %s | %s | `make reliability` (`go test -run '^$' -fuzz '^%s$' -fuzztime %s %s`) |\n",
+					r.target, strings.TrimPrefix(r.dir, "./"), r.elapsed, r.execs, r.interesting, cell(lost), measured, r.target, r.fuzztime, r.dir)
 			}
 		}
 		b.WriteString("\n")

@@ -260,28 +260,40 @@ func (sp *space) remove(k string, e *entry) {
 	delete(sp.entries, k)
 }
 
-// put stores it as a new entry with version v.
+// put stores it with version v. Replacing an entry with the same tags keeps its
+// record, its tag index records and (when it fits) its value's buffer: entries
+// are only reached under the store's lock, and export copies what it returns.
 func (sp *space) put(it cache.Item, v cache.Version) {
-	if old := sp.entries[it.Key]; old != nil {
-		sp.remove(it.Key, old)
-	}
-	e := &entry{value: make([]byte, len(it.Value)), version: v}
-	copy(e.value, it.Value)
-	if len(it.Tags) > 0 {
-		e.tags = make([]string, 0, len(it.Tags))
-		for _, t := range it.Tags {
-			if slices.Contains(e.tags, t) {
-				continue
+	e := sp.entries[it.Key]
+	if e == nil || !slices.Equal(e.tags, it.Tags) {
+		if e != nil {
+			sp.remove(it.Key, e)
+		}
+		e = &entry{}
+		if len(it.Tags) > 0 {
+			e.tags = make([]string, 0, len(it.Tags))
+			for _, t := range it.Tags {
+				if slices.Contains(e.tags, t) {
+					continue
+				}
+				e.tags = append(e.tags, t)
+				set := sp.tags[t]
+				if set == nil {
+					set = map[string]struct{}{}
+					sp.tags[t] = set
+				}
+				set[it.Key] = struct{}{}
 			}
-			e.tags = append(e.tags, t)
-			set := sp.tags[t]
-			if set == nil {
-				set = map[string]struct{}{}
-				sp.tags[t] = set
-			}
-			set[it.Key] = struct{}{}
 		}
 	}
+	if n := len(it.Value); cap(e.value) >= n && cap(e.value) <= 2*n+64 {
+		e.value = e.value[:n]
+	} else {
+		e.value = make([]byte, n)
+	}
+	copy(e.value, it.Value)
+	e.version = v
+	e.expires = 0
 	if it.TTL > 0 {
 		e.expires = time.Now().Add(it.TTL).UnixNano()
 	}

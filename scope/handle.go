@@ -177,11 +177,33 @@ func (st *reqState) update(ctx context.Context, e *entry, fn func(any) error) er
 	}
 	defer st.reg.updates.unlock(key, l)
 	sl := &st.slots[e.idx]
+	// The first attempt starts from the entry as this request last read or
+	// wrote it, when known: no read. A stale one fails the version check and
+	// is read afresh at once.
+	var (
+		seen        []byte
+		seenVersion cache.Version
+		useSeen     bool
+	)
+	sl.mu.Lock()
+	if cur := sl.inst.Load(); cur != nil && cur.seenKnown {
+		seen, seenVersion, useSeen = cur.seen, cur.seenVersion, true
+	}
+	sl.mu.Unlock()
 	pause := time.Millisecond
 	for attempt := 1; ; attempt++ {
-		data, version, err := st.sess.GetEntry(ctx, e.key)
-		if err != nil && !errors.Is(err, cache.ErrNotFound) {
-			return err
+		var (
+			data    []byte
+			version cache.Version
+		)
+		fromSeen := useSeen
+		if useSeen {
+			data, version, useSeen = seen, seenVersion, false
+		} else {
+			data, version, err = st.sess.GetEntry(ctx, e.key)
+			if err != nil && !errors.Is(err, cache.ErrNotFound) {
+				return err
+			}
 		}
 		inst, err := st.build(ctx, e, data)
 		if err != nil {
@@ -198,23 +220,35 @@ func (st *reqState) update(ctx context.Context, e *entry, fn func(any) error) er
 		if err != nil {
 			return err
 		}
+		if !changed && fromSeen {
+			// Nothing to write against a copy that may be stale: only the
+			// stored state can tell.
+			attempt--
+			continue
+		}
 		if !changed {
 			inst.baseline = data
+			inst.seen, inst.seenVersion, inst.seenKnown = data, version, true
 			// Clean until Get hands it out; an object holding entities is always
 			// compared, as its entities may be shared with other code.
 			inst.clean.Store(!e.plan.HasEntities())
 			sl.install(inst)
 			return nil
 		}
-		_, err = st.sess.CompareAndPutEntry(ctx, e.key, enc, version)
+		newVersion, err := st.sess.CompareAndPutEntry(ctx, e.key, enc, version)
 		if err == nil {
 			inst.baseline = enc
+			inst.seen, inst.seenVersion, inst.seenKnown = enc, newVersion, true
 			inst.clean.Store(!e.plan.HasEntities())
 			sl.install(inst)
 			return nil
 		}
 		if !errors.Is(err, cache.ErrConflict) {
 			return err
+		}
+		if fromSeen {
+			attempt-- // a stale copy: read afresh at once, not a retry
+			continue
 		}
 		if attempt >= e.retries {
 			return fmt.Errorf("%w: %s in session %s after %d attempts: %w", ErrConflict, e.t, st.sess.HashedID(), attempt, err)

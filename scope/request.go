@@ -39,6 +39,13 @@ type instance struct {
 	// it and commit need not encode it. Set when Update installs the instance;
 	// cleared whenever instance returns it.
 	clean atomic.Bool
+	// seen: the entry as this request last read or wrote it — its bytes (nil:
+	// absent) and version — for Update's first attempt to start from instead
+	// of reading again (the compare-and-set's version check catches a stale
+	// one). Cleared when a commit point writes the type without a version.
+	seen        []byte
+	seenVersion cache.Version
+	seenKnown   bool
 }
 
 // state returns the request's state, creating it (and its commit hook) once.
@@ -85,13 +92,14 @@ func (st *reqState) instance(ctx context.Context, e *entry) (*instance, error) {
 			}
 		}
 	} else {
-		data, _, err := st.sess.GetEntry(ctx, e.key)
+		data, version, err := st.sess.GetEntry(ctx, e.key)
 		if err != nil && !errors.Is(err, cache.ErrNotFound) {
 			return nil, err
 		}
 		if inst, err = st.build(ctx, e, data); err != nil {
 			return nil, err
 		}
+		inst.seen, inst.seenVersion, inst.seenKnown = data, version, true
 		if data == nil {
 			// Nothing stored yet: remember the fresh state so that an untouched
 			// object is not written.
@@ -263,6 +271,7 @@ func (st *reqState) commit(ctx context.Context) error {
 					errs = append(errs, fmt.Errorf("scope: storing %s: %w", e.t, err))
 				} else {
 					inst.baseline = enc
+					inst.seen, inst.seenVersion, inst.seenKnown = nil, 0, false
 				}
 			}
 		}

@@ -500,3 +500,92 @@ func TestGetAfterUpdateIsCompared(t *testing.T) {
 		t.Fatalf("stored N = %d; want 5", n)
 	}
 }
+
+// TestUpdateAfterGetReusesTheRead: an Update after a Get in the same request
+// starts from the entry Get read (no second read); when another request wrote
+// in between, the version check catches it and nothing is lost.
+func TestUpdateAfterGetReusesTheRead(t *testing.T) {
+	cb := newCounting(memory(t))
+	e := newEnv(t, cb, scope.Provide(func() *Counter { return &Counter{} }))
+	var h scope.Handle[*Counter]
+	populate(t, e, &h)
+	ctx, s := e.mgr.NewContext(context.Background(), "")
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	id, err := s.ID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Update(ctx, func(c *Counter) error { c.N = 1; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	load := func() int {
+		t.Helper()
+		ctx, _ := e.mgr.NewContext(context.Background(), id)
+		c, err := h.Get(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.N
+	}
+
+	// Get, then Update twice: one read in all.
+	ctx, s = e.mgr.NewContext(context.Background(), id)
+	if _, err := h.Get(ctx); err != nil {
+		t.Fatal(err)
+	}
+	reads := cb.reads.Load()
+	for range 2 {
+		if err := h.Update(ctx, func(c *Counter) error { c.N++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r := cb.reads.Load() - reads; r != 0 {
+		t.Errorf("Updates after a Get read %d more times", r)
+	}
+	if err := s.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := load(); n != 3 {
+		t.Fatalf("N = %d, want 3", n)
+	}
+
+	// Another request writes between this request's Get and its Update.
+	ctx, s = e.mgr.NewContext(context.Background(), id)
+	if c, err := h.Get(ctx); err != nil || c.N != 3 {
+		t.Fatalf("Get: %+v %v", c, err)
+	}
+	ctx2, s2 := e.mgr.NewContext(context.Background(), id)
+	if err := h.Update(ctx2, func(c *Counter) error { c.N += 10; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.Commit(ctx2); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Update(ctx, func(c *Counter) error { c.N++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := h.Get(ctx); c.N != 14 {
+		t.Fatalf("the request's instance after Update: N = %d, want 14", c.N)
+	}
+	// An Update that changes nothing against a stale copy still sees the
+	// stored state: N is 14, setting 3 must write.
+	ctx3, _ := e.mgr.NewContext(context.Background(), id)
+	_, _ = h.Get(ctx3) // N = 14 seen
+	if err := h.Update(ctx2, func(c *Counter) error { c.N = 3; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Update(ctx3, func(c *Counter) error { c.N = 14; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := load(); n != 14 {
+		t.Fatalf("N = %d, want 14", n)
+	}
+}

@@ -20,7 +20,6 @@ type reqState struct {
 	root Session
 	ctx  reqContext
 	rw   responseWriter
-	cctx *commitContext // the commit points' context, made at the first point with work
 }
 
 // reqContext is the request's context with the session in it. It embeds the
@@ -222,18 +221,23 @@ func (rs *reqState) commitPoint(beforeHeaders bool) error {
 	rs.mu.Lock()
 	rs.metaWritten = false
 	work := rs.resumeErr == nil && (rs.hookCount() > 0 && !rs.readOnly || rs.pending())
+	var ctx *commitContext
+	if work {
+		// One context for the request's commit points, in place of
+		// context.WithTimeout(context.WithoutCancel(…)) at each: made at the
+		// first point with work, restarted at the next unless someone kept it
+		// (asked for its Done channel). It lives with the extensions' record,
+		// not in reqState, to keep a request without a session small.
+		e := rs.exts()
+		if e.cctx == nil || e.cctx.kept() {
+			e.cctx = &commitContext{parent: context.WithoutCancel(rs.req.Context())}
+		}
+		ctx = e.cctx
+	}
 	rs.mu.Unlock()
 	if !work {
 		return nil
 	}
-	// One context for the request's commit points, in place of
-	// context.WithTimeout(context.WithoutCancel(…)) at each: made at the first
-	// point with work, restarted at the next unless someone kept it (asked for
-	// its Done channel).
-	if rs.cctx == nil || rs.cctx.kept() {
-		rs.cctx = &commitContext{parent: context.WithoutCancel(rs.req.Context())}
-	}
-	ctx := rs.cctx
 	ctx.begin(time.Now().Add(rs.m.cfg.commitTimeout))
 	defer ctx.end()
 	err := rs.runHooks(ctx)

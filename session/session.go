@@ -114,6 +114,8 @@ type extensions struct {
 	key0   any
 	val0   any
 	locals map[any]any // the locals beyond key0
+
+	cctx *commitContext // the request's commit context (middleware)
 }
 
 // exts returns the extensions record, creating it. Lock held.

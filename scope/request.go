@@ -15,9 +15,10 @@ import (
 
 // reqState holds one request's instances, in the session's Local slot.
 type reqState struct {
-	reg   *registry
-	sess  *session.Session
-	slots []slot
+	reg    *registry
+	sess   *session.Session
+	slots  []slot
+	inline [2]slot // slots' array when the registry has at most two types
 }
 
 type slot struct {
@@ -58,7 +59,12 @@ func (r *registry) state(s *session.Session) *reqState {
 	if st, ok := s.Local(r).(*reqState); ok {
 		return st
 	}
-	st := &reqState{reg: r, sess: s, slots: make([]slot, len(r.entries))}
+	st := &reqState{reg: r, sess: s}
+	if n := len(r.entries); n <= len(st.inline) {
+		st.slots = st.inline[:n]
+	} else {
+		st.slots = make([]slot, n)
+	}
 	s.SetLocal(r, st)
 	s.OnCommit(st.commit)
 	return st

@@ -24,7 +24,7 @@ import (
 func Options(c *Config, logger *slog.Logger) fx.Option {
 	return fx.Options(
 		fx.Supply(logger),
-		fx.Supply(session.Config{Development: c.Dev, Namespace: "session", Logger: logger}),
+		fx.Supply(session.Config{Development: c.Dev, Namespace: "session", Logger: logger, ErrorHandler: web.SessionError}),
 		fx.Provide(func(lc fx.Lifecycle) (cache.Backend, error) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxtest"
@@ -321,5 +322,38 @@ func TestConcurrentAdds(t *testing.T) {
 	_, body = c.do("GET", "/api/basket", "")
 	if b := decode[basket](t, body); len(b.Items) != 1 || b.Items[0].Qty != 64 {
 		t.Fatalf("after 64 concurrent adds: %+v", b)
+	}
+}
+
+// TestStoreDown: with Redis gone, session routes answer 503 in the API's JSON
+// shape, and routes without sessions keep answering; -redis-url's options are
+// honoured (a paused server is given up on after read_timeout).
+func TestStoreDown(t *testing.T) {
+	redis := testserver.StartRedis(t)
+	ts := shop(t, &app.Config{Store: "redis", RedisURL: redis.URL() + "?read_timeout=300ms&max_retries=-1"})
+	c := newClient(t, ts.URL)
+	res, body := c.do("POST", "/api/basket/items", `{"sku":"tea-assam"}`)
+	expect(t, res, body, 200)
+
+	redis.Pause()
+	start := time.Now()
+	res, body = c.do("GET", "/api/basket", "")
+	expect(t, res, body, 503)
+	if e := decode[map[string]string](t, body); e["error"] == "" {
+		t.Fatalf("503 body %q is not the API's JSON error", body)
+	}
+	if d := time.Since(start); d > 900*time.Millisecond {
+		t.Fatalf("503 after %v with read_timeout=300ms: the URL's options were ignored", d)
+	}
+	res, body = c.do("GET", "/healthz", "")
+	expect(t, res, body, 200)
+	res, body = c.do("GET", "/api/products", "")
+	expect(t, res, body, 200)
+	redis.Resume()
+
+	res, body = c.do("GET", "/api/basket", "")
+	expect(t, res, body, 200)
+	if b := decode[basket](t, body); len(b.Items) != 1 {
+		t.Fatalf("basket after Redis came back: %+v", b)
 	}
 }

@@ -107,9 +107,15 @@ func (c *Config) OpenBackend(ctx context.Context) (cache.Backend, error) {
 		if err != nil {
 			return nil, fmt.Errorf("-redis-url: %w", err)
 		}
-		client := redisstore.NewClient(redis.UniversalOptions{
-			Addrs: []string{o.Addr}, Username: o.Username, Password: o.Password, DB: o.DB, TLSConfig: o.TLSConfig,
-		})
+		// The URL's options (dial_timeout, read_timeout, max_retries, ...) win;
+		// what it leaves out gets redisstore's defaults.
+		o.DialTimeout = orDefault(o.DialTimeout, redisstore.DefaultDialTimeout)
+		o.ReadTimeout = orDefault(o.ReadTimeout, redisstore.DefaultReadTimeout)
+		o.WriteTimeout = orDefault(o.WriteTimeout, redisstore.DefaultWriteTimeout)
+		o.MaxRetries = orDefault(o.MaxRetries, redisstore.DefaultMaxRetries)
+		o.DialerRetries = orDefault(o.DialerRetries, redisstore.DefaultDialerRetries)
+		o.ContextTimeoutEnabled = true
+		client := redis.NewClient(o)
 		if err := client.Ping(ctx).Err(); err != nil {
 			client.Close()
 			return nil, cache.Unavailable("ping Redis at "+o.Addr, err)
@@ -136,4 +142,12 @@ type ownedClient struct {
 
 func (o ownedClient) Close() error {
 	return errors.Join(o.Backend.Close(), o.closeClient())
+}
+
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
 }

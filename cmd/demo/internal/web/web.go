@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
+	"strings"
 
 	"go.uber.org/fx"
 
@@ -244,7 +245,7 @@ func (s *Server) logoutForm(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
-	if len(r.URL.Path) >= 5 && r.URL.Path[:5] == "/api/" {
+	if strings.HasPrefix(r.URL.Path, "/api/") {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such route"})
 		return
 	}
@@ -492,6 +493,26 @@ func classify(err error) (int, string) {
 		return http.StatusServiceUnavailable, "the session store is unavailable; try again shortly"
 	}
 	return http.StatusInternalServerError, "internal error"
+}
+
+// SessionError answers a request whose session could not be loaded or saved
+// (session.Config.ErrorHandler): JSON on API routes, text elsewhere, with the
+// status that fits the cause.
+func SessionError(w http.ResponseWriter, r *http.Request, err error) {
+	status, msg := http.StatusServiceUnavailable, "the session store is unavailable; try again shortly"
+	switch {
+	case errors.Is(err, cache.ErrValueTooLarge):
+		status, msg = http.StatusRequestEntityTooLarge, "the session grew too large"
+	case errors.Is(err, session.ErrLockTimeout):
+		msg = "the session is busy; try again"
+	}
+	if strings.HasPrefix(r.URL.Path, "/api/") {
+		writeJSON(w, status, map[string]string{"error": msg})
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(status)
+	io.WriteString(w, msg+"\n")
 }
 
 func (s *Server) apiError(w http.ResponseWriter, r *http.Request, err error) {

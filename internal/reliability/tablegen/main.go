@@ -153,6 +153,9 @@ func readFuzz(path string) ([]fuzzRun, error) {
 		if m := fuzzReason.FindStringSubmatch(line); m != nil && cur.reason == "" {
 			cur.reason = m[1]
 		}
+		if strings.HasPrefix(line, "fuzzing process hung or terminated unexpectedly") && cur.reason == "" {
+			cur.reason = line
+		}
 		if m := fuzzInput.FindStringSubmatch(line); m != nil {
 			cur.input = m[1]
 		}
@@ -203,8 +206,8 @@ func render(figs []figure, fuzz []fuzzRun, date string) string {
 				if !r.passed {
 					measured = "crasher found after " + r.elapsed
 					lost = "**FAILED**: " + r.reason
-					if r.input != "" {
-						lost += " (failing input kept: `" + r.input + "`)"
+					if in := crasher(r.input); in != "" {
+						lost += "; failing input `" + in + "`"
 					}
 				}
 				fmt.Fprintf(&b, "| fuzz target %s (%s) | %s, %s executions, corpus %s entries | %s | %s | `make reliability` (`go test -run '^$' -fuzz '^%s$' -fuzztime %s %s`) |\n",
@@ -214,4 +217,21 @@ func render(figs []figure, fuzz []fuzzRun, date string) string {
 		b.WriteString("\n")
 	}
 	return b.String()
+}
+
+// crasher returns the value line of a failing input file (go test fuzz v1), or
+// "" when it cannot be read.
+func crasher(path string) string {
+	if path == "" {
+		return ""
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) < 2 {
+		return ""
+	}
+	return strings.Join(lines[1:], " ")
 }

@@ -33,3 +33,5 @@ require (
 	modernc.org/memory v1.12.1 // indirect
 	modernc.org/sqlite v1.61.1 // indirect
 )
+
+replace github.com/vmihailenco/msgpack/v5 => ./third_party/msgpack

@@ -383,6 +383,12 @@ func (p *Plan) Decode(ctx context.Context, data []byte, obj any, tr *Tracker) er
 	if len(data) == 0 || data[0] == 0xc0 {
 		return incompatible(p.t, "stored value is nil")
 	}
+	// An object is always stored as a msgpack map. Anything else at the root
+	// (an extension header, which msgpack would skip, reading what follows as
+	// the map) is refused, so the object loads fresh instead of zeroed.
+	if c := data[0]; c&0xf0 != 0x80 && c != 0xde && c != 0xdf {
+		return incompatible(p.t, "stored value is not a map (msgpack code 0x%02x)", c)
+	}
 	s := p.reg.getDec(data, tr)
 	defer p.reg.putDec(s)
 	if err := s.decode(p.root, v, nil); err != nil {

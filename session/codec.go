@@ -320,7 +320,11 @@ const maxNesting = 256
 // container declaring more elements than its input has bytes (a 5-byte map32
 // header would otherwise allocate a map for 4 billion entries), nesting deeper
 // than maxNesting, truncation, and the reserved code 0xc1.
-func checkMsgpack(b []byte) error {
+func checkMsgpack(b []byte) error { return checkMsgpackDepth(b, 0) }
+
+// checkMsgpackDepth is checkMsgpack for a value found depth levels down (inside
+// extension payloads).
+func checkMsgpackDepth(b []byte, depth int) error {
 	r := mpReader{b: b, base: errCorruptValue}
 	// stack holds, per open container, how many values it still expects.
 	var stackBuf [16]int
@@ -335,7 +339,7 @@ func checkMsgpack(b []byte) error {
 		if r.err != nil {
 			return r.err
 		}
-		n, skip := 0, 0 // elements opened, bytes skipped
+		n, skip, ext := 0, 0, -1 // elements opened, bytes skipped, extension payload length
 		switch {
 		case c <= 0x7f || c >= 0xe0, c == mpNil, c == 0xc2, c == 0xc3:
 		case c&0xf0 == 0x80:
@@ -351,11 +355,11 @@ func checkMsgpack(b []byte) error {
 		case c == 0xc6, c == mpStr32:
 			skip = int(r.uintN(4))
 		case c == 0xc7:
-			skip = int(r.uintN(1)) + 1
+			ext = int(r.uintN(1))
 		case c == 0xc8:
-			skip = int(r.uintN(2)) + 1
+			ext = int(r.uintN(2))
 		case c == 0xc9:
-			skip = int(r.uintN(4)) + 1
+			ext = int(r.uintN(4))
 		case c == 0xca:
 			skip = 4
 		case c == 0xcb:
@@ -365,7 +369,7 @@ func checkMsgpack(b []byte) error {
 		case c >= mpInt8 && c <= mpInt64:
 			skip = 1 << (c - mpInt8)
 		case c >= 0xd4 && c <= 0xd8: // fixext 1, 2, 4, 8, 16
-			skip = 1 + 1<<(c-0xd4)
+			ext = 1 << (c - 0xd4)
 		case c == mpArray16:
 			n = int(r.uintN(2))
 		case c == mpArray32:
@@ -380,6 +384,26 @@ func checkMsgpack(b []byte) error {
 		r.take(skip)
 		if r.err != nil {
 			return r.err
+		}
+		if ext >= 0 {
+			// msgpack decodes an extension's payload as msgpack when the
+			// destination is a map, a slice or a struct, so check it like one;
+			// only the timestamp extension (type -1) holds raw bytes.
+			typ := r.byte1()
+			payload := r.take(ext)
+			if r.err != nil {
+				return r.err
+			}
+			if typ != 0xff {
+				if depth >= maxNesting {
+					return fmt.Errorf("%w: extensions nested deeper than %d", errCorruptValue, maxNesting)
+				}
+				if len(payload) > 0 {
+					if err := checkMsgpackDepth(payload, depth+1); err != nil {
+						return err
+					}
+				}
+			}
 		}
 		if n > 0 {
 			if n > len(r.b) {

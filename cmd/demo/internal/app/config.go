@@ -54,7 +54,7 @@ func FlagSet(fs *flag.FlagSet, getenv func(string) string) *Config {
 	fs.StringVar(&c.Addr, "addr", env("DEMO_ADDR", ":8080"), "listen address (env DEMO_ADDR)")
 	fs.StringVar(&c.Store, "store", env("DEMO_STORE", "file"), "session store: "+strings.Join(Stores, ", ")+" (env DEMO_STORE)")
 	fs.StringVar(&c.Dir, "dir", env("DEMO_DIR", "var/sessions"), "folder of the file store (env DEMO_DIR)")
-	fs.StringVar(&c.RedisURL, "redis-url", env("DEMO_REDIS_URL", "redis://127.0.0.1:6379/0"), "Redis URL for -store redis (env DEMO_REDIS_URL)")
+	fs.StringVar(&c.RedisURL, "redis-url", env("DEMO_REDIS_URL", "redis://127.0.0.1:6379/0"), "Redis URL for -store redis, with go-redis options such as ?read_timeout=500ms (env DEMO_REDIS_URL)")
 	fs.StringVar(&c.DSN, "dsn", env("DEMO_DSN", ""), "SQLite file for -store sqlite, connection string for -store postgres (env DEMO_DSN)")
 	fs.StringVar(&c.Namespace, "namespace", env("DEMO_NAMESPACE", "fxsession-demo"), "cache namespace of the sessions (env DEMO_NAMESPACE)")
 	fs.StringVar(&c.Catalog, "catalog", env("DEMO_CATALOG", "var/catalog.db"), "product catalog database (env DEMO_CATALOG)")
@@ -112,7 +112,9 @@ func (c *Config) OpenBackend(ctx context.Context) (cache.Backend, error) {
 		o.DialTimeout = orDefault(o.DialTimeout, redisstore.DefaultDialTimeout)
 		o.ReadTimeout = orDefault(o.ReadTimeout, redisstore.DefaultReadTimeout)
 		o.WriteTimeout = orDefault(o.WriteTimeout, redisstore.DefaultWriteTimeout)
-		o.MaxRetries = orDefault(o.MaxRetries, redisstore.DefaultMaxRetries)
+		// No retry unless the URL asks for one: a frozen Redis then costs a session
+		// request one read timeout (1 s) before its 503, not two.
+		o.MaxRetries = orDefault(o.MaxRetries, -1)
 		o.DialerRetries = orDefault(o.DialerRetries, redisstore.DefaultDialerRetries)
 		o.ContextTimeoutEnabled = true
 		client := redis.NewClient(o)

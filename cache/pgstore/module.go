@@ -1,11 +1,9 @@
 package pgstore
 
 import (
-	"context"
-
 	"go.uber.org/fx"
 
-	"github.com/fxsession/fxsession/cache"
+	"github.com/fxsession/fxsession/cache/internal/sqlcommon"
 )
 
 // Module provides a [cache.Backend] on the PostgreSQL database at dsn. A
@@ -15,23 +13,5 @@ import (
 //
 //	fx.New(pgstore.Module("postgres://app@db/app", pgstore.Options{}), ...)
 func Module(dsn string, o Options) fx.Option {
-	return fx.Module("pgstore",
-		fx.Provide(func(lc fx.Lifecycle) (cache.Backend, error) {
-			s, err := open(dsn, o)
-			if err != nil {
-				return nil, err
-			}
-			lc.Append(fx.Hook{
-				OnStart: func(ctx context.Context) error {
-					if err := s.Ready(ctx); err != nil {
-						_ = s.Close() // OnStop will not run for a failed start
-						return err
-					}
-					return nil
-				},
-				OnStop: func(context.Context) error { return s.Close() },
-			})
-			return s, nil
-		}),
-	)
+	return sqlcommon.Module("pgstore", func() (*Store, error) { return open(dsn, o) })
 }

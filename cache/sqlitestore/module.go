@@ -1,11 +1,9 @@
 package sqlitestore
 
 import (
-	"context"
-
 	"go.uber.org/fx"
 
-	"github.com/fxsession/fxsession/cache"
+	"github.com/fxsession/fxsession/cache/internal/sqlcommon"
 )
 
 // Module provides a [cache.Backend] on the SQLite database file at path. A path
@@ -15,23 +13,5 @@ import (
 //
 //	fx.New(sqlitestore.Module("var/cache.db", sqlitestore.Options{}), ...)
 func Module(path string, o Options) fx.Option {
-	return fx.Module("sqlitestore",
-		fx.Provide(func(lc fx.Lifecycle) (cache.Backend, error) {
-			s, err := open(path, o)
-			if err != nil {
-				return nil, err
-			}
-			lc.Append(fx.Hook{
-				OnStart: func(ctx context.Context) error {
-					if err := s.Ready(ctx); err != nil {
-						_ = s.Close() // OnStop will not run for a failed start
-						return err
-					}
-					return nil
-				},
-				OnStop: func(context.Context) error { return s.Close() },
-			})
-			return s, nil
-		}),
-	)
+	return sqlcommon.Module("sqlitestore", func() (*Store, error) { return open(path, o) })
 }

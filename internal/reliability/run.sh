@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
 # make reliability: the reliability checks at full size (build tag reliability,
 # no -race: `make test` runs them with -race at small counts), then every fuzz
-# target of the module for FUZZTIME (default 60s), found as scripts/fuzz.sh finds
-# them, then the table of docs/reliability.md from what they recorded.
+# target of the module through scripts/fuzz.sh at FUZZSCALE times the budgets of
+# `make test` (count-based, default 12x), then the table of docs/reliability.md from what they recorded.
 #
 #   RELIABILITY_OUT=dir   keep the logs and figures there (default: a new temp folder)
-#   FUZZTIME=60s          time per fuzz target
+#   FUZZSCALE=12          fuzz budget per target, in multiples of make test's (count-based)
 #   RELIABILITY_DOC=path  the document whose table is rewritten (default docs/reliability.md;
 #                         set it empty to only print the table)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 GO=${GO:-go}
-export FUZZTIME=${FUZZTIME:-60s}
+export FUZZSCALE=${FUZZSCALE:-12}
 OUT=${RELIABILITY_OUT:-$(mktemp -d "${TMPDIR:-/tmp}/fxsession-reliability.XXXXXX")}
 DOC=${RELIABILITY_DOC-docs/reliability.md}
 mkdir -p "$OUT"
@@ -29,37 +29,17 @@ grep -E '^(--- |ok |FAIL|PASS$)' "$OUT/tests.log" | grep -v -- '--- PASS: .*/' |
 echo "reliability: checks took $((SECONDS - t0)) s (exit $tests)"
 
 t1=$SECONDS
-# The fuzz targets scripts/fuzz.sh runs (same discovery, same go test flags),
-# run here one after the other without stopping at the first failure, so that
-# every target gets its row. A failing input go test writes into a package's
-# testdata is moved to $OUT/crashers (it is evidence, not a corpus change).
-echo "reliability: fuzz targets for $FUZZTIME each; log in $OUT/fuzz.log"
-: >"$OUT/fuzz.log"
-fuzz=0
-found=0
-while IFS= read -r file; do
-  dir=$(dirname "$file")
-  for target in $(grep -oE '^func (Fuzz[A-Za-z0-9_]+)\(' "$file" | sed -E 's/^func (Fuzz[A-Za-z0-9_]+)\(/\1/'); do
-    found=$((found + 1))
-    corpus="$dir/testdata/fuzz/$target"
-    before=$(git status --porcelain --untracked-files=all -- "$corpus" | sort)
-    echo "fuzz: $target in ./$dir for $FUZZTIME" | tee -a "$OUT/fuzz.log"
-    if "$GO" test -run='^$' -fuzz="^${target}\$" -fuzztime="$FUZZTIME" "./$dir" >>"$OUT/fuzz.log" 2>&1; then
-      tail -n 1 "$OUT/fuzz.log"
-    else
-      fuzz=1
-      echo "FAIL: $target (see $OUT/fuzz.log)"
-      after=$(git status --porcelain --untracked-files=all -- "$corpus" | sort)
-      comm -13 <(echo "$before") <(echo "$after") | sed -n 's/^?? //p' | while IFS= read -r f; do
-        mkdir -p "$OUT/crashers/$dir"
-        mv "$f" "$OUT/crashers/$dir/"
-        echo "fuzz: failing input moved to $OUT/crashers/$dir/$(basename "$f")" | tee -a "$OUT/fuzz.log"
-      done
-    fi
-  done
-done < <(git ls-files '*_test.go' | grep -v '^bench/' | xargs grep -l '^func Fuzz' || true)
-echo "fuzz: $found targets ran" >>"$OUT/fuzz.log"
-echo "reliability: fuzzing took $((SECONDS - t1)) s ($found targets, exit $fuzz)"
+# Every fuzz target, with scripts/fuzz.sh's count-based budgets times FUZZSCALE,
+# one after the other without stopping at a failure, so that every target gets
+# its row. A failing input go test writes into a package's testdata is moved to
+# $OUT/crashers (it is evidence, not a corpus change).
+echo "reliability: fuzz targets at ${FUZZSCALE}x the make test budgets; log in $OUT/fuzz.log"
+set +e
+FUZZ_KEEP_GOING=1 FUZZ_CRASHERS="$OUT/crashers" scripts/fuzz.sh >"$OUT/fuzz.log" 2>&1
+fuzz=$?
+set -e
+grep -E '^(fuzz: |FAIL)' "$OUT/fuzz.log" || true
+echo "reliability: fuzzing took $((SECONDS - t1)) s (exit $fuzz)"
 
 args=(-figures "$FXSESSION_RELIABILITY_FIGURES" -fuzzlog "$OUT/fuzz.log" -date "$started")
 # The table is written when every check passed; a fuzz target that failed

@@ -4,12 +4,19 @@
 // "demo sessions ..." commands are built from it.
 //
 // Sessions are named by their hash (the hex SHA-256 of the session ID, which is
-// all the store keeps) or by the ID itself; "list" prints hashes.
+// all the store keeps) or by the ID itself; "list" prints hashes. Times are
+// printed in RFC 3339 with their zone; list and show print JSON with
+// Output.JSON (the -json flag of Output.Flags). show decodes the stored values
+// whose Go type the program declares (Output.Decoders) and prints the others'
+// msgpack in hex. destroy-all asks first (Output.Confirm, TerminalPrompt) or
+// needs Output.Yes (-yes).
 package sessionctl
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -19,8 +26,21 @@ import (
 	"github.com/fxsession/fxsession/session"
 )
 
-// ErrUsage: the command or its arguments are wrong; the message says how.
-var ErrUsage = errors.New("sessionctl: usage")
+// ErrUsage is matched by the errors of a command line Run does not accept (an
+// unknown command, a missing argument, destroy-all without a confirmation). The
+// error's message says what is wrong, without a prefix; show Usage with it.
+var ErrUsage = errors.New("sessionctl: usage error")
+
+// usageError is a mistake in the command line: its text is the message alone.
+type usageError string
+
+func (e usageError) Error() string        { return string(e) }
+func (e usageError) Is(target error) bool { return target == ErrUsage }
+
+func usagef(format string, args ...any) error { return usageError(fmt.Sprintf(format, args...)) }
+
+// ErrNotConfirmed: the person asked by destroy-all said no; nothing was destroyed.
+var ErrNotConfirmed = errors.New("not confirmed: nothing was destroyed")
 
 // Usage lists the commands.
 const Usage = `commands:
@@ -28,26 +48,39 @@ const Usage = `commands:
   show HASH|ID      show one session's metadata and stored values
   destroy HASH|ID   destroy one session
   destroy-tag TAG   destroy every session carrying TAG
-  destroy-all       destroy every session
+  destroy-all       destroy every session (asks first on a terminal, otherwise needs -yes)
   gc                remove expired sessions now`
 
-// Output is where the commands write: Out gets the results, Progress (optional)
-// gets progress lines on long runs.
+// Output is how the commands run and where they write: Out gets the results,
+// Progress (optional) gets progress lines on long runs and questions.
 type Output struct {
 	Out      io.Writer
 	Progress io.Writer
 	// Every is how many sessions pass between progress lines (default 1000).
 	Every int
+	// Interval also writes a progress line when this long passed since the last
+	// one (default 1 s; negative: only every Every sessions).
+	Interval time.Duration
+
+	// JSON makes list and show print JSON for scripts: list an array of
+	// sessions, show one object.
+	JSON bool
+	// Decoders decode the stored values whose Go types the program knows (see
+	// PutValue and Object); show prints the other values' msgpack in hex.
+	// Flash messages are always decoded.
+	Decoders []Decoder
+
+	// Yes lets destroy-all run without asking.
+	Yes bool
+	// Confirm asks before destroy-all (see TerminalPrompt). Without it, and
+	// without Yes, destroy-all refuses with an error matching ErrUsage.
+	Confirm Confirm
 }
 
-func (o Output) progress(n int, what string) {
-	every := o.Every
-	if every <= 0 {
-		every = 1000
-	}
-	if o.Progress != nil && n > 0 && n%every == 0 {
-		fmt.Fprintf(o.Progress, "... %d sessions %s\n", n, what)
-	}
+// Flags registers -json (Output.JSON) and -yes (Output.Yes) on fs.
+func (o *Output) Flags(fs *flag.FlagSet) {
+	fs.BoolVar(&o.JSON, "json", o.JSON, "list and show print JSON")
+	fs.BoolVar(&o.Yes, "yes", o.Yes, "destroy-all destroys without asking")
 }
 
 // arity is what each command takes after its name: the number of arguments
@@ -69,14 +102,14 @@ var arity = map[string]struct {
 // before it opens the store for Run.
 func Check(args []string) error {
 	if len(args) == 0 {
-		return fmt.Errorf("%w: no command\n%s", ErrUsage, Usage)
+		return usagef("no command")
 	}
 	a, ok := arity[args[0]]
 	if !ok {
-		return fmt.Errorf("%w: unknown command %q\n%s", ErrUsage, args[0], Usage)
+		return usagef("unknown command %q", args[0])
 	}
 	if len(args)-1 != a.n {
-		return fmt.Errorf("%w: %s takes %s\n%s", ErrUsage, args[0], a.what, Usage)
+		return usagef("%s takes %s", args[0], a.what)
 	}
 	return nil
 }
@@ -96,33 +129,28 @@ func Run(ctx context.Context, m *session.Manager, args []string, out Output) err
 	case "show":
 		return Show(ctx, m, rest[0], out)
 	case "destroy":
-		ok, err := m.Destroy(ctx, rest[0], "destroyed by an administrator")
+		ok, err := destroy(ctx, m, rest[0], "destroyed by an administrator")
 		if err != nil {
 			return err
 		}
 		if !ok {
-			return fmt.Errorf("session %s: %w", rest[0], session.ErrNotFound)
+			return notFound(rest[0])
 		}
 		fmt.Fprintln(out.Out, "destroyed 1 session")
 		return nil
 	case "destroy-tag":
-		n, err := m.DestroyByTag(ctx, rest[0], "destroyed by tag by an administrator")
+		n, err := destroyTag(ctx, m, rest[0], "destroyed by tag by an administrator")
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(out.Out, "destroyed %d %s tagged %s\n", n, plural(n), rest[0])
 		return nil
 	case "destroy-all":
-		n, err := m.DestroyAll(ctx)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(out.Out, "destroyed %d %s\n", n, plural(n))
-		return nil
+		return DestroyAll(ctx, m, out)
 	case "gc":
 		total := 0
 		for {
-			n, err := m.CollectGarbage(ctx)
+			n, err := collect(ctx, m)
 			total += n
 			if err != nil {
 				return err
@@ -137,7 +165,55 @@ func Run(ctx context.Context, m *session.Manager, args []string, out Output) err
 		fmt.Fprintf(out.Out, "removed %d expired %s\n", total, plural(total))
 		return nil
 	}
-	return fmt.Errorf("%w: unknown command %q\n%s", ErrUsage, cmd, Usage)
+	return usagef("unknown command %q", cmd)
+}
+
+// DestroyAll destroys every session, one by one with progress lines, after
+// asking (Output.Confirm) unless Output.Yes. Sessions left when it ends (expired
+// ones not yet collected, ones started meanwhile) are destroyed with them.
+func DestroyAll(ctx context.Context, m *session.Manager, out Output) error {
+	if out.Out == nil {
+		out.Out = io.Discard
+	}
+	all, err := hashes(ctx, m, out.progress("found"))
+	if err != nil {
+		return err
+	}
+	if len(all) == 0 {
+		fmt.Fprintln(out.Out, "destroyed 0 sessions")
+		return nil
+	}
+	if !out.Yes {
+		if out.Confirm == nil {
+			return usagef("destroy-all would destroy %d %s: confirm on a terminal or pass -yes", len(all), plural(len(all)))
+		}
+		ok, err := out.Confirm(ctx, fmt.Sprintf("Destroy all %d %s?", len(all), plural(len(all))))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return ErrNotConfirmed
+		}
+	}
+	p := out.progress("destroyed")
+	n := 0
+	for _, h := range all {
+		ok, err := destroy(ctx, m, h, "destroyed by an administrator (destroy-all)")
+		if err != nil {
+			return fmt.Errorf("after destroying %d %s: %w", n, plural(n), err)
+		}
+		if ok {
+			n++
+			p.add(1)
+		}
+	}
+	rest, err := destroyRest(ctx, m)
+	if err != nil {
+		return fmt.Errorf("after destroying %d %s: %w", n, plural(n), err)
+	}
+	n += rest
+	fmt.Fprintf(out.Out, "destroyed %d %s\n", n, plural(n))
+	return nil
 }
 
 func plural(n int) string {
@@ -147,27 +223,57 @@ func plural(n int) string {
 	return "sessions"
 }
 
-const timeFormat = "2006-01-02 15:04:05"
+// stamp formats a time in RFC 3339 with its zone (the local one).
+func stamp(t time.Time) string { return t.Local().Format(time.RFC3339) }
 
-// List prints a table of the active sessions.
+// jsonSession is a session in list's and show's JSON.
+type jsonSession struct {
+	Hash            string     `json:"hash"`
+	Created         string     `json:"created"`
+	LastUsed        string     `json:"last_used"`
+	Expires         *string    `json:"expires"` // null: never
+	LifetimeSeconds int64      `json:"lifetime_seconds"`
+	Tags            []string   `json:"tags"`
+	Size            int        `json:"size"`
+	Values          *[]decoded `json:"values,omitempty"`
+}
+
+func toJSON(s sessionInfo) jsonSession {
+	j := jsonSession{
+		Hash: s.Hash, Created: stamp(s.Created), LastUsed: stamp(s.LastUsed),
+		LifetimeSeconds: int64(s.Lifetime / time.Second), Tags: s.Tags, Size: s.Size,
+	}
+	if j.Tags == nil {
+		j.Tags = []string{}
+	}
+	if !s.Expires.IsZero() {
+		e := stamp(s.Expires)
+		j.Expires = &e
+	}
+	return j
+}
+
+// List prints a table of the active sessions (with Output.JSON, a JSON array,
+// one session a line).
 func List(ctx context.Context, m *session.Manager, out Output) error {
+	if out.Out == nil {
+		out.Out = io.Discard
+	}
+	p := out.progress("listed")
+	if out.JSON {
+		return listJSON(ctx, m, out.Out, p)
+	}
 	tw := tabwriter.NewWriter(out.Out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "HASH\tCREATED\tLAST ACTIVITY\tTAGS\tSIZE")
 	n := 0
-	for md, err := range m.All(ctx) {
+	for s, err := range allSessions(ctx, m) {
 		if err != nil {
 			tw.Flush()
 			return err
 		}
-		size, err := m.Size(ctx, md.Hash)
-		if err != nil && !errors.Is(err, session.ErrNotFound) {
-			tw.Flush()
-			return err
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", md.Hash, md.Created.Local().Format(timeFormat),
-			md.LastUsed.Local().Format(timeFormat), strings.Join(md.Tags, ","), bytes(size))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Hash, stamp(s.Created), stamp(s.LastUsed), strings.Join(s.Tags, ","), bytes(s.Size))
 		n++
-		out.progress(n, "listed")
+		p.add(1)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -176,36 +282,117 @@ func List(ctx context.Context, m *session.Manager, out Output) error {
 	return nil
 }
 
-// Show prints one session's metadata and its stored values' keys and sizes.
+func listJSON(ctx context.Context, m *session.Manager, w io.Writer, p *progress) error {
+	sep := "[\n"
+	for s, err := range allSessions(ctx, m) {
+		if err != nil {
+			return err
+		}
+		b, err := json.Marshal(toJSON(s))
+		if err != nil {
+			return err
+		}
+		if _, err := fmt.Fprintf(w, "%s%s", sep, b); err != nil {
+			return err
+		}
+		sep = ",\n"
+		p.add(1)
+	}
+	if sep == "[\n" {
+		_, err := io.WriteString(w, "[]\n")
+		return err
+	}
+	_, err := io.WriteString(w, "\n]\n")
+	return err
+}
+
+// Show prints one session's metadata and its stored values: decoded as JSON
+// where Output.Decoders know the type, their msgpack in hex otherwise. It
+// changes nothing (flash messages are peeked at, not consumed).
 func Show(ctx context.Context, m *session.Manager, idOrHash string, out Output) error {
-	s, err := m.Session(ctx, idOrHash)
+	if out.Out == nil {
+		out.Out = io.Discard
+	}
+	info, raw, err := inspect(ctx, m, idOrHash)
 	if err != nil {
 		return err
 	}
-	md, err := s.Metadata(ctx)
-	if err != nil {
-		return err
+	values := make([]decoded, 0, len(raw))
+	for _, v := range raw {
+		values = append(values, decode(ctx, v, out.Decoders))
+	}
+	if out.JSON {
+		j := toJSON(info)
+		j.Values = &values
+		enc := json.NewEncoder(out.Out)
+		enc.SetEscapeHTML(false)
+		enc.SetIndent("", "  ")
+		return enc.Encode(j)
 	}
 	w := out.Out
-	fmt.Fprintf(w, "hash:           %s\n", md.Hash)
-	fmt.Fprintf(w, "created:        %s\n", md.Created.Local().Format(timeFormat))
-	fmt.Fprintf(w, "last activity:  %s (%s ago)\n", md.LastUsed.Local().Format(timeFormat), time.Since(md.LastUsed).Round(time.Second))
-	if md.Expires.IsZero() {
+	fmt.Fprintf(w, "hash:           %s\n", info.Hash)
+	fmt.Fprintf(w, "created:        %s\n", stamp(info.Created))
+	fmt.Fprintf(w, "last activity:  %s (%s ago)\n", stamp(info.LastUsed), time.Since(info.LastUsed).Round(time.Second))
+	if info.Expires.IsZero() {
 		fmt.Fprintf(w, "expires:        never\n")
 	} else {
-		fmt.Fprintf(w, "expires:        %s\n", md.Expires.Local().Format(timeFormat))
+		fmt.Fprintf(w, "expires:        %s\n", stamp(info.Expires))
 	}
-	fmt.Fprintf(w, "tags:           %s\n", strings.Join(md.Tags, ", "))
-	entries, err := m.Entries(ctx, md.Hash)
-	if err != nil {
-		return err
+	if info.Lifetime == 0 {
+		fmt.Fprintf(w, "cookie:         until the browser closes\n")
+	} else {
+		fmt.Fprintf(w, "cookie:         kept %s\n", info.Lifetime)
 	}
+	fmt.Fprintf(w, "tags:           %s\n", strings.Join(info.Tags, ", "))
+	fmt.Fprintf(w, "size:           %s\n", bytes(info.Size))
 	fmt.Fprintf(w, "values:\n")
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	for _, e := range entries {
-		fmt.Fprintf(tw, "  %s\t%s\n", e.Key, bytes(e.Size))
+	for _, v := range values {
+		name := v.Key
+		if v.Field != "" {
+			name += " " + v.Field
+		}
+		fmt.Fprintf(w, "  %s  %s\n", name, bytes(v.Size))
+		if v.known {
+			b, err := marshalIndent(v.JSON, "    ")
+			if err != nil {
+				fmt.Fprintf(w, "    (not printable as JSON: %v)\n", err)
+				continue
+			}
+			fmt.Fprintf(w, "    %s\n", b)
+			continue
+		}
+		if v.Note != "" {
+			fmt.Fprintf(w, "    (%s)\n", v.Note)
+		}
+		if v.Msgpack != "" {
+			writeHex(w, v.Msgpack)
+		}
 	}
-	return tw.Flush()
+	return nil
+}
+
+// marshalIndent is JSON indented under prefix, with <, > and & left as they are.
+func marshalIndent(v any, prefix string) ([]byte, error) {
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent(prefix, "  ")
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return []byte(strings.TrimSuffix(b.String(), "\n")), nil
+}
+
+// writeHex writes hex-encoded msgpack, 64 digits (32 bytes) a line.
+func writeHex(w io.Writer, h string) {
+	const width = 64
+	label := "msgpack: "
+	for len(h) > 0 {
+		n := min(len(h), width)
+		fmt.Fprintf(w, "    %s%s\n", label, h[:n])
+		h = h[n:]
+		label = "         "
+	}
 }
 
 func bytes(n int) string {

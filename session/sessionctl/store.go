@@ -1,0 +1,178 @@
+package sessionctl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/fxsession/fxsession/session"
+)
+
+// This file is the only one that calls the session package's administration
+// surface (Manager.All, Manager.Session, Manager.Entries, ...) and knows the form
+// of a stored value's key: when that surface changes, this file changes.
+
+// sessionInfo is what list and show print about one session.
+type sessionInfo struct {
+	Hash     string
+	Created  time.Time
+	LastUsed time.Time
+	Expires  time.Time // zero: never
+	Lifetime time.Duration
+	Tags     []string
+	Size     int // bytes of stored values
+}
+
+func infoOf(md session.Metadata) sessionInfo {
+	return sessionInfo{
+		Hash: md.Hash, Created: md.Created, LastUsed: md.LastUsed, Expires: md.Expires,
+		Lifetime: md.Lifetime, Tags: md.Tags,
+	}
+}
+
+// allSessions streams the active sessions with the size of their values.
+func allSessions(ctx context.Context, m *session.Manager) iter.Seq2[sessionInfo, error] {
+	return func(yield func(sessionInfo, error) bool) {
+		for md, err := range m.All(ctx) {
+			if err != nil {
+				yield(sessionInfo{}, err)
+				return
+			}
+			info := infoOf(md)
+			size, err := m.Size(ctx, md.Hash)
+			if err != nil && !errors.Is(err, session.ErrNotFound) { // destroyed meanwhile: size 0
+				yield(sessionInfo{}, err)
+				return
+			}
+			info.Size = size
+			if !yield(info, nil) {
+				return
+			}
+		}
+	}
+}
+
+// hashes collects the hashes of the active sessions, reporting progress.
+func hashes(ctx context.Context, m *session.Manager, p *progress) ([]string, error) {
+	var out []string
+	for md, err := range m.All(ctx) {
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, md.Hash)
+		p.add(1)
+	}
+	return out, nil
+}
+
+// Kinds of stored values, from the first part of their store key.
+var kinds = map[string]Kind{"v": KindValue, "e": KindObject, "b": KindBag, "f": KindFlashes}
+
+// inspect reads one session (by ID or hash): its metadata and every stored
+// value, raw. It writes nothing.
+func inspect(ctx context.Context, m *session.Manager, idOrHash string) (sessionInfo, []Value, error) {
+	entries, err := m.Entries(ctx, idOrHash)
+	if err != nil {
+		return sessionInfo{}, nil, err
+	}
+	// A bag is readable only once registered, which the manager allows before
+	// its first session: register the bags this session holds (best effort; a
+	// manager that already serves keeps its own registrations).
+	for _, e := range entries {
+		if kind, name, _ := strings.Cut(e.Key, ":"); kinds[kind] == KindBag {
+			_ = m.RegisterBag(name)
+		}
+	}
+	s, err := m.Session(ctx, idOrHash)
+	if err != nil {
+		return sessionInfo{}, nil, err
+	}
+	md, err := s.Metadata(ctx)
+	if err != nil {
+		return sessionInfo{}, nil, err
+	}
+	info := infoOf(md)
+	sort.Slice(entries, func(i, j int) bool { return entries[i].Key < entries[j].Key })
+	var values []Value
+	for _, e := range entries {
+		info.Size += e.Size
+		k, name, _ := strings.Cut(e.Key, ":")
+		v := Value{Key: e.Key, Kind: kinds[k], Name: name, Size: e.Size}
+		switch v.Kind {
+		case KindValue:
+			var raw msgpack.RawMessage
+			v.err = s.Get(ctx, name, &raw)
+			v.Data = session.Value(raw)
+		case KindObject:
+			v.Data, _, v.err = s.GetEntry(ctx, name)
+		case KindFlashes:
+			v.Name = "flashes"
+			flashes, err := s.Flashes().PeekAll(ctx) // peek: show consumes nothing
+			v.known, v.err = flashes, err
+		case KindBag:
+			bagValues, err := readBag(ctx, s, v)
+			if err != nil {
+				v.err = err
+				break
+			}
+			values = append(values, bagValues...)
+			continue
+		default:
+			v.Kind, v.Name = KindOther, e.Key
+			v.err = errors.New("a kind of value this command does not know")
+		}
+		values = append(values, v)
+	}
+	return info, values, nil
+}
+
+// readBag returns a bag's members as values of their own.
+func readBag(ctx context.Context, s *session.Session, bag Value) ([]Value, error) {
+	b, err := s.Bag(bag.Name)
+	if err != nil {
+		return nil, err
+	}
+	members, err := b.All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]string, 0, len(members))
+	for k := range members {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	out := make([]Value, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, Value{Key: bag.Key, Kind: KindBag, Name: bag.Name, Field: k, Size: len(members[k]), Data: members[k]})
+	}
+	return out, nil
+}
+
+func destroy(ctx context.Context, m *session.Manager, idOrHash, reason string) (bool, error) {
+	return m.Destroy(ctx, idOrHash, reason)
+}
+
+func destroyTag(ctx context.Context, m *session.Manager, tag, reason string) (int, error) {
+	return m.DestroyByTag(ctx, tag, reason)
+}
+
+// destroyRest destroys whatever sessions remain in the namespace (expired ones
+// not yet collected, ones started during destroy-all).
+func destroyRest(ctx context.Context, m *session.Manager) (int, error) {
+	return m.DestroyAll(ctx)
+}
+
+func collect(ctx context.Context, m *session.Manager) (int, error) {
+	return m.CollectGarbage(ctx)
+}
+
+// notFound says that no session has the name.
+func notFound(name string) error {
+	return fmt.Errorf("session %s: %w", name, session.ErrNotFound)
+}

@@ -160,7 +160,7 @@ func (s *decState) decodeSlice(n *node, v reflect.Value) error {
 		v.SetZero()
 		return nil
 	}
-	sl := reflect.MakeSlice(n.t, l, l) // l is bounded by the input size (checkStructure)
+	sl := reflect.MakeSlice(n.t, l, l) // l is bounded by the input size (msgpackcheck)
 	v.Set(sl)
 	var missing []bool
 	if direct(n.elem) {

@@ -61,8 +61,10 @@
 //
 // # Hostile and outdated input
 //
-// [Plan.Decode] first checks the structure of the input (well formed, lengths within
-// the input, nesting within [DefaultMaxDepth]), so decoding allocates in proportion
-// to the input and recursion is bounded. Input that does not fit the current type
-// fails with [ErrIncompatible]; scope then starts over with a fresh instance.
+// [Plan.Decode] first checks the structure of the input, the same check that guards
+// every stored session value (well formed, every declared length within the input,
+// extension payloads checked as msgpack, nesting within [DefaultMaxDepth]), so
+// msgpack allocates in proportion to the input and recursion is bounded, whichever
+// msgpack version the application builds with. Input that does not fit the current
+// type fails with [ErrIncompatible]; scope then starts over with a fresh instance.
 package inject

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+
+	"github.com/fxsession/fxsession/internal/msgpackcheck"
 )
 
 // FieldKind says what a plan does with a field.
@@ -377,7 +379,8 @@ func (p *Plan) Decode(ctx context.Context, data []byte, obj any, tr *Tracker) er
 	if err != nil {
 		return err
 	}
-	if err := checkStructure(data, p.reg.maxDepth); err != nil {
+	data, err = msgpackcheck.Prepare(data, p.reg.maxDepth)
+	if err != nil {
 		return incompatible(p.t, "%v", err)
 	}
 	if len(data) == 0 || data[0] == 0xc0 {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/fxsession/fxsession/cache"
+	"github.com/fxsession/fxsession/internal/msgpackcheck"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -99,20 +100,15 @@ func appendArrayLen(b []byte, n int) []byte {
 // mpReader reads the few msgpack forms the metadata codec needs, with bounds checks
 // everywhere: corrupt bytes give an error, never a panic.
 type mpReader struct {
-	b    []byte
-	err  error
-	base error // wrapped by failures; errCorrupt when nil
+	b   []byte
+	err error
 }
 
 var errCorrupt = fmt.Errorf("%w: corrupt metadata", ErrDecode)
 
 func (r *mpReader) fail(what string) {
 	if r.err == nil {
-		base := r.base
-		if base == nil {
-			base = errCorrupt
-		}
-		r.err = fmt.Errorf("%w: %s", base, what)
+		r.err = fmt.Errorf("%w: %s", errCorrupt, what)
 	}
 }
 
@@ -293,7 +289,9 @@ func encodeValue(key string, v any, limit int) ([]byte, error) {
 }
 
 // decodeValue decodes stored bytes into dst. It never panics: whatever the bytes,
-// a mismatch is an error wrapping ErrDecode.
+// a mismatch is an error wrapping ErrDecode. msgpackcheck refuses, before msgpack
+// sees them, bytes that would make it allocate out of proportion to their length
+// or recurse too deeply (hostile or corrupt store contents).
 func decodeValue(key string, b []byte, dst any) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
@@ -303,7 +301,8 @@ func decodeValue(key string, b []byte, dst any) (err error) {
 	if dst == nil {
 		return fmt.Errorf("%w %q: nil destination", ErrDecode, key)
 	}
-	if err := checkMsgpack(b); err != nil {
+	b, err = msgpackcheck.Prepare(b, msgpackcheck.DefaultMaxDepth)
+	if err != nil {
 		return fmt.Errorf("%w %q: %w", ErrDecode, key, err)
 	}
 	if err := msgpack.Unmarshal(b, dst); err != nil {
@@ -311,111 +310,3 @@ func decodeValue(key string, b []byte, dst any) (err error) {
 	}
 	return nil
 }
-
-// maxNesting bounds how deeply stored values may nest arrays and maps.
-const maxNesting = 256
-
-// checkMsgpack walks one msgpack value without decoding it and refuses what the
-// msgpack library would turn into a huge allocation or a deep recursion: a
-// container declaring more elements than its input has bytes (a 5-byte map32
-// header would otherwise allocate a map for 4 billion entries), nesting deeper
-// than maxNesting, truncation, and the reserved code 0xc1.
-func checkMsgpack(b []byte) error { return checkMsgpackDepth(b, 0) }
-
-// checkMsgpackDepth is checkMsgpack for a value found depth levels down (inside
-// extension payloads).
-func checkMsgpackDepth(b []byte, depth int) error {
-	r := mpReader{b: b, base: errCorruptValue}
-	// stack holds, per open container, how many values it still expects.
-	var stackBuf [16]int
-	stack := append(stackBuf[:0], 1)
-	for len(stack) > 0 {
-		if stack[len(stack)-1] == 0 {
-			stack = stack[:len(stack)-1]
-			continue
-		}
-		stack[len(stack)-1]--
-		c := r.byte1()
-		if r.err != nil {
-			return r.err
-		}
-		n, skip, ext := 0, 0, -1 // elements opened, bytes skipped, extension payload length
-		switch {
-		case c <= 0x7f || c >= 0xe0, c == mpNil, c == 0xc2, c == 0xc3:
-		case c&0xf0 == 0x80:
-			n = 2 * int(c&0x0f)
-		case c&0xf0 == mpFixArray:
-			n = int(c & 0x0f)
-		case c&0xe0 == mpFixStr:
-			skip = int(c & 0x1f)
-		case c == 0xc4, c == mpStr8:
-			skip = int(r.uintN(1))
-		case c == 0xc5, c == mpStr16:
-			skip = int(r.uintN(2))
-		case c == 0xc6, c == mpStr32:
-			skip = int(r.uintN(4))
-		case c == 0xc7:
-			ext = int(r.uintN(1))
-		case c == 0xc8:
-			ext = int(r.uintN(2))
-		case c == 0xc9:
-			ext = int(r.uintN(4))
-		case c == 0xca:
-			skip = 4
-		case c == 0xcb:
-			skip = 8
-		case c >= mpUint8 && c <= mpUint64:
-			skip = 1 << (c - mpUint8)
-		case c >= mpInt8 && c <= mpInt64:
-			skip = 1 << (c - mpInt8)
-		case c >= 0xd4 && c <= 0xd8: // fixext 1, 2, 4, 8, 16
-			ext = 1 << (c - 0xd4)
-		case c == mpArray16:
-			n = int(r.uintN(2))
-		case c == mpArray32:
-			n = int(r.uintN(4))
-		case c == 0xde:
-			n = 2 * int(r.uintN(2))
-		case c == 0xdf:
-			n = 2 * int(r.uintN(4))
-		default:
-			r.fail("reserved msgpack code 0xc1")
-		}
-		r.take(skip)
-		if r.err != nil {
-			return r.err
-		}
-		if ext >= 0 {
-			// msgpack decodes an extension's payload as msgpack when the
-			// destination is a map, a slice or a struct, so check it like one;
-			// only the timestamp extension (type -1) holds raw bytes.
-			typ := r.byte1()
-			payload := r.take(ext)
-			if r.err != nil {
-				return r.err
-			}
-			if typ != 0xff {
-				if depth >= maxNesting {
-					return fmt.Errorf("%w: extensions nested deeper than %d", errCorruptValue, maxNesting)
-				}
-				if len(payload) > 0 {
-					if err := checkMsgpackDepth(payload, depth+1); err != nil {
-						return err
-					}
-				}
-			}
-		}
-		if n > 0 {
-			if n > len(r.b) {
-				return fmt.Errorf("%w: container of %d elements in %d bytes", errCorruptValue, n, len(r.b))
-			}
-			if len(stack) >= maxNesting {
-				return fmt.Errorf("%w: nested deeper than %d", errCorruptValue, maxNesting)
-			}
-			stack = append(stack, n)
-		}
-	}
-	return nil
-}
-
-var errCorruptValue = errors.New("malformed msgpack")

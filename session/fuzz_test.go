@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fxsession/fxsession/internal/msgpackcheck"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -104,36 +105,12 @@ func FuzzDecodeValue(f *testing.F) {
 	})
 }
 
-func TestCheckMsgpack(t *testing.T) {
-	type nested struct {
-		A []map[string]any
-		T time.Time
-		F float32
-		D float64
-		B []byte
-		U uint64
-		I int64
-		P *point
-	}
-	big := strings.Repeat("x", 70000)
-	for _, v := range []any{
-		nil, true, false, 0, -1, -33, 200, 70000, 1 << 40, -(1 << 40), uint64(1 << 63), 1.5, float32(2.5),
-		"", "short", strings.Repeat("y", 40), strings.Repeat("z", 300), big,
-		[]byte{1, 2, 3}, make([]byte, 300), make([]byte, 70000),
-		[]int{}, make([]int, 20), make([]int, 70000), map[string]int{}, map[int]string{1: "a"},
-		nested{A: []map[string]any{{"k": []any{1, "x", nil}}}, T: time.Unix(1, 2), B: []byte("b"), P: &point{1, 2}},
-		time.Date(2030, 1, 1, 0, 0, 0, 1, time.UTC), time.Unix(1<<40, 0),
-	} {
-		b, err := msgpack.Marshal(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := checkMsgpack(b); err != nil {
-			t.Errorf("checkMsgpack(%T) = %v", v, err)
-		}
-	}
+// TestDecodeValueRefusesHostileBytes: what msgpackcheck refuses (its own tests
+// cover the check) is an error wrapping ErrDecode, and a timestamp that msgpack
+// would read as a map header behind a map destination still decodes as a time.
+func TestDecodeValueRefusesHostileBytes(t *testing.T) {
 	deep := []byte{}
-	for range maxNesting + 1 {
+	for range msgpackcheck.DefaultMaxDepth + 1 {
 		deep = append(deep, 0x91)
 	}
 	deep = append(deep, 0x01)
@@ -144,13 +121,27 @@ func TestCheckMsgpack(t *testing.T) {
 		"reserved":   {0xc1},
 		"empty":      {},
 		"deep":       deep,
+		"trailing":   {0x01, 0x02},
+		// a timestamp whose payload msgpack reads as a map32 header
+		"timestamp map": {0xd5, 0xff, 0xdf, 0x9b, 0x23, 0xc0, 0xf1, 0xdf, 0xf7, 0x86, 0x30},
 	} {
-		if err := checkMsgpack(b); err == nil {
-			t.Errorf("%s: accepted", name)
-		}
 		var a any
 		if err := decodeValue("k", b, &a); !errors.Is(err, ErrDecode) {
 			t.Errorf("%s: decodeValue = %v, want ErrDecode", name, err)
 		}
+	}
+	// An 8-byte timestamp payload starting with 0x81 (a fixmap header).
+	when := time.Unix(1_777_000_000, 0x81<<22|12345)
+	b, err := msgpack.Marshal(map[string]time.Time{"t": when})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]time.Time
+	if err := decodeValue("k", b, &got); err != nil || !got["t"].Equal(when) {
+		t.Fatalf("decodeValue = %v, %v; want %v", got, err, when)
+	}
+	var m map[string]map[string]any
+	if err := decodeValue("k", b, &m); !errors.Is(err, ErrDecode) {
+		t.Fatalf("decodeValue of a time into a map = %v, want ErrDecode", err)
 	}
 }

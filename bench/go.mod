@@ -39,5 +39,3 @@ require (
 )
 
 replace github.com/fxsession/fxsession => ..
-
-replace github.com/vmihailenco/msgpack/v5 => ../third_party/msgpack

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"flag"
 	"os"
@@ -22,8 +23,9 @@ import (
 	"github.com/fxsession/fxsession/session"
 )
 
-// cli runs the demo command in this process with the environment env and returns
-// its output, its log and its error.
+// cli runs the demo command in this process with the environment env and no
+// terminal, and returns its output, what a person sees on stderr (its log and,
+// as main prints it, its error) and its error.
 func cli(t *testing.T, env map[string]string, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
 	return cliWithin(t, 30*time.Second, env, args...)
@@ -36,7 +38,8 @@ func cliWithin(t *testing.T, limit time.Duration, env map[string]string, args ..
 	var o, e bytes.Buffer
 	ctx, cancel := context.WithTimeout(t.Context(), limit)
 	defer cancel()
-	err = run(ctx, args, &o, &e, func(k string) string { return env[k] })
+	err = run(ctx, args, strings.NewReader(""), &o, &e, func(k string) string { return env[k] })
+	report(&e, err)
 	return o.String(), e.String(), err
 }
 
@@ -58,10 +61,10 @@ func newStoreFlags(t *testing.T) storeFlags {
 	return storeFlags{filepath.Join(dir, "sessions"), "cli-test", filepath.Join(dir, "catalog.db")}
 }
 
-// args is "sessions cmd... -store file -dir ... -namespace ... -catalog ...".
+// args is "sessions cmd... -store file -dir ... -namespace ...".
 func (s storeFlags) args(cmd ...string) []string {
 	return append(append([]string{"sessions"}, cmd...),
-		"-store", "file", "-dir", s.dir, "-namespace", s.namespace, "-catalog", s.catalog)
+		"-store", "file", "-dir", s.dir, "-namespace", s.namespace)
 }
 
 // env is the same configuration as environment variables.
@@ -75,7 +78,8 @@ func hashOf(id string) string {
 	return hex.EncodeToString(h[:])
 }
 
-const stamp = `\d{4}-\d\d-\d\d \d\d:\d\d:\d\d`
+// stamp is an RFC 3339 time with its zone.
+const stamp = `\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:Z|[+-]\d\d:\d\d)`
 
 var rowRE = regexp.MustCompile(`(?m)^([0-9a-f]{64})  +(` + stamp + `)  +(` + stamp + `)  +(\S*?) *  (\d+(?:\.\d)? (?:B|KiB|MiB))$`)
 
@@ -148,7 +152,7 @@ func TestSessionsCommands(t *testing.T) {
 		if r.size == "0 B" && name != "phone" {
 			t.Errorf("%s's session has size 0 but holds a basket", name)
 		}
-		created, err := time.ParseInLocation("2006-01-02 15:04:05", r.created, time.Local)
+		created, err := time.Parse(time.RFC3339, r.created)
 		if err != nil || time.Since(created) > time.Minute || time.Since(created) < -time.Second {
 			t.Errorf("%s's session created %q (%v), want about now", name, r.created, err)
 		}
@@ -172,8 +176,42 @@ func TestSessionsCommands(t *testing.T) {
 			t.Error("show printed the session ID")
 		}
 	}
-	if out := mustCLI(t, nil, s.args("show", hashOf(anna.cookie()))...); !strings.Contains(out, "tags:           user:alice\n") {
-		t.Errorf("show of alice's session:\n%s", out)
+	annaShow := mustCLI(t, nil, s.args("show", hashOf(anna.cookie()))...)
+	for _, want := range []string{
+		"tags:           user:alice\n",
+		// The shop's own values, decoded: the user and the basket (a reference
+		// to the product and its quantity).
+		"  v:user  6 B\n    \"alice\"\n",
+		"  e:scope:Basket.0cZqTba3jZ46  ",
+		"    {\n      \"items\": [\n        {\n          \"sku\": \"tea-sencha\",\n          \"qty\": 2\n        }\n      ]\n    }\n",
+	} {
+		if !strings.Contains(annaShow, want) {
+			t.Errorf("show of alice's session lacks %q:\n%s", want, annaShow)
+		}
+	}
+	if strings.Contains(annaShow, "msgpack:") {
+		t.Errorf("show of alice's session left a value undecoded:\n%s", annaShow)
+	}
+	var shown struct {
+		Hash    string `json:"hash"`
+		Created string `json:"created"`
+		Values  []struct {
+			Key  string          `json:"key"`
+			JSON json.RawMessage `json:"json"`
+		} `json:"values"`
+	}
+	if err := json.Unmarshal([]byte(mustCLI(t, nil, s.args("show", "-json", anna.cookie())...)), &shown); err != nil {
+		t.Fatalf("show -json: %v", err)
+	}
+	if _, err := time.Parse(time.RFC3339, shown.Created); shown.Hash != hashOf(anna.cookie()) || err != nil || len(shown.Values) != 2 {
+		t.Errorf("show -json = %+v (%v)", shown, err)
+	}
+	var listed []struct {
+		Hash string   `json:"hash"`
+		Tags []string `json:"tags"`
+	}
+	if err := json.Unmarshal([]byte(mustCLI(t, nil, s.args("list", "-json")...)), &listed); err != nil || len(listed) != 4 {
+		t.Errorf("list -json: %v, %+v", err, listed)
 	}
 	_, _, err := cli(t, nil, s.args("show", strings.Repeat("ab", 32))...)
 	if !errors.Is(err, session.ErrNotFound) || errors.Is(err, errUsage) {
@@ -204,8 +242,14 @@ func TestSessionsCommands(t *testing.T) {
 		t.Errorf("carl's basket after destroy-tag = %q", got)
 	}
 
-	// destroy-all.
-	if out := mustCLI(t, nil, s.args("destroy-all")...); out != "destroyed 1 session\n" {
+	// destroy-all: without a terminal to ask, only with -yes.
+	if _, _, err := cli(t, nil, s.args("destroy-all")...); !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "-yes") {
+		t.Errorf("destroy-all without -yes and without a terminal: %v", err)
+	}
+	if got := carl.basket(); got != "tea-assam×3" {
+		t.Errorf("carl's basket after a refused destroy-all = %q", got)
+	}
+	if out := mustCLI(t, nil, s.args("destroy-all", "-yes")...); out != "destroyed 1 session\n" {
 		t.Errorf("destroy-all = %q", out)
 	}
 	if got := carl.basket(); got != "" {
@@ -282,8 +326,10 @@ func TestUsageErrors(t *testing.T) {
 		want string // in the error
 		log  string // in the stderr output
 	}{
+		{nil, []string{}, "no command", "usage:\n  demo serve [flags]\n"},
 		{nil, []string{"frobnicate"}, `unknown command "frobnicate"`, ""},
 		{nil, []string{"sessions"}, "no command", ""},
+		{nil, []string{"sessions", "list", "-store", "memory"}, "-store memory keeps its sessions inside the serving process", ""},
 		{nil, s.args("lst"), `unknown command "lst"`, ""},
 		{nil, s.args("show"), "show takes a session hash or ID", ""},
 		{nil, s.args("destroy", "a", "b"), "destroy takes a session hash or ID", ""},
@@ -302,7 +348,7 @@ func TestUsageErrors(t *testing.T) {
 		// Should a refused serve start after all, it does so on a loopback port
 		// and in-memory, and stops within seconds.
 		args := tc.args
-		if args[0] == "serve" && !slices.Contains(args, "-bogus") {
+		if len(args) > 0 && args[0] == "serve" && !slices.Contains(args, "-bogus") {
 			args = append(slices.Clone(args), "-addr", "127.0.0.1:0", "-catalog", s.catalog)
 			if !slices.Contains(args, "-store") {
 				args = append(args, "-store", "memory")
@@ -322,6 +368,47 @@ func TestUsageErrors(t *testing.T) {
 	}
 }
 
+// TestMessagesDoNotStutter: a wrong command line is reported once, as
+// "COMMAND: what is wrong", followed by the command's usage; "demo" alone
+// prints the usage only.
+func TestMessagesDoNotStutter(t *testing.T) {
+	for _, tc := range []struct {
+		args  []string
+		first string // the first line a person sees
+		usage string // in what follows
+	}{
+		{nil, "usage:", `Run "demo serve -h" or "demo sessions -h"`},
+		{[]string{"frobnicate"}, `demo: unknown command "frobnicate"`, "demo serve [flags]"},
+		{[]string{"sessions"}, "demo sessions: no command", "usage: demo sessions COMMAND [flags]"},
+		{[]string{"sessions", "lst"}, `demo sessions: unknown command "lst"`, "destroy-tag TAG"},
+		{[]string{"sessions", "show"}, "demo sessions: show takes a session hash or ID", "-namespace"},
+		{[]string{"sessions", "list", "-store", "memory"}, "demo sessions: -store memory keeps its sessions inside the serving process, out of reach of another command: name the store the shop serves from", "-store"},
+		{[]string{"serve", "-bogus"}, "demo serve: flag provided but not defined: -bogus", "usage: demo serve [flags]"},
+		{[]string{"serve", "-store", "nope"}, `demo serve: unknown -store "nope" (want one of memory, file, redis, sqlite, postgres)`, "-shutdown-timeout"},
+	} {
+		_, log, err := cliWithin(t, 5*time.Second, nil, tc.args...)
+		if !errors.Is(err, errUsage) {
+			t.Errorf("demo %q: %v, want a usage error", tc.args, err)
+			continue
+		}
+		first, rest, _ := strings.Cut(log, "\n")
+		if first != tc.first {
+			t.Errorf("demo %q: first line %q, want %q", tc.args, first, tc.first)
+		}
+		if !strings.Contains(rest, tc.usage) {
+			t.Errorf("demo %q: the usage lacks %q:\n%s", tc.args, tc.usage, log)
+		}
+		for _, stutter := range []string{"usage: usage", "usage: sessionctl", "sessionctl:", ": usage:", "Usage of"} {
+			if strings.Contains(log, stutter) {
+				t.Errorf("demo %q stutters (%q):\n%s", tc.args, stutter, log)
+			}
+		}
+		if strings.Count(log, strings.TrimPrefix(first, "demo sessions: ")) != 1 {
+			t.Errorf("demo %q repeats its message:\n%s", tc.args, log)
+		}
+	}
+}
+
 func TestHelp(t *testing.T) {
 	for _, args := range [][]string{{"-h"}, {"help"}, {"--help"}} {
 		out, _, err := cli(t, nil, args...)
@@ -329,15 +416,42 @@ func TestHelp(t *testing.T) {
 			t.Errorf("demo %s: %v, %q", args[0], err, out)
 		}
 	}
-	for _, args := range [][]string{{"serve", "-h"}, {"sessions", "-help"}} {
-		_, log, err := cli(t, nil, args...)
-		if err != nil {
-			t.Errorf("demo %q: %v, want no error", args, err)
+	serveFlags := []string{"-addr", "env DEMO_ADDR", "-catalog", "-dev", "-shutdown-timeout"}
+	storeFlags := []string{"-store", "env DEMO_STORE", "-dir", "-redis-url", "-dsn", "-namespace"}
+	_, log, err := cli(t, nil, "serve", "-h")
+	if err != nil {
+		t.Errorf("demo serve -h: %v, want no error", err)
+	}
+	for _, want := range append(serveFlags, storeFlags...) {
+		if !strings.Contains(log, want) {
+			t.Errorf("demo serve -h does not document %s:\n%s", want, log)
 		}
-		for _, want := range []string{"-addr", "env DEMO_ADDR", "-store", "-redis-url", "-dsn", "-namespace", "-catalog", "-dev", "-shutdown-timeout"} {
+	}
+}
+
+// TestSessionsHelp: "demo sessions -h" shows the commands and only the flags the
+// sessions commands use: the store's, -json and -yes, none of serve's.
+func TestSessionsHelp(t *testing.T) {
+	for _, h := range []string{"-h", "-help", "--help"} {
+		_, log, err := cli(t, nil, "sessions", h)
+		if err != nil {
+			t.Errorf("demo sessions %s: %v, want no error", h, err)
+		}
+		for _, want := range []string{"usage: demo sessions COMMAND [flags]", "destroy-all", "-store", "env DEMO_STORE", "-dir", "-redis-url", "-dsn", "-namespace", "-json", "-yes"} {
 			if !strings.Contains(log, want) {
-				t.Errorf("demo %q does not document %s:\n%s", args, want, log)
+				t.Errorf("demo sessions %s does not document %s:\n%s", h, want, log)
 			}
+		}
+		for _, flag := range []string{"-addr", "-catalog", "-dev", "-shutdown-timeout"} {
+			if regexp.MustCompile(`(?m)^\s*` + flag + `\b`).MatchString(log) {
+				t.Errorf("demo sessions %s lists %s, a flag of serve:\n%s", h, flag, log)
+			}
+		}
+	}
+	for _, flag := range []string{"-addr", "-catalog", "-dev", "-shutdown-timeout"} {
+		_, _, err := cli(t, nil, "sessions", "list", flag, "x")
+		if !errors.Is(err, errUsage) || !strings.Contains(err.Error(), "flag provided but not defined: "+flag) {
+			t.Errorf("demo sessions list %s x: %v, want a usage error", flag, err)
 		}
 	}
 }
@@ -352,28 +466,36 @@ func TestConfigFromEnv(t *testing.T) {
 	}
 	getenv := func(k string) string { return env[k] }
 	var stderr bytes.Buffer
-	c, rest, err := parse("demo serve", nil, &stderr, getenv)
+	c, err := parseServe(nil, &stderr, getenv)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := app.Config{Addr: "127.0.0.1:9999", Store: "postgres", Dir: "/tmp/s", RedisURL: "redis://127.0.0.1:7000/2",
 		DSN: "postgres://x@127.0.0.1/y", Namespace: "ns-env", Catalog: "/tmp/c.db", Dev: true, ShutdownTimeout: 3 * time.Second}
-	if !configEqual(*c, want) || len(rest) != 0 {
-		t.Errorf("from the environment: %+v %q, want %+v", *c, rest, want)
+	if !configEqual(*c, want) {
+		t.Errorf("from the environment: %+v, want %+v", *c, want)
 	}
 
-	c, rest, err = parse("demo sessions", []string{"show", "-store", "memory", "-addr", ":1", "-dev=false", "HASH", "-shutdown-timeout", "1m"}, &stderr, getenv)
+	c, err = parseServe([]string{"-store", "memory", "-addr", ":1", "-dev=false", "-shutdown-timeout", "1m"}, &stderr, getenv)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.Store != "memory" || c.Addr != ":1" || c.Dev || c.ShutdownTimeout != time.Minute || c.Namespace != "ns-env" {
 		t.Errorf("flags over the environment: %+v", *c)
 	}
+
+	c, out, rest, err := parseSessions([]string{"show", "-store", "file", "-json", "HASH", "-dir", "/tmp/d"}, &stderr, getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Store != "file" || c.Dir != "/tmp/d" || c.Namespace != "ns-env" || !out.JSON || out.Yes {
+		t.Errorf("sessions flags over the environment: %+v, %+v", *c, *out)
+	}
 	if len(rest) != 2 || rest[0] != "show" || rest[1] != "HASH" {
 		t.Errorf("positional arguments around flags: %q", rest)
 	}
 
-	c, _, err = parse("demo serve", nil, &stderr, func(string) string { return "" })
+	c, err = parseServe(nil, &stderr, func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -382,7 +504,7 @@ func TestConfigFromEnv(t *testing.T) {
 	if !configEqual(*c, def) {
 		t.Errorf("defaults: %+v, want %+v", *c, def)
 	}
-	if _, _, err := parse("demo serve", []string{"-h"}, &stderr, getenv); !errors.Is(err, flag.ErrHelp) {
+	if _, err := parseServe([]string{"-h"}, &stderr, getenv); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("-h: %v, want flag.ErrHelp", err)
 	}
 }
@@ -403,13 +525,14 @@ func TestExitCodes(t *testing.T) {
 		stdout string
 		stderr string
 	}{
-		{[]string{"frobnicate"}, nil, 2, "", `demo: usage: unknown command "frobnicate"`},
+		{nil, nil, 2, "", "usage:\n  demo serve [flags]\n"},
+		{[]string{"frobnicate"}, nil, 2, "", `demo: unknown command "frobnicate"`},
 		{[]string{"sessions", "show"}, s.environ(), 2, "", "show takes a session hash or ID"},
 		{[]string{"serve", "-store", "nope"}, nil, 2, "", `unknown -store "nope"`},
 		{[]string{"serve", "-h"}, nil, 0, "", "-shutdown-timeout"},
 		{[]string{"-h"}, nil, 0, "demo sessions list", ""},
-		{[]string{"sessions", "show", strings.Repeat("ab", 32)}, s.environ(), 1, "", "demo: session"},
-		{[]string{"sessions", "list"}, s.environ(), 0, "0 sessions", ""},
+		{[]string{"sessions", "list"}, s.environ(), 1, "", "demo: no session store at " + s.dir + ": the folder does not exist"},
+		{[]string{"sessions", "show", strings.Repeat("ab", 32)}, s.environ(), 1, "", "demo: no session store at " + s.dir},
 		{[]string{"serve", "-store", "redis", "-redis-url", "redis://127.0.0.1:1/0"}, s.environ(), 1, "", "\ndemo: opening the redis session store: ping Redis at 127.0.0.1:1: "},
 	} {
 		ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
@@ -440,4 +563,101 @@ func (s storeFlags) environ() []string {
 		env = append(env, k+"="+v)
 	}
 	return env
+}
+
+// runDemo runs the built demo binary in dir with no input and returns its exit
+// status, stdout and stderr.
+func runDemo(t *testing.T, dir string, env []string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, buildDemo(t), args...)
+	cmd.Dir = dir
+	cmd.Env = cleanEnv(env...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		code = exit.ExitCode()
+	case err != nil:
+		t.Fatalf("demo %q: %v", args, err)
+	}
+	return code, o.String(), e.String()
+}
+
+// TestSessionsCreateNothing: the sessions commands administer an existing store:
+// run where there is none, they fail naming the path they looked at, and create
+// neither a store nor a catalog.
+func TestSessionsCreateNothing(t *testing.T) {
+	dir := t.TempDir()
+	hash := strings.Repeat("ab", 32)
+	for _, tc := range []struct {
+		args   []string
+		code   int
+		stderr string
+	}{
+		{[]string{"sessions", "list"}, 1, "demo: no session store at var/sessions: the folder does not exist"},
+		{[]string{"sessions", "show", hash}, 1, "demo: no session store at var/sessions: the folder does not exist"},
+		{[]string{"sessions", "list", "-json", "-dir", "elsewhere"}, 1, "demo: no session store at elsewhere: the folder does not exist"},
+		{[]string{"sessions", "list", "-store", "sqlite", "-dsn", "sessions.db"}, 1, "demo: no session store at sessions.db: the file does not exist"},
+		{[]string{"sessions", "show", hash, "-store", "sqlite", "-dsn", "var/sessions.db"}, 1, "demo: no session store at var/sessions.db: the file does not exist"},
+		{[]string{"sessions", "gc"}, 1, "demo: no session store at var/sessions"},
+		{[]string{"sessions", "destroy-all", "-yes"}, 1, "demo: no session store at var/sessions"},
+		{[]string{"sessions", "list", "-store", "memory"}, 2, "demo sessions: -store memory keeps its sessions inside the serving process"},
+	} {
+		code, stdout, stderr := runDemo(t, dir, nil, tc.args...)
+		if code != tc.code || stdout != "" || !strings.HasPrefix(stderr, tc.stderr) {
+			t.Errorf("demo %q: exit %d, want %d; stdout %q; stderr %q, want %q...", tc.args, code, tc.code, stdout, stderr, tc.stderr)
+		}
+		if entries, _ := os.ReadDir(dir); len(entries) > 0 {
+			t.Fatalf("demo %q created %v", tc.args, entries)
+		}
+	}
+
+	// Where the store exists, list reads it and creates no catalog.
+	store, err := filestore.Open(filestore.Options{Dir: filepath.Join(dir, "var", "sessions"), Namespace: "fxsession-demo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store.Close()
+	if code, stdout, stderr := runDemo(t, dir, nil, "sessions", "list"); code != 0 || !strings.HasSuffix(stdout, "0 sessions\n") || stderr != "" {
+		t.Errorf("list on an empty store: exit %d, %q, %q", code, stdout, stderr)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(dir, "var")); len(entries) != 1 {
+		t.Errorf("list on an existing store left %v in var/, want only sessions", entries)
+	}
+}
+
+// slogLine is a line of the demo's log (slog's text format) or its error.
+var slogLine = regexp.MustCompile(`^(time=\S+ level=(DEBUG|INFO|WARN|ERROR) msg=.*|demo: .*)$`)
+
+// TestRedisLogsThroughSlog: go-redis's own log lines (here: the failed dial of
+// an unreachable Redis) come out as the demo's slog lines, not in go-redis's
+// format before the error.
+func TestRedisLogsThroughSlog(t *testing.T) {
+	dir := t.TempDir()
+	url := "redis://127.0.0.1:1/0"
+	for _, args := range [][]string{
+		{"serve", "-addr", "127.0.0.1:0", "-store", "redis", "-redis-url", url, "-catalog", filepath.Join(dir, "c.db")},
+		{"sessions", "list", "-store", "redis", "-redis-url", url},
+	} {
+		code, _, stderr := runDemo(t, dir, nil, args...)
+		if code != 1 {
+			t.Errorf("demo %q: exit %d, want 1:\n%s", args[:2], code, stderr)
+		}
+		lines := strings.Split(strings.TrimRight(stderr, "\n"), "\n")
+		for _, l := range lines {
+			if !slogLine.MatchString(l) {
+				t.Errorf("demo %q: a stray line on stderr: %q", args[:2], l)
+			}
+		}
+		if last := lines[len(lines)-1]; !strings.HasPrefix(last, "demo: opening the redis session store: ping Redis at 127.0.0.1:1: ") {
+			t.Errorf("demo %q: the error %q", args[:2], last)
+		}
+		if !strings.Contains(stderr, "component=go-redis") {
+			t.Errorf("demo %q: go-redis's report of the failed dial is not among the logs:\n%s", args[:2], stderr)
+		}
+	}
 }

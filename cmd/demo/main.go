@@ -2,17 +2,19 @@
 // session-scoped object, and the admin commands for its sessions.
 //
 //	demo serve [flags]                  serve the shop (default -addr :8080, -store file)
-//	demo sessions list [flags]          list the sessions
-//	demo sessions show ID|HASH          show one session
+//	demo sessions list [flags]          list the sessions (-json for scripts)
+//	demo sessions show ID|HASH          show one session's metadata and values
 //	demo sessions destroy ID|HASH       destroy one session
 //	demo sessions destroy-tag TAG       destroy every session with the tag
-//	demo sessions destroy-all           destroy every session
+//	demo sessions destroy-all           destroy every session (asks, or -yes)
 //	demo sessions gc                    collect expired sessions now
 //
-// Flags (each also an environment variable): -addr (DEMO_ADDR), -store
+// Flags of serve (each also an environment variable): -addr (DEMO_ADDR), -store
 // memory|file|redis|sqlite|postgres (DEMO_STORE), -dir (DEMO_DIR), -redis-url
 // (DEMO_REDIS_URL), -dsn (DEMO_DSN), -namespace (DEMO_NAMESPACE), -catalog
-// (DEMO_CATALOG), -dev (DEMO_DEV).
+// (DEMO_CATALOG), -dev (DEMO_DEV), -shutdown-timeout (DEMO_SHUTDOWN_TIMEOUT).
+// The sessions commands take the store flags (-store, -dir, -redis-url, -dsn,
+// -namespace) and -json, -yes; they never create a store.
 package main
 
 import (
@@ -24,8 +26,10 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/dig"
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxevent"
@@ -36,76 +40,156 @@ import (
 )
 
 func main() {
-	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr, os.Getenv); err != nil {
-		fmt.Fprintln(os.Stderr, "demo:", err)
-		if errors.Is(err, errUsage) {
-			os.Exit(2)
-		}
-		os.Exit(1)
-	}
+	// go-redis logs through a logger of its own, one for the whole process:
+	// redis.SetLogger is global, so it is set here, once, and not in run (which
+	// the tests call many times). Its lines become slog warnings on stderr, in
+	// the format of the demo's other logs.
+	redis.SetLogger(redisLogger{slog.New(slog.NewTextHandler(os.Stderr, nil))})
+	err := run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv)
+	os.Exit(report(os.Stderr, err))
 }
 
-var errUsage = errors.New("usage")
+// redisLogger sends go-redis's log lines to a slog.Logger.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.WarnContext(ctx, strings.TrimSpace(fmt.Sprintf(format, v...)), "component", "go-redis")
+}
+
+// errUsage is matched by the errors of a wrong command line (exit status 2).
+var errUsage = errors.New("usage error")
+
+// usageError is a wrong command line: report prints the command's name, what is
+// wrong (once, without prefixes) and the command's usage.
+type usageError struct {
+	cmd   string // "demo", "demo serve", "demo sessions"
+	msg   string // what is wrong; "" when no command was given
+	usage string
+}
+
+func (e *usageError) Error() string {
+	if e.msg == "" {
+		return "no command"
+	}
+	return e.msg
+}
+
+func (e *usageError) Is(target error) bool { return target == errUsage }
+
+// report prints err for a person and returns the exit status: 0 without an
+// error, 2 for a wrong command line (with the usage), 1 otherwise.
+func report(w io.Writer, err error) int {
+	if err == nil {
+		return 0
+	}
+	if u, ok := errors.AsType[*usageError](err); ok {
+		if u.msg != "" {
+			fmt.Fprintf(w, "%s: %s\n", u.cmd, u.msg)
+		}
+		fmt.Fprint(w, u.usage)
+		return 2
+	}
+	fmt.Fprintln(w, "demo:", err)
+	return 1
+}
 
 const usage = `usage:
   demo serve [flags]
   demo sessions list|show ID|destroy ID|destroy-tag TAG|destroy-all|gc [flags]
-run "demo serve -h" for the flags`
+"demo serve" serves the shop on http://localhost:8080; "demo sessions" administers its sessions.
+Run "demo serve -h" or "demo sessions -h" for their flags.
+`
 
-func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) error {
 	if len(args) == 0 {
-		args = []string{"serve"}
+		return &usageError{cmd: "demo", usage: usage}
 	}
-	var err error
 	switch args[0] {
 	case "serve":
-		err = serve(ctx, args[1:], stderr, getenv)
+		return serve(ctx, args[1:], stderr, getenv)
 	case "sessions":
-		err = sessions(ctx, args[1:], stdout, stderr, getenv)
+		return sessions(ctx, args[1:], stdin, stdout, stderr, getenv)
 	case "-h", "-help", "--help", "help":
-		fmt.Fprintln(stdout, usage)
+		fmt.Fprint(stdout, usage)
 		return nil
-	default:
-		return fmt.Errorf("%w: unknown command %q\n%s", errUsage, args[0], usage)
 	}
-	if errors.Is(err, flag.ErrHelp) {
-		return nil // -h: the flags were printed
-	}
-	return err
+	return &usageError{cmd: "demo", msg: fmt.Sprintf("unknown command %q", args[0]), usage: usage}
 }
 
-func parse(name string, args []string, stderr io.Writer, getenv func(string) string) (*app.Config, []string, error) {
+// command is a subcommand's flag set and usage text.
+type command struct {
+	name string // "demo serve"
+	head string // the usage text before the flags
+	fs   *flag.FlagSet
+}
+
+func newCommand(name, head string) *command {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	c := app.FlagSet(fs, getenv)
-	// Flags may come before or after the positional arguments.
+	fs.SetOutput(io.Discard) // the flag package's own messages would repeat ours
+	fs.Usage = func() {}
+	return &command{name: name, head: head, fs: fs}
+}
+
+// usage is the command's usage text with its flags.
+func (c *command) usage() string {
+	var b strings.Builder
+	b.WriteString(c.head)
+	b.WriteString("\nflags:\n")
+	c.fs.SetOutput(&b)
+	c.fs.PrintDefaults()
+	c.fs.SetOutput(io.Discard)
+	return b.String()
+}
+
+// wrong is a usage error of the command.
+func (c *command) wrong(format string, args ...any) error {
+	return &usageError{cmd: c.name, msg: fmt.Sprintf(format, args...), usage: c.usage()}
+}
+
+// parse parses args; flags may come before or after the positional arguments,
+// which it returns. -h prints the usage to stderr and returns flag.ErrHelp.
+func (c *command) parse(args []string, stderr io.Writer) ([]string, error) {
 	var rest []string
 	for {
-		if err := fs.Parse(args); err != nil {
+		if err := c.fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				return nil, nil, err
+				fmt.Fprint(stderr, c.usage())
+				return nil, err
 			}
-			return nil, nil, fmt.Errorf("%w: %v", errUsage, err)
+			return nil, c.wrong("%v", err)
 		}
-		if fs.NArg() == 0 {
-			break
+		if c.fs.NArg() == 0 {
+			return rest, nil
 		}
-		rest = append(rest, fs.Arg(0))
-		args = fs.Args()[1:]
+		rest = append(rest, c.fs.Arg(0))
+		args = c.fs.Args()[1:]
+	}
+}
+
+// parseServe parses the command line of "demo serve".
+func parseServe(args []string, stderr io.Writer, getenv func(string) string) (*app.Config, error) {
+	cmd := newCommand("demo serve", "usage: demo serve [flags]\n\nServes the shop; the flags also come from the environment variables named.\n")
+	c := app.FlagSet(cmd.fs, getenv)
+	rest, err := cmd.parse(args, stderr)
+	if err != nil {
+		return nil, err
+	}
+	if len(rest) > 0 {
+		return nil, cmd.wrong("demo serve takes no arguments, got %q", rest)
 	}
 	if err := c.Validate(); err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", errUsage, err)
+		return nil, cmd.wrong("%v", err)
 	}
-	return c, rest, nil
+	return c, nil
 }
 
 func serve(ctx context.Context, args []string, stderr io.Writer, getenv func(string) string) error {
-	c, rest, err := parse("demo serve", args, stderr, getenv)
+	c, err := parseServe(args, stderr, getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
 	if err != nil {
 		return err
-	}
-	if len(rest) > 0 {
-		return fmt.Errorf("%w: demo serve takes no arguments, got %q", errUsage, rest)
 	}
 	level := slog.LevelInfo
 	if c.Dev {
@@ -137,34 +221,62 @@ func serve(ctx context.Context, args []string, stderr io.Writer, getenv func(str
 	return fxApp.Stop(stopCtx)
 }
 
-func sessions(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
-	c, rest, err := parse("demo sessions", args, stderr, getenv)
+// parseSessions parses the command line of "demo sessions": the store's
+// configuration, the sessionctl options and the command.
+func parseSessions(args []string, stderr io.Writer, getenv func(string) string) (*app.Config, *sessionctl.Output, []string, error) {
+	cmd := newCommand("demo sessions", "usage: demo sessions COMMAND [flags]\n\n"+
+		"Administers the sessions of the store the shop serves from (it must exist: nothing is created).\n\n"+
+		sessionctl.Usage+"\n")
+	c := app.StoreFlagSet(cmd.fs, getenv)
+	out := &sessionctl.Output{}
+	out.Flags(cmd.fs)
+	rest, err := cmd.parse(args, stderr)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	// A wrong command is reported before the store is opened.
+	if err := sessionctl.Check(rest); err != nil {
+		return nil, nil, nil, cmd.wrong("%v", err)
+	}
+	if err := c.Validate(); err != nil {
+		return nil, nil, nil, cmd.wrong("%v", err)
+	}
+	if err := c.CheckExisting(); err != nil {
+		return nil, nil, nil, cmd.wrong("%v", err)
+	}
+	return c, out, rest, nil
+}
+
+func sessions(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) error {
+	c, out, rest, err := parseSessions(args, stderr, getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
-	// A wrong command is reported before the store is opened (or created).
-	if err := sessionctl.Check(rest); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
-	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	var mgr *session.Manager
-	fxApp := fx.New(
-		app.Options(c, logger),
-		fx.Populate(&mgr),
-		fx.NopLogger,
-	)
-	if err := fxApp.Err(); err != nil {
-		return dig.RootCause(err) // "opening the redis session store: ...", not the graph
-	}
-	if err := fxApp.Start(ctx); err != nil {
-		return err
-	}
-	defer fxApp.Stop(context.WithoutCancel(ctx)) //nolint:errcheck // best effort on the way out
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err = sessionctl.Run(ctx, mgr, rest, sessionctl.Output{Out: stdout, Progress: stderr})
+	backend, err := c.OpenExisting(ctx)
+	if err != nil {
+		return err
+	}
+	defer backend.Close()
+	m, err := session.New(backend, app.SessionConfig(c, logger)) // no collector: gc is a command here
+	if err != nil {
+		return err
+	}
+	if out.Decoders, err = app.Decoders(); err != nil {
+		return err
+	}
+	out.Out, out.Progress = stdout, stderr
+	if f, ok := stdin.(*os.File); ok {
+		out.Confirm = sessionctl.TerminalPrompt(f, stderr)
+	}
+	err = sessionctl.Run(ctx, m, rest, *out)
 	if errors.Is(err, sessionctl.ErrUsage) {
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return &usageError{cmd: "demo sessions", msg: err.Error(), usage: ""}
 	}
 	return err
 }

@@ -41,9 +41,9 @@ func Prompt(r io.Reader, w io.Writer) Confirm {
 	}
 }
 
-// TerminalPrompt is Prompt on in when in is a terminal (a character device), and
-// nil otherwise: commands that need a confirmation then require Output.Yes, so a
-// script never waits for an answer nobody gives.
+// TerminalPrompt is Prompt on in when in is a terminal (a character device other
+// than the null device), and nil otherwise: commands that need a confirmation
+// then require Output.Yes, so a script never waits for an answer nobody gives.
 func TerminalPrompt(in *os.File, w io.Writer) Confirm {
 	if in == nil {
 		return nil
@@ -51,6 +51,9 @@ func TerminalPrompt(in *os.File, w io.Writer) Confirm {
 	fi, err := in.Stat()
 	if err != nil || fi.Mode()&os.ModeCharDevice == 0 {
 		return nil
+	}
+	if null, err := os.Stat(os.DevNull); err == nil && os.SameFile(fi, null) {
+		return nil // a program started without input
 	}
 	return Prompt(in, w)
 }

@@ -125,20 +125,28 @@ func TestTerminalPrompt(t *testing.T) {
 	if sessionctl.TerminalPrompt(nil, io.Discard) != nil {
 		t.Error("no input counts as a terminal")
 	}
-	// /dev/null is a character device, as a terminal is: asked, and its end of
-	// input is a no.
+	// /dev/null is a character device, as a terminal is, but what a program
+	// started without input reads: not asked.
 	null, err := os.Open(os.DevNull)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer null.Close()
-	var q bytes.Buffer
-	confirm := sessionctl.TerminalPrompt(null, &q)
-	if confirm == nil {
-		t.Fatal("a character device is not asked")
+	if sessionctl.TerminalPrompt(null, io.Discard) != nil {
+		t.Error("the null device counts as a terminal")
 	}
-	if ok, err := confirm(t.Context(), "Go?"); ok || err != nil || q.String() != "Go? [y/N] \n" {
-		t.Errorf("end of input: %v, %v, prompt %q", ok, err, q.String())
+	// A terminal is asked, and its answer read.
+	term, person := openPTY(t)
+	var q bytes.Buffer
+	confirm := sessionctl.TerminalPrompt(term, &q)
+	if confirm == nil {
+		t.Fatal("a terminal is not asked")
+	}
+	if _, err := person.Write([]byte("yes\n")); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := confirm(t.Context(), "Go?"); !ok || err != nil || q.String() != "Go? [y/N] " {
+		t.Errorf("answered yes on a terminal: %v, %v, prompt %q", ok, err, q.String())
 	}
 }
 

@@ -24,7 +24,7 @@ import (
 func Options(c *Config, logger *slog.Logger) fx.Option {
 	return fx.Options(
 		fx.Supply(logger),
-		fx.Supply(session.Config{Development: c.Dev, Namespace: "session", Logger: logger, ErrorHandler: web.SessionError}),
+		fx.Supply(SessionConfig(c, logger)),
 		fx.Provide(func(lc fx.Lifecycle) (cache.Backend, error) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
@@ -46,10 +46,16 @@ func Options(c *Config, logger *slog.Logger) fx.Option {
 			lc.Append(fx.StopHook(cat.Close))
 			return cat, nil
 		}),
-		scope.Provide(shop.NewBasket),
+		scope.Provide(shop.NewBasket, scope.Key(shop.BasketKey)),
 		scope.Repository[*shop.Catalog](), // products in a basket are entities found in the catalog
 		fx.Provide(web.New),
 	)
+}
+
+// SessionConfig is the session configuration of the shop, shared by "demo
+// serve" and "demo sessions" so that both see the same sessions expire alike.
+func SessionConfig(c *Config, logger *slog.Logger) session.Config {
+	return session.Config{Development: c.Dev, Namespace: "session", Logger: logger, ErrorHandler: web.SessionError}
 }
 
 // Serve adds the HTTP server on c.Addr to the app: it listens on start (so a

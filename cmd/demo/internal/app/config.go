@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -41,23 +42,13 @@ type Config struct {
 // Stores lists the -store values.
 var Stores = []string{"memory", "file", "redis", "sqlite", "postgres"}
 
-// FlagSet registers the configuration flags on fs, with defaults taken from the
-// environment, and returns the Config they fill.
+// FlagSet registers the flags of "demo serve" on fs, with defaults taken from
+// the environment, and returns the Config they fill.
 func FlagSet(fs *flag.FlagSet, getenv func(string) string) *Config {
-	env := func(name, def string) string {
-		if v := getenv(name); v != "" {
-			return v
-		}
-		return def
-	}
-	c := &Config{}
+	c := StoreFlagSet(fs, getenv)
+	env := envOr(getenv)
 	fs.StringVar(&c.Addr, "addr", env("DEMO_ADDR", ":8080"), "listen address (env DEMO_ADDR)")
-	fs.StringVar(&c.Store, "store", env("DEMO_STORE", "file"), "session store: "+strings.Join(Stores, ", ")+" (env DEMO_STORE)")
-	fs.StringVar(&c.Dir, "dir", env("DEMO_DIR", "var/sessions"), "folder of the file store (env DEMO_DIR)")
-	fs.StringVar(&c.RedisURL, "redis-url", env("DEMO_REDIS_URL", "redis://127.0.0.1:6379/0"), "Redis URL for -store redis, with go-redis options such as ?read_timeout=500ms (env DEMO_REDIS_URL)")
-	fs.StringVar(&c.DSN, "dsn", env("DEMO_DSN", ""), "SQLite file for -store sqlite, connection string for -store postgres (env DEMO_DSN)")
-	fs.StringVar(&c.Namespace, "namespace", env("DEMO_NAMESPACE", "fxsession-demo"), "cache namespace of the sessions (env DEMO_NAMESPACE)")
-	fs.StringVar(&c.Catalog, "catalog", env("DEMO_CATALOG", "var/catalog.db"), "product catalog database (env DEMO_CATALOG)")
+	fs.StringVar(&c.Catalog, "catalog", env("DEMO_CATALOG", "var/catalog.db"), "product catalog database, created and seeded on first start (env DEMO_CATALOG)")
 	dev, err := strconv.ParseBool(env("DEMO_DEV", "false"))
 	if err != nil {
 		c.envErr = errors.Join(c.envErr, fmt.Errorf("DEMO_DEV=%q: want true or false", getenv("DEMO_DEV")))
@@ -70,6 +61,31 @@ func FlagSet(fs *flag.FlagSet, getenv func(string) string) *Config {
 	}
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", st, "graceful shutdown bound (env DEMO_SHUTDOWN_TIMEOUT)")
 	return c
+}
+
+// StoreFlagSet registers only the flags that name the session store (-store,
+// -dir, -redis-url, -dsn, -namespace) on fs, with defaults taken from the
+// environment: the flags of "demo sessions". The other fields of the Config
+// keep their defaults.
+func StoreFlagSet(fs *flag.FlagSet, getenv func(string) string) *Config {
+	env := envOr(getenv)
+	c := &Config{Addr: ":8080", Catalog: "var/catalog.db", ShutdownTimeout: 10 * time.Second}
+	fs.StringVar(&c.Store, "store", env("DEMO_STORE", "file"), "session store: "+strings.Join(Stores, ", ")+" (env DEMO_STORE)")
+	fs.StringVar(&c.Dir, "dir", env("DEMO_DIR", "var/sessions"), "folder of the file store (env DEMO_DIR)")
+	fs.StringVar(&c.RedisURL, "redis-url", env("DEMO_REDIS_URL", "redis://127.0.0.1:6379/0"), "Redis URL for -store redis, with go-redis options such as ?read_timeout=500ms (env DEMO_REDIS_URL)")
+	fs.StringVar(&c.DSN, "dsn", env("DEMO_DSN", ""), "SQLite file for -store sqlite, connection string for -store postgres (env DEMO_DSN)")
+	fs.StringVar(&c.Namespace, "namespace", env("DEMO_NAMESPACE", "fxsession-demo"), "cache namespace of the sessions (env DEMO_NAMESPACE)")
+	return c
+}
+
+// envOr returns a lookup of an environment variable with a default.
+func envOr(getenv func(string) string) func(name, def string) string {
+	return func(name, def string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
 }
 
 // Validate checks the configuration.
@@ -134,6 +150,55 @@ func (c *Config) OpenBackend(ctx context.Context) (cache.Backend, error) {
 		return pgstore.Open(ctx, c.DSN, pgstore.Options{Namespace: c.Namespace})
 	}
 	return nil, errors.New("unreachable")
+}
+
+// ErrNoStore: the session store the configuration names does not exist.
+var ErrNoStore = errors.New("no session store")
+
+// CheckExisting reports whether the configuration can name a store that
+// already holds sessions: a memory store lives only inside its serving process.
+func (c *Config) CheckExisting() error {
+	if c.Store == "memory" {
+		return errors.New("-store memory keeps its sessions inside the serving process, out of reach of another command: name the store the shop serves from")
+	}
+	return nil
+}
+
+// OpenExisting opens the session store the configuration names, which must
+// exist: a missing file store folder or SQLite file is an error matching
+// ErrNoStore that names the path, and nothing is created.
+func (c *Config) OpenExisting(ctx context.Context) (cache.Backend, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	if err := c.CheckExisting(); err != nil {
+		return nil, err
+	}
+	var path, what string
+	switch c.Store {
+	case "file":
+		path, what = c.Dir, "folder"
+	case "sqlite":
+		path, what = c.DSN, "file"
+	}
+	if path != "" {
+		fi, err := os.Stat(path)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			return nil, fmt.Errorf("%w at %s: the %s does not exist (see -store, -dir, -dsn)", ErrNoStore, path, what)
+		case err != nil:
+			return nil, fmt.Errorf("the %s session store at %s: %w", c.Store, path, err)
+		case what == "folder" && !fi.IsDir():
+			return nil, fmt.Errorf("%w at %s: not a folder", ErrNoStore, path)
+		case what == "file" && fi.IsDir():
+			return nil, fmt.Errorf("%w at %s: a folder, not a SQLite file", ErrNoStore, path)
+		}
+	}
+	b, err := c.OpenBackend(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("opening the %s session store: %w", c.Store, err)
+	}
+	return b, nil
 }
 
 // ownedClient is a backend that also closes the client it was opened on.

@@ -38,6 +38,12 @@ type LineItem struct {
 	Qty     int      `msgpack:"qty"`
 }
 
+// BasketKey is the name the basket is stored under (scope.Key): the one scope
+// derived from the type's package path and name before the name was pinned, so
+// that the baskets of existing sessions load as they are. "demo sessions show"
+// finds the basket by it.
+const BasketKey = "Basket.0cZqTba3jZ46"
+
 // NewBasket is the basket's constructor, registered with scope.Provide.
 func NewBasket(c *Catalog) *Basket { return &Basket{catalog: c} }
 

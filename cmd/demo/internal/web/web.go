@@ -34,8 +34,8 @@ var assetFS embed.FS
 // MaxBody bounds a JSON request body; larger ones are answered 413.
 const MaxBody = 4 << 10
 
-// userKey is the session value holding the signed-in user's name.
-const userKey = "user"
+// UserKey is the session value (Session.Put) holding the signed-in user's name.
+const UserKey = "user"
 
 // validUser is what a user name may look like: it becomes a session tag.
 var validUser = regexp.MustCompile(`^[A-Za-z0-9_.@-]{1,40}$`)
@@ -161,7 +161,7 @@ func (s *Server) common(ctx context.Context, d *pageData) (*shop.Basket, error) 
 
 func (s *Server) user(ctx context.Context, sess *session.Session) string {
 	var u string
-	if err := sess.Get(ctx, userKey, &u); err != nil && !errors.Is(err, session.ErrNotFound) && !errors.Is(err, session.ErrNotStarted) {
+	if err := sess.Get(ctx, UserKey, &u); err != nil && !errors.Is(err, session.ErrNotFound) && !errors.Is(err, session.ErrNotStarted) {
 		s.log.WarnContext(ctx, "reading the user", "err", err)
 	}
 	return u
@@ -460,7 +460,7 @@ func (s *Server) login(ctx context.Context, user string) error {
 			return err
 		}
 	}
-	if err := sess.Put(ctx, userKey, user); err != nil {
+	if err := sess.Put(ctx, UserKey, user); err != nil {
 		return err
 	}
 	return sess.AddTag(ctx, userTag(user))

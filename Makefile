@@ -10,11 +10,22 @@ PKGS ?= ./...
 
 all: test
 
+# `make` alone lists the targets.
+.DEFAULT_GOAL := help
+
 help:
-	@echo "make demo   run the demo shop on http://localhost:8080 (file store in ./var/sessions)"
-	@echo "make test   install what the tests need, vet, run every test with -race, short fuzz runs"
-	@echo "make lint   gofmt check, go vet, staticcheck"
-	@echo "make deps   install redis-server, postgresql and chromium when missing"
+	@echo "usage: make TARGET"
+	@echo "  demo         run the demo shop on http://localhost:8080 (file store in ./var/sessions; ARGS=\"-store memory\" ...)"
+	@echo "  test         what CI runs: install what the tests need, vet, every test with -race, short fuzz runs"
+	@echo "  lint         gofmt check, go vet, staticcheck"
+	@echo "  vet          go vet"
+	@echo "  fuzz         every fuzz target, briefly"
+	@echo "  deps         install redis-server, postgresql and chromium when missing"
+	@echo "  bench        benchmarks against scs, gorilla/sessions and a dig scope (bench/); rewrites docs/performance.md"
+	@echo "  loadtest     the demo and an scs server under wrk on one redis-server; rewrites docs/performance.md"
+	@echo "  reliability  the reliability checks at full size and long fuzz runs (about 15 min); rewrites docs/reliability.md"
+	@echo "  importer     fxsession built and tested as an importing application gets it (test/importer)"
+	@echo "  help         this list (what \`make\` alone does)"
 
 deps:
 	@scripts/deps.sh

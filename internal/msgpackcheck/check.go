@@ -249,6 +249,17 @@ func (w *walker) items(off, p, end int, n uint64, depth int, inExt bool, kind st
 	}
 	var err error
 	for range n {
+		if p < end { // fast paths for the commonest elements: fixint and fixstr
+			c := w.b[p]
+			if c <= 0x7f || c >= 0xe0 {
+				p++
+				continue
+			}
+			if c&0xe0 == 0xa0 && int(c&0x1f) < end-p {
+				p += 1 + int(c&0x1f)
+				continue
+			}
+		}
 		if p, err = w.value(p, end, depth+1, inExt); err != nil {
 			return off, err
 		}

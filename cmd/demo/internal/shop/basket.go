@@ -18,9 +18,11 @@ const (
 
 // Errors of basket changes; the web layer maps them to status codes.
 var (
-	ErrBadQuantity = errors.New("shop: quantity must be between 1 and 99")
-	ErrTooMany     = errors.New("shop: too many of this product in the basket")
-	ErrBasketFull  = errors.New("shop: the basket is full")
+	ErrBadQuantity     = errors.New("shop: quantity must be between 1 and 99")
+	ErrBadLineQuantity = errors.New("shop: a line's quantity must be between 1 and 999")
+	ErrTooMany         = errors.New("shop: too many of this product in the basket")
+	ErrBasketFull      = errors.New("shop: the basket is full")
+	ErrNotInBasket     = errors.New("shop: the product is not in the basket")
 )
 
 // Basket is the session-scoped shopping basket of the seed document. Items is
@@ -74,6 +76,22 @@ func (b *Basket) Add(ctx context.Context, sku string, qty int) (*Product, error)
 	}
 	b.Items = append(b.Items, LineItem{Product: p, Qty: qty})
 	return p, nil
+}
+
+// SetQty sets the quantity of the product with the SKU, which must be in the
+// basket, and returns the product.
+func (b *Basket) SetQty(sku string, qty int) (*Product, error) {
+	if qty < 1 || qty > MaxLineQty {
+		return nil, ErrBadLineQuantity
+	}
+	for i := range b.Items {
+		it := &b.Items[i]
+		if it.Product != nil && it.Product.SKU == sku && it.Qty > 0 {
+			it.Qty = qty
+			return it.Product, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: %q", ErrNotInBasket, sku)
 }
 
 // Remove takes the product with the SKU out of the basket and reports whether it was there.

@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -86,6 +87,7 @@ func New(p Params) (*Server, error) {
 	app.HandleFunc("GET /{$}", s.catalogPage)
 	app.HandleFunc("GET /basket", s.basketPage)
 	app.HandleFunc("POST /basket/items", s.addForm)
+	app.HandleFunc("POST /basket/items/{sku}", s.updateForm)
 	app.HandleFunc("POST /basket/items/{sku}/delete", s.removeForm)
 	app.HandleFunc("POST /login", s.loginForm)
 	app.HandleFunc("POST /logout", s.logoutForm)
@@ -197,26 +199,48 @@ func (s *Server) addForm(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
 	qty := 1
 	if q := r.FormValue("qty"); q != "" {
-		n, err := strconv.Atoi(q)
+		n, err := strconv.Atoi(strings.TrimSpace(q))
 		if err != nil {
-			s.pageStatus(w, r, http.StatusBadRequest, "Bad quantity", "The quantity must be a whole number.")
+			s.refuse(w, r, errNotANumber, backTo(r, "/"))
 			return
 		}
 		qty = n
 	}
 	p, err := s.add(r.Context(), r.FormValue("sku"), qty)
 	if err != nil {
-		s.pageError(w, r, err)
+		s.refuse(w, r, err, backTo(r, "/"))
 		return
 	}
 	s.flash(r.Context(), "success", fmt.Sprintf("Added %d × %s", qty, p.Name))
 	http.Redirect(w, r, "/basket", http.StatusSeeOther)
 }
 
+// updateForm sets the quantity of a line of the basket.
+func (s *Server) updateForm(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
+	qty, err := strconv.Atoi(strings.TrimSpace(r.FormValue("qty")))
+	if err != nil {
+		s.refuse(w, r, errNotANumber, "/basket")
+		return
+	}
+	var p *shop.Product
+	err = s.basket.Update(r.Context(), func(b *shop.Basket) error {
+		var err error
+		p, err = b.SetQty(r.PathValue("sku"), qty)
+		return err
+	})
+	if err != nil {
+		s.refuse(w, r, err, "/basket")
+		return
+	}
+	s.flash(r.Context(), "success", fmt.Sprintf("%s: quantity now %d", p.Name, qty))
+	http.Redirect(w, r, "/basket", http.StatusSeeOther)
+}
+
 func (s *Server) removeForm(w http.ResponseWriter, r *http.Request) {
 	name, err := s.remove(r.Context(), r.PathValue("sku"))
 	if err != nil {
-		s.pageError(w, r, err)
+		s.refuse(w, r, err, "/basket")
 		return
 	}
 	if name != "" {
@@ -227,13 +251,13 @@ func (s *Server) removeForm(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) loginForm(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
-	user := r.FormValue("user")
+	user := strings.TrimSpace(r.FormValue("user"))
 	if err := s.login(r.Context(), user); err != nil {
-		s.pageError(w, r, err)
+		s.refuse(w, r, err, backTo(r, "/"))
 		return
 	}
 	s.flash(r.Context(), "success", "Welcome, "+user)
-	http.Redirect(w, r, "/", http.StatusSeeOther)
+	http.Redirect(w, r, backTo(r, "/"), http.StatusSeeOther)
 }
 
 func (s *Server) logoutForm(w http.ResponseWriter, r *http.Request) {
@@ -242,6 +266,40 @@ func (s *Server) logoutForm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+// refuse answers a form whose change was refused: back to the page the form
+// was on, with the reason as a flash message. The message needs the session,
+// which starts here if it had not. Failures of the store get an error page.
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, err error, back string) {
+	status, msg := classify(err)
+	if status >= 500 || status == http.StatusConflict {
+		s.pageError(w, r, err)
+		return
+	}
+	ctx := r.Context()
+	sess, _ := session.FromContext(ctx)
+	if started, serr := sess.IsStarted(ctx); serr != nil || !started {
+		if serr == nil {
+			serr = sess.Start(ctx)
+		}
+		if serr != nil {
+			s.pageError(w, r, serr)
+			return
+		}
+	}
+	s.flash(ctx, "error", msg)
+	http.Redirect(w, r, back, http.StatusSeeOther)
+}
+
+// backTo is the page a form was sent from (the Referer, when it is one of this
+// site's pages), or fallback.
+func backTo(r *http.Request, fallback string) string {
+	u, err := url.Parse(r.Referer())
+	if err != nil || u.Host != r.Host || !strings.HasPrefix(u.Path, "/") || strings.HasPrefix(u.Path, "//") {
+		return fallback
+	}
+	return u.RequestURI()
 }
 
 func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
@@ -267,8 +325,18 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, page
 	}
 }
 
+// pageStatus renders the error page, with the visitor's basket, user and
+// flash messages in the header as on every page (unless reading them is what
+// failed).
 func (s *Server) pageStatus(w http.ResponseWriter, r *http.Request, status int, title, msg string) {
-	s.render(w, r, status, "error", &pageData{Title: title, Page: "error", Message: msg})
+	d := pageData{Title: title, Page: "error", Message: msg}
+	if status != http.StatusServiceUnavailable {
+		if _, err := s.common(r.Context(), &d); err != nil {
+			s.log.WarnContext(r.Context(), "the error page without the visitor's state", "err", err)
+			d = pageData{Title: title, Page: "error", Message: msg}
+		}
+	}
+	s.render(w, r, status, "error", &d)
 }
 
 func (s *Server) pageError(w http.ResponseWriter, r *http.Request, err error) {
@@ -449,7 +517,7 @@ func userTag(user string) string { return "user:" + user }
 // session with it; the basket stays.
 func (s *Server) login(ctx context.Context, user string) error {
 	if !validUser.MatchString(user) {
-		return fmt.Errorf("%w: a user name is 1 to 40 letters, digits or _.@-", errBadRequest)
+		return errBadUser
 	}
 	sess, _ := session.FromContext(ctx)
 	if err := sess.RenewID(ctx); err != nil {
@@ -475,24 +543,44 @@ func (s *Server) logout(ctx context.Context) error {
 
 var errBadRequest = errors.New("bad request")
 
-// classify maps an error to a status code and a message safe to show.
+// errBadUser: a user name that cannot be one.
+var errBadUser = fmt.Errorf("%w: a user name is 1 to 40 letters, digits or _.@-", errBadRequest)
+
+// errNotANumber: a form's quantity is not a number.
+var errNotANumber = fmt.Errorf("%w: the quantity is not a whole number", errBadRequest)
+
+// classify maps an error to a status code and a message a person understands.
 func classify(err error) (int, string) {
 	var maxErr *http.MaxBytesError
 	switch {
 	case errors.As(err, &maxErr):
-		return http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", maxErr.Limit)
+		return http.StatusRequestEntityTooLarge, fmt.Sprintf("The request is larger than the %d bytes allowed.", maxErr.Limit)
 	case errors.Is(err, shop.ErrUnknownProduct):
-		return http.StatusNotFound, err.Error()
-	case errors.Is(err, errBadRequest), errors.Is(err, shop.ErrBadQuantity),
-		errors.Is(err, shop.ErrTooMany), errors.Is(err, shop.ErrBasketFull),
-		errors.Is(err, cache.ErrValueTooLarge):
-		return http.StatusBadRequest, err.Error()
+		return http.StatusNotFound, "Sorry, that product is not in our catalog (any more)."
+	case errors.Is(err, shop.ErrNotInBasket):
+		return http.StatusNotFound, "That product is no longer in your basket."
+	case errors.Is(err, errNotANumber):
+		return http.StatusBadRequest, "Please enter the quantity as a whole number, such as 2."
+	case errors.Is(err, errBadUser):
+		return http.StatusBadRequest, "A name is 1 to 40 letters or digits (and _ . @ -), without spaces."
+	case errors.Is(err, shop.ErrBadQuantity):
+		return http.StatusBadRequest, fmt.Sprintf("Please choose a quantity from 1 to %d.", shop.MaxAddQty)
+	case errors.Is(err, shop.ErrBadLineQuantity):
+		return http.StatusBadRequest, fmt.Sprintf("Please choose a quantity from 1 to %d, or remove the product.", shop.MaxLineQty)
+	case errors.Is(err, shop.ErrTooMany):
+		return http.StatusBadRequest, fmt.Sprintf("Your basket can hold at most %d of one product.", shop.MaxLineQty)
+	case errors.Is(err, shop.ErrBasketFull):
+		return http.StatusBadRequest, fmt.Sprintf("Your basket is full: it holds at most %d different products.", shop.MaxLines)
+	case errors.Is(err, cache.ErrValueTooLarge):
+		return http.StatusBadRequest, "Your basket has grown too large to keep."
+	case errors.Is(err, errBadRequest):
+		return http.StatusBadRequest, strings.TrimPrefix(err.Error(), errBadRequest.Error()+": ")
 	case errors.Is(err, scope.ErrConflict):
-		return http.StatusConflict, "the basket changed too often at once; try again"
+		return http.StatusConflict, "The basket changed too often at once; please try again."
 	case errors.Is(err, cache.ErrUnavailable):
-		return http.StatusServiceUnavailable, "the session store is unavailable; try again shortly"
+		return http.StatusServiceUnavailable, "The session store is unavailable; please try again shortly."
 	}
-	return http.StatusInternalServerError, "internal error"
+	return http.StatusInternalServerError, "Something went wrong on our side."
 }
 
 // SessionError answers a request whose session could not be loaded or saved

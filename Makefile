@@ -1,7 +1,7 @@
 # fxsession — see README.md. `make test` is what CI runs.
 SHELL := /bin/bash
 GO ?= go
-STATICCHECK_VERSION ?= 2025.1.1
+STATICCHECK_VERSION ?= v0.6.1
 FUZZSCALE ?= 1
 # Packages to test; the bench/ module is separate and run by `make bench`.
 PKGS ?= ./...

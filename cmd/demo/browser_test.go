@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -23,9 +24,19 @@ import (
 // whole test, browser start included, is bounded too, so a browser that hangs
 // fails the test instead of stalling it.
 const (
-	browserTestTimeout = 90 * time.Second
-	browserStepTimeout = 20 * time.Second
+	browserTestTimeout = 4 * time.Minute
+	browserStepTimeout = 30 * time.Second
 )
+
+// The two widths every page is checked at: a desktop window and a phone.
+const (
+	desktopWidth, desktopHeight = 1280, 900
+	phoneWidth, phoneHeight     = 360, 780
+)
+
+// axePath is axe-core, the accessibility checker the test injects into every
+// page (vendored: see testdata/axe-core/README.md).
+var axePath = filepath.Join("testdata", "axe-core", "axe.min.js")
 
 // screenshotDir is where the README's screenshots live, relative to this package.
 var screenshotDir = filepath.Join("..", "..", "docs", "img")
@@ -47,6 +58,7 @@ type tab struct {
 	t    *testing.T
 	ctx  context.Context
 	base string
+	axe  string // axe-core's source
 }
 
 // step runs actions within browserStepTimeout.
@@ -108,7 +120,8 @@ func (b *tab) count(sel string) int {
 func (b *tab) lines() string {
 	b.t.Helper()
 	return get(b, "basket lines", chromedp.Evaluate[string](`Array.from(document.querySelectorAll("tr.line")).map(
-		tr => Array.from(tr.cells).slice(0, 4).filter((_, i) => i != 2).map(td => td.innerText.trim()).join(" ")).join("; ")`))
+		tr => [tr.querySelector("td.name").innerText.trim(), tr.querySelector("td.qty input").value,
+			tr.querySelector("td.subtotal").innerText.trim()].join(" ")).join("; ")`))
 }
 
 // cookie is the value of the session cookie the browser holds for the shop.
@@ -147,10 +160,10 @@ func (b *tab) addToBasket(sku, qty, wantFlash string) {
 	}
 }
 
-// screenshot saves the viewport as docs/img/name, but only when asked to
-// (UPDATE_SCREENSHOTS=1) or when the file is missing, so that a test run on a
-// clean clone leaves the tree alone.
-func (b *tab) screenshot(name string) {
+// screenshot saves the viewport, width × height, as docs/img/name, but only
+// when asked to (UPDATE_SCREENSHOTS=1) or when the file is missing, so that a
+// test run on a clean clone leaves the tree alone.
+func (b *tab) screenshot(name string, width, height int) {
 	b.t.Helper()
 	path := filepath.Join(screenshotDir, name)
 	if _, err := os.Stat(path); err == nil && os.Getenv("UPDATE_SCREENSHOTS") != "1" {
@@ -161,8 +174,8 @@ func (b *tab) screenshot(name string) {
 	if err != nil {
 		b.t.Fatalf("screenshot %s is not a PNG: %v", name, err)
 	}
-	if cfg.Width != 1280 || cfg.Height != 900 {
-		b.t.Errorf("screenshot %s is %dx%d, want 1280x900", name, cfg.Width, cfg.Height)
+	if cfg.Width != width || cfg.Height != height {
+		b.t.Errorf("screenshot %s is %dx%d, want %dx%d", name, cfg.Width, cfg.Height, width, height)
 	}
 	if err := os.MkdirAll(screenshotDir, 0o755); err != nil {
 		b.t.Fatal(err)
@@ -171,6 +184,66 @@ func (b *tab) screenshot(name string) {
 		b.t.Fatal(err)
 	}
 	b.t.Logf("wrote %s (%d KiB)", path, len(buf)>>10)
+}
+
+// axeViolation is one rule axe-core found broken on a page.
+type axeViolation struct {
+	ID     string   `json:"id"`
+	Impact string   `json:"impact"`
+	Help   string   `json:"help"`
+	Nodes  []string `json:"nodes"`
+}
+
+// runAxe injects axe-core into the page (once per document) and returns the
+// violations it finds.
+func (b *tab) runAxe(what string) []axeViolation {
+	b.t.Helper()
+	if !get(b, "axe loaded?", chromedp.Evaluate[bool](`typeof window.axe === "object"`)) {
+		b.step("inject axe-core into "+what, chromedp.Evaluate[chromedp.Void](b.axe))
+	}
+	return get(b, "axe on "+what, chromedp.Evaluate[[]axeViolation](`axe.run(document, {resultTypes: ["violations"]}).then(r =>
+		r.violations.map(v => ({id: v.id, impact: v.impact || "", help: v.help,
+			nodes: v.nodes.map(n => n.target.join(" ") + ": " + (n.failureSummary || "").replace(/\s+/g, " "))})))`,
+		chromedp.EvalAwaitPromise))
+}
+
+// checkPage runs the checks every page must pass, at desktop and at phone
+// width: no serious or critical accessibility violation (axe-core), nothing
+// loaded from outside the shop, every picture shown, and no sideways
+// scrolling at 360 px. It leaves the tab at desktop width.
+func (b *tab) checkPage(what string) {
+	b.t.Helper()
+	for _, size := range [][2]int64{{desktopWidth, desktopHeight}, {phoneWidth, phoneHeight}} {
+		at := fmt.Sprintf("%s at %d px", what, size[0])
+		b.step("viewport for "+at, chromedp.EmulateViewport(size[0], size[1]))
+		b.step("pictures of "+at, chromedp.Poll[chromedp.Void](`Array.from(document.images).every(i => i.complete) || undefined`))
+		for _, v := range b.runAxe(at) {
+			if v.Impact == "serious" || v.Impact == "critical" {
+				b.t.Errorf("%s: accessibility: %s (%s, %s): %q", at, v.ID, v.Impact, v.Help, v.Nodes)
+			} else {
+				b.t.Logf("%s: accessibility, %s: %s (%s): %q", at, v.Impact, v.ID, v.Help, v.Nodes)
+			}
+		}
+		if broken := get(b, "broken pictures", chromedp.Evaluate[[]string](
+			`Array.from(document.images).filter(i => !i.naturalWidth).map(i => i.src)`)); len(broken) > 0 {
+			b.t.Errorf("%s: pictures not shown: %q", at, broken)
+		}
+		if outside := get(b, "resources", chromedp.Evaluate[[]string](
+			`performance.getEntriesByType("resource").map(e => e.name).filter(n => !n.startsWith(location.origin + "/"))`)); len(outside) > 0 {
+			b.t.Errorf("%s: loaded from outside the shop: %q", at, outside)
+		}
+		if size[0] == phoneWidth {
+			widths := get(b, "document width", chromedp.Evaluate[[2]int](
+				`[Math.max(document.documentElement.scrollWidth, document.body.scrollWidth), window.innerWidth]`))
+			if widths[0] > widths[1] {
+				wide := get(b, "wide elements", chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll("body *")).
+					filter(e => e.getBoundingClientRect().right > window.innerWidth + 0.5).
+					map(e => e.tagName.toLowerCase() + (e.id ? "#" + e.id : "") + (e.className ? "." + e.className : "") + " " + Math.round(e.getBoundingClientRect().right))`))
+				b.t.Errorf("%s: the page is %d px wide in a %d px window: it scrolls sideways (too wide: %q)", at, widths[0], widths[1], wide)
+			}
+		}
+	}
+	b.step("viewport back to desktop", chromedp.EmulateViewport(desktopWidth, desktopHeight))
 }
 
 // TestBrowser drives the shop with a real, headless chromium: no cookie on the
@@ -221,8 +294,12 @@ func TestBrowser(t *testing.T) {
 			t.Logf("chromium output:\n%s", chromeLog.String())
 		}
 	}()
-	b := &tab{t: t, ctx: browserCtx, base: base}
-	b.step("viewport", chromedp.EmulateViewport(1280, 900))
+	axe, err := os.ReadFile(axePath)
+	if err != nil {
+		t.Fatalf("axe-core: %v", err)
+	}
+	b := &tab{t: t, ctx: browserCtx, base: base, axe: string(axe)}
+	b.step("viewport", chromedp.EmulateViewport(desktopWidth, desktopHeight))
 
 	// A new visitor browses the catalog: no session, no cookie.
 	b.open("/")
@@ -238,6 +315,40 @@ func TestBrowser(t *testing.T) {
 	if got := b.text("footer"); !strings.Contains(got, "No session yet") {
 		t.Errorf("footer = %q", got)
 	}
+	// The checker works: a picture without a text alternative, added to the
+	// page, is a critical violation.
+	b.step("add a picture without alt", chromedp.Evaluate[chromedp.Void](
+		`document.querySelector("main").append(Object.assign(document.createElement("img"), {src: "/assets/favicon.svg"}))`))
+	if v := b.runAxe("a page with a mistake"); !slices.ContainsFunc(v, func(v axeViolation) bool { return v.ID == "image-alt" && v.Impact == "critical" }) {
+		t.Fatalf("axe-core did not find a picture without alt: %+v", v)
+	}
+	b.open("/")
+	b.checkPage("the catalog")
+	b.open("/basket")
+	b.checkPage("the empty basket")
+	b.open("/no-such-page")
+	b.checkPage("the 404 page")
+	if c := b.cookie(); c != "" {
+		t.Fatalf("the checks set a cookie: %q", c)
+	}
+
+	// A quantity the shop does not sell is refused with a message, back on the
+	// catalog (the browser's own check of the field is skipped, as an old
+	// browser would).
+	b.open("/")
+	b.step("submit 500 Sencha", chromedp.Evaluate[chromedp.Void](`(() => {
+		const f = document.querySelector("#product-tea-sencha form.add");
+		f.querySelector('input[name="qty"]').value = "500";
+		f.submit();
+	})()`))
+	b.step("the catalog again", chromedp.WaitVisible(chromedp.CSS(".flash-error")))
+	if got := b.text(".flash-error"); got != "Please choose a quantity from 1 to 99." {
+		t.Errorf("flash after adding 500 = %q", got)
+	}
+	if got := b.text("#basket-count"); got != "0" {
+		t.Errorf("basket count after a refused add = %q", got)
+	}
+	b.checkPage("the catalog with an error message")
 
 	// Two products through the HTML forms.
 	b.addToBasket("tea-sencha", "2", "Added 2 × Sencha")
@@ -259,7 +370,11 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("the cookie changed between adds: %q, then %q", first, c)
 	}
 	total := b.text("#total")
-	b.screenshot("basket.png")
+	b.checkPage("the basket with two products")
+	b.screenshot("basket.png", desktopWidth, desktopHeight)
+	b.step("phone width", chromedp.EmulateViewport(phoneWidth, phoneHeight))
+	b.screenshot("basket-phone.png", phoneWidth, phoneHeight)
+	b.step("desktop width", chromedp.EmulateViewport(desktopWidth, desktopHeight))
 
 	// A reload keeps the basket and does not show the flash again.
 	b.step("reload", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("footer")))
@@ -299,6 +414,9 @@ func TestBrowser(t *testing.T) {
 	// Signing in through the header form renews the cookie, keeps the basket and
 	// shows the user.
 	b.open("/")
+	if got := b.text(`label[for="user-name"]`); got != "Your name" {
+		t.Errorf("the sign-in field's visible label = %q", got)
+	}
 	b.step("fill the user name", chromedp.SendKeys(chromedp.CSS(`form.login input[name="user"]`), "alice"))
 	b.submit("sign in", chromedp.CSS("#login"), "/")
 	if got := b.text("#user"); got != "alice" {
@@ -314,10 +432,38 @@ func TestBrowser(t *testing.T) {
 	if got := b.text("#basket-count"); got != "5" {
 		t.Errorf("basket count after sign-in = %q, want 5", got)
 	}
-	b.screenshot("catalog.png")
+	if b.count("#user-name") != 0 {
+		t.Error("the sign-in field is still shown after signing in")
+	}
+	b.screenshot("catalog.png", desktopWidth, desktopHeight)
+	b.checkPage("the catalog, signed in")
+	b.open("/no-such-page")
+	if got, user := b.text("#basket-count"), b.text("#user"); got != "5" || user != "alice" {
+		t.Errorf("the 404 page shows basket %q and user %q, want 5 and alice", got, user)
+	}
+	b.checkPage("the 404 page, signed in")
 	b.open("/basket")
 	if got := b.lines(); !strings.HasPrefix(got, "Sencha 2 €17.80; Nyeri AA 3 €") {
 		t.Errorf("basket after sign-in = %q", got)
+	}
+
+	// A line's quantity changes through its own form.
+	field := chromedp.CSS(`tr[data-sku="tea-sencha"] input[name="qty"]`)
+	b.step("change the quantity of Sencha", chromedp.Clear(field), chromedp.SendKeys(field, "4"))
+	b.submit("update Sencha", chromedp.CSS(`tr[data-sku="tea-sencha"] form.update button`), "/basket")
+	if got := b.lines(); !strings.HasPrefix(got, "Sencha 4 €35.60; Nyeri AA 3 €") {
+		t.Errorf("basket after the update = %q", got)
+	}
+	if got := b.text(".flash-success"); got != "Sencha: quantity now 4" {
+		t.Errorf("flash after the update = %q", got)
+	}
+	if got := b.text("#basket-count"); got != "7" {
+		t.Errorf("basket count after the update = %q, want 7", got)
+	}
+	b.checkPage("the basket, signed in")
+	b.submit("remove Nyeri AA", chromedp.CSS(`tr[data-sku="coffee-kenya"] td.remove button`), "/basket")
+	if got := b.lines(); got != "Sencha 4 €35.60" {
+		t.Errorf("basket after removing Nyeri AA = %q", got)
 	}
 
 	// Signing out ends the session: the cookie goes, the basket is empty.

@@ -253,8 +253,13 @@ func TestShow(t *testing.T) {
 	}
 
 	for _, name := range []string{strings.Repeat("0", 64), "not-a-session"} {
-		if _, _, err := run(t, m, 0, "show", name); !errors.Is(err, session.ErrNotFound) {
+		_, _, err := run(t, m, 0, "show", name)
+		if !errors.Is(err, session.ErrNotFound) {
 			t.Errorf("show %s: %v, want ErrNotFound", name, err)
+		}
+		// Said as a person understands it, without the store's key or wording.
+		if want := "no session " + name + ": it never existed, was destroyed or has expired"; err == nil || err.Error() != want {
+			t.Errorf("show %s: %v, want %q", name, err, want)
 		}
 	}
 }

@@ -79,7 +79,7 @@ var kinds = map[string]Kind{"v": KindValue, "e": KindObject, "b": KindBag, "f": 
 func inspect(ctx context.Context, m *session.Manager, idOrHash string) (sessionInfo, []Value, error) {
 	entries, err := m.Entries(ctx, idOrHash)
 	if err != nil {
-		return sessionInfo{}, nil, err
+		return sessionInfo{}, nil, plainNotFound(idOrHash, err)
 	}
 	// A bag is readable only once registered, which the manager allows before
 	// its first session: register the bags this session holds (best effort; a
@@ -91,7 +91,7 @@ func inspect(ctx context.Context, m *session.Manager, idOrHash string) (sessionI
 	}
 	s, err := m.Session(ctx, idOrHash)
 	if err != nil {
-		return sessionInfo{}, nil, err
+		return sessionInfo{}, nil, plainNotFound(idOrHash, err)
 	}
 	md, err := s.Metadata(ctx)
 	if err != nil {
@@ -155,7 +155,8 @@ func readBag(ctx context.Context, s *session.Session, bag Value) ([]Value, error
 }
 
 func destroy(ctx context.Context, m *session.Manager, idOrHash, reason string) (bool, error) {
-	return m.Destroy(ctx, idOrHash, reason)
+	ok, err := m.Destroy(ctx, idOrHash, reason)
+	return ok, plainNotFound(idOrHash, err)
 }
 
 func destroyTag(ctx context.Context, m *session.Manager, tag, reason string) (int, error) {
@@ -172,7 +173,23 @@ func collect(ctx context.Context, m *session.Manager) (int, error) {
 	return m.CollectGarbage(ctx)
 }
 
+// notFoundError: no active session has the name. It matches session.ErrNotFound.
+type notFoundError struct{ name string }
+
+func (e notFoundError) Error() string {
+	return fmt.Sprintf("no session %s: it never existed, was destroyed or has expired", e.name)
+}
+
+func (e notFoundError) Is(target error) bool { return target == session.ErrNotFound }
+
 // notFound says that no session has the name.
-func notFound(name string) error {
-	return fmt.Errorf("session %s: %w", name, session.ErrNotFound)
+func notFound(name string) error { return notFoundError{name} }
+
+// plainNotFound replaces the store's wording of a missing session with one a
+// person understands; other errors pass unchanged.
+func plainNotFound(name string, err error) error {
+	if errors.Is(err, session.ErrNotFound) {
+		return notFound(name)
+	}
+	return err
 }

@@ -38,6 +38,9 @@ type Bag struct {
 // Bag returns the bag registered as name; an unregistered name wraps
 // ErrUnknownBag.
 func (s *Session) Bag(name string) (*Bag, error) {
+	if s == nil || s.st == nil {
+		return nil, ErrNoSession
+	}
 	if _, ok := (*s.st.m.bags.Load())[name]; !ok {
 		return nil, fmt.Errorf("%w %q", ErrUnknownBag, name)
 	}
@@ -64,7 +67,7 @@ func (b *Bag) load(ctx context.Context, write bool) (*bagState, error) {
 	if bs, ok := st.bags[b.name]; ok {
 		return bs, nil
 	}
-	bs, err := st.loadBag(ctx, kindBag+b.name)
+	bs, err := st.loadBag(ctx, prefixBag+b.name)
 	if err != nil {
 		return nil, err
 	}
@@ -78,15 +81,12 @@ func (b *Bag) load(ctx context.Context, write bool) (*bagState, error) {
 // loadBag reads and decodes a bag entry; a corrupt one is logged and starts empty.
 func (st *state) loadBag(ctx context.Context, lk string) (*bagState, error) {
 	bs := &bagState{}
-	e, err := st.load(ctx, lk)
-	switch {
-	case errors.Is(err, ErrNotFound):
+	b, _, ok := st.field(lk)
+	if !ok {
 		return bs, nil
-	case err != nil:
-		return nil, err
 	}
-	if err := decodeValue(lk, e.Value, &bs.vals); err != nil {
-		st.m.log.Warn("session bag unreadable; starting it empty", "session", st.hash[:shortHashLength], "bag", lk, "error", err)
+	if err := decodeValue(lk, b, &bs.vals); err != nil {
+		st.m.log.Warn("session bag unreadable; starting it empty", "session", st.ref, "bag", lk, "error", err)
 		bs.vals = nil
 	}
 	return bs, nil
@@ -95,12 +95,12 @@ func (st *state) loadBag(ctx context.Context, lk string) (*bagState, error) {
 // stageBags encodes changed bags and the flash bag into the staged set.
 func (st *state) stageBags() error {
 	for name, bs := range st.bags {
-		if err := st.stageBag(kindBag+name, bs); err != nil {
+		if err := st.stageBag(prefixBag+name, bs); err != nil {
 			return err
 		}
 	}
 	if st.flash != nil {
-		return st.stageBag(keyFlash, st.flash)
+		return st.stageBag(fieldFlash, st.flash)
 	}
 	return nil
 }
@@ -127,7 +127,9 @@ func (st *state) stageBag(lk string, bs *bagState) error {
 
 // Get decodes the value under key into dst; a missing key matches ErrNotFound.
 func (b *Bag) Get(ctx context.Context, key string, dst any) error {
-	b.s.lock()
+	if err := b.s.use(); err != nil {
+		return err
+	}
 	bs, err := b.load(ctx, false)
 	var raw msgpack.RawMessage
 	if bs != nil {
@@ -145,11 +147,16 @@ func (b *Bag) Get(ctx context.Context, key string, dst any) error {
 
 // Set stores v (msgpack) under key.
 func (b *Bag) Set(ctx context.Context, key string, v any) error {
+	if b.s == nil || b.s.st == nil {
+		return ErrNoSession
+	}
 	enc, err := encodeValue(key, v, b.s.st.m.cfg.maxPayload)
 	if err != nil {
 		return err
 	}
-	b.s.lock()
+	if err := b.s.use(); err != nil {
+		return err
+	}
 	defer b.s.unlock()
 	bs, err := b.load(ctx, true)
 	if err != nil {
@@ -165,7 +172,9 @@ func (b *Bag) Set(ctx context.Context, key string, v any) error {
 
 // Has reports whether key is set.
 func (b *Bag) Has(ctx context.Context, key string) (bool, error) {
-	b.s.lock()
+	if err := b.s.use(); err != nil {
+		return false, err
+	}
 	defer b.s.unlock()
 	bs, err := b.load(ctx, false)
 	if err != nil || bs == nil {
@@ -177,7 +186,9 @@ func (b *Bag) Has(ctx context.Context, key string) (bool, error) {
 
 // Remove deletes key (nothing without a session).
 func (b *Bag) Remove(ctx context.Context, key string) error {
-	b.s.lock()
+	if err := b.s.use(); err != nil {
+		return err
+	}
 	defer b.s.unlock()
 	bs, err := b.load(ctx, true)
 	if errors.Is(err, ErrNotStarted) {
@@ -195,7 +206,9 @@ func (b *Bag) Remove(ctx context.Context, key string) error {
 
 // Keys returns the bag's keys, sorted.
 func (b *Bag) Keys(ctx context.Context) ([]string, error) {
-	b.s.lock()
+	if err := b.s.use(); err != nil {
+		return nil, err
+	}
 	defer b.s.unlock()
 	bs, err := b.load(ctx, false)
 	if err != nil || bs == nil {
@@ -206,7 +219,9 @@ func (b *Bag) Keys(ctx context.Context) ([]string, error) {
 
 // All returns a copy of the bag's values, still encoded (see [Value.Decode]).
 func (b *Bag) All(ctx context.Context) (map[string]Value, error) {
-	b.s.lock()
+	if err := b.s.use(); err != nil {
+		return nil, err
+	}
 	defer b.s.unlock()
 	bs, err := b.load(ctx, false)
 	if err != nil || bs == nil {
@@ -221,7 +236,9 @@ func (b *Bag) All(ctx context.Context) (map[string]Value, error) {
 
 // Clear removes every value of the bag (nothing without a session).
 func (b *Bag) Clear(ctx context.Context) error {
-	b.s.lock()
+	if err := b.s.use(); err != nil {
+		return err
+	}
 	defer b.s.unlock()
 	bs, err := b.load(ctx, true)
 	if errors.Is(err, ErrNotStarted) {
@@ -262,7 +279,7 @@ func (f *Flashes) load(ctx context.Context, write bool) (*bagState, error) {
 		return nil, nil
 	}
 	if st.flash == nil {
-		bs, err := st.loadBag(ctx, keyFlash)
+		bs, err := st.loadBag(ctx, fieldFlash)
 		if err != nil {
 			return nil, err
 		}
@@ -286,7 +303,9 @@ func (f *Flashes) messages(bs *bagState, typ string) []string {
 
 // Add appends a message of type typ.
 func (f *Flashes) Add(ctx context.Context, typ, msg string) error {
-	f.s.lock()
+	if err := f.s.use(); err != nil {
+		return err
+	}
 	defer f.s.unlock()
 	bs, err := f.load(ctx, true)
 	if err != nil {
@@ -307,7 +326,9 @@ func (f *Flashes) Add(ctx context.Context, typ, msg string) error {
 
 // Peek returns the messages of type typ and keeps them.
 func (f *Flashes) Peek(ctx context.Context, typ string) ([]string, error) {
-	f.s.lock()
+	if err := f.s.use(); err != nil {
+		return nil, err
+	}
 	defer f.s.unlock()
 	bs, err := f.load(ctx, false)
 	if err != nil || bs == nil {
@@ -319,7 +340,9 @@ func (f *Flashes) Peek(ctx context.Context, typ string) ([]string, error) {
 // Get returns the messages of type typ and removes them. On a read-only session
 // it is ErrReadOnly (use Peek).
 func (f *Flashes) Get(ctx context.Context, typ string) ([]string, error) {
-	f.s.lock()
+	if err := f.s.use(); err != nil {
+		return nil, err
+	}
 	defer f.s.unlock()
 	bs, err := f.load(ctx, true)
 	if errors.Is(err, ErrNotStarted) {
@@ -338,7 +361,9 @@ func (f *Flashes) Get(ctx context.Context, typ string) ([]string, error) {
 
 // Has reports whether there are messages of type typ.
 func (f *Flashes) Has(ctx context.Context, typ string) (bool, error) {
-	f.s.lock()
+	if err := f.s.use(); err != nil {
+		return false, err
+	}
 	defer f.s.unlock()
 	bs, err := f.load(ctx, false)
 	if err != nil || bs == nil {
@@ -350,7 +375,9 @@ func (f *Flashes) Has(ctx context.Context, typ string) (bool, error) {
 
 // PeekAll returns every message by type and keeps them.
 func (f *Flashes) PeekAll(ctx context.Context) (map[string][]string, error) {
-	f.s.lock()
+	if err := f.s.use(); err != nil {
+		return nil, err
+	}
 	defer f.s.unlock()
 	bs, err := f.load(ctx, false)
 	if err != nil || bs == nil {
@@ -368,7 +395,9 @@ func (f *Flashes) PeekAll(ctx context.Context) (map[string][]string, error) {
 // All returns every message by type and removes them. On a read-only session it
 // is ErrReadOnly (use PeekAll).
 func (f *Flashes) All(ctx context.Context) (map[string][]string, error) {
-	f.s.lock()
+	if err := f.s.use(); err != nil {
+		return nil, err
+	}
 	defer f.s.unlock()
 	bs, err := f.load(ctx, true)
 	if errors.Is(err, ErrNotStarted) {

@@ -374,8 +374,7 @@ func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter 
 // [Manager.Middleware].
 func ReadOnly(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s, ok := FromContext(r.Context()); ok {
-			s.lock()
+		if s, ok := FromContext(r.Context()); ok && s.use() == nil {
 			s.st.readOnly = true
 			s.unlock()
 		}
@@ -389,8 +388,7 @@ func ReadOnly(h http.Handler) http.Handler {
 // [Manager.Middleware].
 func Stateless(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s, ok := FromContext(r.Context()); ok {
-			s.lock()
+		if s, ok := FromContext(r.Context()); ok && s.use() == nil {
 			s.st.stateless = true
 			s.unlock()
 		}

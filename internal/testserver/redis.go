@@ -38,6 +38,10 @@ type RedisOption func(*redisConfig)
 type redisConfig struct {
 	appendOnly bool
 	args       []string
+	// conf, when set, is written to redis.conf in the server's folder before
+	// its first start and given as the configuration file (Sentinel needs one
+	// it can rewrite); later starts keep the file as the server left it.
+	conf string
 }
 
 // WithAppendOnly turns on the append-only file with appendfsync always, so that
@@ -83,6 +87,13 @@ func StartRedis(t testing.TB, opts ...RedisOption) *Redis {
 	if err != nil {
 		t.Fatalf("testserver: %v", err)
 	}
+	r.closeOnCleanup(t)
+	return r
+}
+
+// closeOnCleanup closes r in t.Cleanup and writes its log to the test log when
+// the test failed.
+func (r *Redis) closeOnCleanup(t testing.TB) {
 	t.Cleanup(func() {
 		err := r.Close()
 		if err != nil {
@@ -92,7 +103,6 @@ func StartRedis(t testing.TB, opts ...RedisOption) *Redis {
 			t.Logf("testserver: redis-server log (%s):\n%s", r.logPath, r.Log())
 		}
 	})
-	return r
 }
 
 // StartRedisMain starts a redis-server for a whole package test run, for use in
@@ -293,7 +303,17 @@ var errRedisPortTaken = errors.New("port already in use")
 // startLocked starts the server on r.port and waits until it answers PING.
 // r.mu is held.
 func (r *Redis) startLocked() error {
-	args := []string{
+	var args []string
+	if r.cfg.conf != "" {
+		path := filepath.Join(r.dir, "redis.conf")
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			if err := os.WriteFile(path, []byte(r.cfg.conf), 0o644); err != nil {
+				return fmt.Errorf("redis: %w", err)
+			}
+		}
+		args = append(args, path) // the file comes first, the settings after it
+	}
+	args = append(args,
 		"--port", strconv.Itoa(r.port),
 		"--bind", "127.0.0.1",
 		"--dir", r.dir,
@@ -302,7 +322,7 @@ func (r *Redis) startLocked() error {
 		"--loglevel", "notice",
 		"--save", "",
 		"--appendonly", "no",
-	}
+	)
 	if r.cfg.appendOnly {
 		args = append(args, "--appendonly", "yes", "--appendfsync", "always")
 	}

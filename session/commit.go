@@ -56,10 +56,19 @@ func (st *state) runHooks(ctx context.Context) error {
 }
 
 // touchDue reports whether this commit writes the activity: on request, for a
-// new session, or when the stored one is older than the threshold. Lock held.
+// new session, or when the stored one is older than the threshold (with no
+// threshold: older than this request's, so that a request writes it once, not
+// at each commit point). Lock held.
 func (st *state) touchDue(now time.Time) bool {
-	return st.touch || !st.persisted ||
-		st.request && (st.m.cfg.threshold == 0 || now.Sub(st.storedLast) >= st.m.cfg.threshold)
+	switch {
+	case st.touch || !st.persisted:
+		return true
+	case !st.request:
+		return false
+	case st.m.cfg.threshold > 0:
+		return now.Sub(st.storedLast) >= st.m.cfg.threshold
+	}
+	return st.storedLast.Before(st.act.last)
 }
 
 // pending reports whether a commit would write anything. Lock held.

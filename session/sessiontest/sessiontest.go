@@ -19,7 +19,7 @@ import (
 // closed when the test ends.
 func NewManager(t testing.TB, cfg session.Config) *session.Manager {
 	t.Helper()
-	store := memstore.New(memstore.Options{JanitorInterval: -1})
+	store := memstore.New(memstore.Options{})
 	t.Cleanup(func() { _ = store.Close() })
 	m, err := session.New(store, cfg)
 	if err != nil {

@@ -86,7 +86,7 @@ type Cluster struct {
 // t with redis-cli --cluster create, waits until every node reports
 // cluster_state:ok, agrees on who serves all 16384 slots and every replica is in
 // sync, and stops every node in t.Cleanup, writing their logs to the test log
-// when the test failed. It takes a few seconds.
+// when the test failed. It takes two to six seconds.
 //
 // Each node's cluster bus gets a port of its own (cluster-port), chosen free
 // like the node's port, rather than the node's port + 10000, which may be

@@ -94,7 +94,8 @@ type Sentinel struct {
 // until the replica is in sync and every sentinel knows the replica and the two
 // other sentinels (so that a failover can happen), and stops everything in
 // t.Cleanup, writing the servers' logs to the test log when the test failed.
-// It takes a few seconds, most of it the sentinels discovering each other.
+// It takes about a second (up to a few on a loaded machine), most of it the
+// sentinels discovering each other.
 func StartSentinel(t testing.TB, opts ...SentinelOption) *Sentinel {
 	t.Helper()
 	cfg := sentinelConfig{

@@ -33,22 +33,55 @@ func (v Value) Decode(dst any) error { return decodeValue("bag value", v, dst) }
 type Bag struct {
 	s    *Session
 	name string
+	err  error // why the bag cannot be used: no session, or an unknown name
 }
 
 // Bag returns the bag registered as name; an unregistered name wraps
-// ErrUnknownBag.
+// ErrUnknownBag, and a nil session gives ErrNoSession. The Bag returned with an
+// error is not nil: its methods return that error.
 func (s *Session) Bag(name string) (*Bag, error) {
-	if s == nil || s.st == nil {
-		return nil, ErrNoSession
+	b := &Bag{s: s, name: name}
+	switch {
+	case s == nil || s.st == nil:
+		b.err = ErrNoSession
+	case !s.st.m.hasBag(name):
+		b.err = fmt.Errorf("%w %q", ErrUnknownBag, name)
 	}
-	if _, ok := (*s.st.m.bags.Load())[name]; !ok {
-		return nil, fmt.Errorf("%w %q", ErrUnknownBag, name)
-	}
-	return &Bag{s: s, name: name}, nil
+	return b, b.err
+}
+
+// hasBag reports whether a bag called name is registered.
+func (m *Manager) hasBag(name string) bool {
+	_, ok := (*m.bags.Load())[name]
+	return ok
 }
 
 // Name is the bag's registered name.
-func (b *Bag) Name() string { return b.name }
+func (b *Bag) Name() string {
+	if b == nil {
+		return ""
+	}
+	return b.name
+}
+
+// usable reports why the bag cannot be used, if it cannot.
+func (b *Bag) usable() error {
+	switch {
+	case b == nil || b.s == nil || b.s.st == nil:
+		return ErrNoSession
+	case b.err != nil:
+		return b.err
+	}
+	return nil
+}
+
+// use checks that the bag can be used and takes its session's lock.
+func (b *Bag) use() error {
+	if err := b.usable(); err != nil {
+		return err
+	}
+	return b.s.use()
+}
 
 // load returns the bag's state, reading it on first use; nil without a session.
 // Called with the lock held.
@@ -127,7 +160,7 @@ func (st *state) stageBag(lk string, bs *bagState) error {
 
 // Get decodes the value under key into dst; a missing key matches ErrNotFound.
 func (b *Bag) Get(ctx context.Context, key string, dst any) error {
-	if err := b.s.use(); err != nil {
+	if err := b.use(); err != nil {
 		return err
 	}
 	bs, err := b.load(ctx, false)
@@ -147,14 +180,14 @@ func (b *Bag) Get(ctx context.Context, key string, dst any) error {
 
 // Set stores v (msgpack) under key.
 func (b *Bag) Set(ctx context.Context, key string, v any) error {
-	if b.s == nil || b.s.st == nil {
-		return ErrNoSession
+	if err := b.usable(); err != nil {
+		return err
 	}
 	enc, err := encodeValue(key, v, b.s.st.m.cfg.maxPayload)
 	if err != nil {
 		return err
 	}
-	if err := b.s.use(); err != nil {
+	if err := b.use(); err != nil {
 		return err
 	}
 	defer b.s.unlock()
@@ -172,7 +205,7 @@ func (b *Bag) Set(ctx context.Context, key string, v any) error {
 
 // Has reports whether key is set.
 func (b *Bag) Has(ctx context.Context, key string) (bool, error) {
-	if err := b.s.use(); err != nil {
+	if err := b.use(); err != nil {
 		return false, err
 	}
 	defer b.s.unlock()
@@ -186,7 +219,7 @@ func (b *Bag) Has(ctx context.Context, key string) (bool, error) {
 
 // Remove deletes key (nothing without a session).
 func (b *Bag) Remove(ctx context.Context, key string) error {
-	if err := b.s.use(); err != nil {
+	if err := b.use(); err != nil {
 		return err
 	}
 	defer b.s.unlock()
@@ -206,7 +239,7 @@ func (b *Bag) Remove(ctx context.Context, key string) error {
 
 // Keys returns the bag's keys, sorted.
 func (b *Bag) Keys(ctx context.Context) ([]string, error) {
-	if err := b.s.use(); err != nil {
+	if err := b.use(); err != nil {
 		return nil, err
 	}
 	defer b.s.unlock()
@@ -219,7 +252,7 @@ func (b *Bag) Keys(ctx context.Context) ([]string, error) {
 
 // All returns a copy of the bag's values, still encoded (see [Value.Decode]).
 func (b *Bag) All(ctx context.Context) (map[string]Value, error) {
-	if err := b.s.use(); err != nil {
+	if err := b.use(); err != nil {
 		return nil, err
 	}
 	defer b.s.unlock()
@@ -236,7 +269,7 @@ func (b *Bag) All(ctx context.Context) (map[string]Value, error) {
 
 // Clear removes every value of the bag (nothing without a session).
 func (b *Bag) Clear(ctx context.Context) error {
-	if err := b.s.use(); err != nil {
+	if err := b.use(); err != nil {
 		return err
 	}
 	defer b.s.unlock()

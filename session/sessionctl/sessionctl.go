@@ -3,8 +3,9 @@
 // collect garbage (Neos Flow's flow:session:* commands). The demo's
 // "demo sessions ..." commands are built from it.
 //
-// Sessions are named by their hash (the hex SHA-256 of the session ID, which is
-// all the store keeps) or by the ID itself; "list" prints hashes.
+// Sessions are named by their reference (the public part of the session ID that
+// names its record, [session.Metadata.Ref]; knowing it does not let anyone use
+// the session) or by the ID itself; "list" prints references.
 package sessionctl
 
 import (
@@ -24,9 +25,9 @@ var ErrUsage = errors.New("sessionctl: usage")
 
 // Usage lists the commands.
 const Usage = `commands:
-  list              list the active sessions (hash, created, last activity, tags, size)
-  show HASH|ID      show one session's metadata and stored values
-  destroy HASH|ID   destroy one session
+  list              list the active sessions (reference, created, last activity, tags, size)
+  show REF|ID       show one session's metadata and stored values
+  destroy REF|ID    destroy one session
   destroy-tag TAG   destroy every session carrying TAG
   destroy-all       destroy every session
   gc                remove expired sessions now`
@@ -57,8 +58,8 @@ var arity = map[string]struct {
 	what string
 }{
 	"list":        {0, "no argument"},
-	"show":        {1, "a session hash or ID"},
-	"destroy":     {1, "a session hash or ID"},
+	"show":        {1, "a session reference or ID"},
+	"destroy":     {1, "a session reference or ID"},
 	"destroy-tag": {1, "a tag"},
 	"destroy-all": {0, "no argument"},
 	"gc":          {0, "no argument"},
@@ -113,7 +114,11 @@ func Run(ctx context.Context, m *session.Manager, args []string, out Output) err
 		fmt.Fprintf(out.Out, "destroyed %d %s tagged %s\n", n, plural(n), rest[0])
 		return nil
 	case "destroy-all":
-		n, err := m.DestroyAll(ctx)
+		n, err := m.DestroyAll(ctx, func(n int) {
+			if out.Progress != nil {
+				fmt.Fprintf(out.Progress, "... %d %s destroyed\n", n, plural(n))
+			}
+		})
 		if err != nil {
 			return err
 		}
@@ -152,19 +157,19 @@ const timeFormat = "2006-01-02 15:04:05"
 // List prints a table of the active sessions.
 func List(ctx context.Context, m *session.Manager, out Output) error {
 	tw := tabwriter.NewWriter(out.Out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "HASH\tCREATED\tLAST ACTIVITY\tTAGS\tSIZE")
+	fmt.Fprintln(tw, "REF\tCREATED\tLAST ACTIVITY\tTAGS\tSIZE")
 	n := 0
 	for md, err := range m.All(ctx) {
 		if err != nil {
 			tw.Flush()
 			return err
 		}
-		size, err := m.Size(ctx, md.Hash)
+		size, err := m.Size(ctx, md.Ref)
 		if err != nil && !errors.Is(err, session.ErrNotFound) {
 			tw.Flush()
 			return err
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", md.Hash, md.Created.Local().Format(timeFormat),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", md.Ref, md.Created.Local().Format(timeFormat),
 			md.LastUsed.Local().Format(timeFormat), strings.Join(md.Tags, ","), bytes(size))
 		n++
 		out.progress(n, "listed")
@@ -177,8 +182,8 @@ func List(ctx context.Context, m *session.Manager, out Output) error {
 }
 
 // Show prints one session's metadata and its stored values' keys and sizes.
-func Show(ctx context.Context, m *session.Manager, idOrHash string, out Output) error {
-	s, err := m.Session(ctx, idOrHash)
+func Show(ctx context.Context, m *session.Manager, refOrID string, out Output) error {
+	s, err := m.Session(ctx, refOrID)
 	if err != nil {
 		return err
 	}
@@ -187,7 +192,7 @@ func Show(ctx context.Context, m *session.Manager, idOrHash string, out Output) 
 		return err
 	}
 	w := out.Out
-	fmt.Fprintf(w, "hash:           %s\n", md.Hash)
+	fmt.Fprintf(w, "ref:            %s\n", md.Ref)
 	fmt.Fprintf(w, "created:        %s\n", md.Created.Local().Format(timeFormat))
 	fmt.Fprintf(w, "last activity:  %s (%s ago)\n", md.LastUsed.Local().Format(timeFormat), time.Since(md.LastUsed).Round(time.Second))
 	if md.Expires.IsZero() {
@@ -196,14 +201,14 @@ func Show(ctx context.Context, m *session.Manager, idOrHash string, out Output) 
 		fmt.Fprintf(w, "expires:        %s\n", md.Expires.Local().Format(timeFormat))
 	}
 	fmt.Fprintf(w, "tags:           %s\n", strings.Join(md.Tags, ", "))
-	entries, err := m.Entries(ctx, md.Hash)
+	entries, err := m.Entries(ctx, md.Ref)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(w, "values:\n")
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, e := range entries {
-		fmt.Fprintf(tw, "  %s\t%s\n", e.Key, bytes(e.Size))
+		fmt.Fprintf(tw, "  %s\t%s\n", e.Key, bytes(e.Size()))
 	}
 	return tw.Flush()
 }

@@ -42,8 +42,8 @@ func (c *clock) Add(d time.Duration) {
 }
 
 // newSession starts a session on m with the given tags and a value of size
-// bytes under "payload", commits it and returns its ID and hash.
-func newSession(t *testing.T, m *session.Manager, size int, tags ...string) (id, hash string) {
+// bytes under "payload", commits it and returns its ID and reference.
+func newSession(t *testing.T, m *session.Manager, size int, tags ...string) (id, ref string) {
 	t.Helper()
 	ctx, s := m.NewContext(t.Context(), "")
 	if err := s.Start(ctx); err != nil {
@@ -70,7 +70,7 @@ func newSession(t *testing.T, m *session.Manager, size int, tags ...string) (id,
 	if err != nil {
 		t.Fatal(err)
 	}
-	return id, md.Hash
+	return id, md.Ref
 }
 
 // run runs a command and returns its output, progress output and error.
@@ -109,7 +109,7 @@ func manager(t *testing.T, cfg session.Config) *session.Manager {
 	return sessiontest.NewManager(t, cfg)
 }
 
-var hashRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
+var refRE = regexp.MustCompile(`^[A-Za-z0-9_-]{22}$`)
 
 func TestList(t *testing.T) {
 	clk := newClock()
@@ -124,7 +124,7 @@ func TestList(t *testing.T) {
 		t.Fatalf("list printed %d lines, want a header, 2 rows and a count:\n%s", len(lines), out)
 	}
 	header := strings.Fields(lines[0])
-	if want := []string{"HASH", "CREATED", "LAST", "ACTIVITY", "TAGS", "SIZE"}; !slices.Equal(header, want) {
+	if want := []string{"REF", "CREATED", "LAST", "ACTIVITY", "TAGS", "SIZE"}; !slices.Equal(header, want) {
 		t.Fatalf("header = %q, want %q", lines[0], want)
 	}
 	// The columns are aligned: every header word starts where its column does.
@@ -132,8 +132,8 @@ func TestList(t *testing.T) {
 	rows := map[string]string{}
 	for _, l := range lines[1:3] {
 		f := strings.Fields(l)
-		if !hashRE.MatchString(f[0]) {
-			t.Fatalf("row %q does not start with a session hash", l)
+		if !refRE.MatchString(f[0]) {
+			t.Fatalf("row %q does not start with a session reference", l)
 		}
 		rows[f[0]] = l
 		for _, c := range []string{"CREATED", "LAST ACTIVITY", "SIZE"} {
@@ -178,7 +178,7 @@ func TestList(t *testing.T) {
 func TestListEmpty(t *testing.T) {
 	m := manager(t, session.Config{GCInterval: session.Never})
 	out := mustRun(t, m, "list")
-	if want := "HASH  CREATED  LAST ACTIVITY  TAGS  SIZE\n0 sessions\n"; out != want {
+	if want := "REF  CREATED  LAST ACTIVITY  TAGS  SIZE\n0 sessions\n"; out != want {
 		t.Fatalf("empty list = %q, want %q", out, want)
 	}
 }
@@ -213,11 +213,11 @@ func TestListProgress(t *testing.T) {
 func TestShow(t *testing.T) {
 	clk := newClock()
 	m := manager(t, session.Config{Now: clk.Now, GCInterval: session.Never, InactivityTimeout: time.Hour})
-	id, hash := newSession(t, m, 100, "user:bob")
-	for _, name := range []string{id, hash} {
+	id, ref := newSession(t, m, 100, "user:bob")
+	for _, name := range []string{id, ref} {
 		out := mustRun(t, m, "show", name)
 		for _, want := range []string{
-			"hash:           " + hash + "\n",
+			"ref:            " + ref + "\n",
 			"created:        " + clk.Now().Local().Format("2006-01-02 15:04:05") + "\n",
 			"expires:        " + clk.Now().Add(time.Hour).Local().Format("2006-01-02 15:04:05") + "\n",
 			"tags:           user:bob\n",
@@ -227,7 +227,7 @@ func TestShow(t *testing.T) {
 				t.Errorf("show %s lacks %q:\n%s", name[:8], want, out)
 			}
 		}
-		if !regexp.MustCompile(`(?m)^  \S*payload\s+1\d\d B$`).MatchString(out) {
+		if !regexp.MustCompile(`(?m)^  v:payload\s+1\d\d B$`).MatchString(out) {
 			t.Errorf("show lacks the payload value and its size:\n%s", out)
 		}
 		if strings.Contains(out, id) {
@@ -240,7 +240,8 @@ func TestShow(t *testing.T) {
 		t.Errorf("a session that never expires:\n%s", out)
 	}
 
-	for _, name := range []string{strings.Repeat("0", 64), "not-a-session"} {
+	unknown := strings.Repeat("A", 22)
+	for _, name := range []string{unknown, unknown + id[22:], id[:22] + strings.Repeat("A", 43), strings.Repeat("0", 64), "not-a-session"} {
 		if _, _, err := run(t, m, 0, "show", name); !errors.Is(err, session.ErrNotFound) {
 			t.Errorf("show %s: %v, want ErrNotFound", name, err)
 		}
@@ -250,14 +251,14 @@ func TestShow(t *testing.T) {
 func TestDestroy(t *testing.T) {
 	m := manager(t, session.Config{GCInterval: session.Never})
 	id, _ := newSession(t, m, 10)
-	_, hash := newSession(t, m, 10)
+	_, ref := newSession(t, m, 10)
 	_, keep := newSession(t, m, 10)
-	for _, name := range []string{id, hash} {
+	for _, name := range []string{id, ref} {
 		if out := mustRun(t, m, "destroy", name); out != "destroyed 1 session\n" {
 			t.Errorf("destroy = %q", out)
 		}
 	}
-	if _, _, err := run(t, m, 0, "destroy", hash); !errors.Is(err, session.ErrNotFound) {
+	if _, _, err := run(t, m, 0, "destroy", ref); !errors.Is(err, session.ErrNotFound) {
 		t.Errorf("destroying a destroyed session: %v, want ErrNotFound", err)
 	}
 	if _, _, err := run(t, m, 0, "destroy", "garbage"); !errors.Is(err, session.ErrNotFound) {
@@ -363,7 +364,7 @@ func TestUsage(t *testing.T) {
 		}
 	}
 	_, _, err := run(t, m, 0, "show")
-	if !strings.Contains(err.Error(), "show takes a session hash or ID") {
+	if !strings.Contains(err.Error(), "show takes a session reference or ID") {
 		t.Errorf("show without an argument: %v", err)
 	}
 	_, _, err = run(t, m, 0, "lst")
@@ -407,5 +408,16 @@ func TestCanceled(t *testing.T) {
 		if !errors.Is(err, context.Canceled) {
 			t.Errorf("%v on a canceled context: %v, want context.Canceled", args, err)
 		}
+	}
+}
+
+func TestDestroyAllProgress(t *testing.T) {
+	m := manager(t, session.Config{GCInterval: session.Never})
+	for range 3 {
+		newSession(t, m, 1)
+	}
+	out, progress, err := run(t, m, 0, "destroy-all")
+	if err != nil || out != "destroyed 3 sessions\n" || progress != "... 3 sessions destroyed\n" {
+		t.Errorf("destroy-all = %q, progress %q, %v", out, progress, err)
 	}
 }

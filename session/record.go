@@ -131,36 +131,9 @@ const (
 	mpBin32    = 0xc6
 )
 
-func appendStr(b []byte, s string) []byte {
-	switch n := len(s); {
-	case n < 32:
-		b = append(b, mpFixStr|byte(n))
-	case n <= 0xff:
-		b = append(b, mpStr8, byte(n))
-	case n <= 0xffff:
-		b = append(b, mpStr16, byte(n>>8), byte(n))
-	default:
-		b = append(b, mpStr32)
-		b = binary.BigEndian.AppendUint32(b, uint32(n))
-	}
-	return append(b, s...)
-}
-
 func appendInt64(b []byte, v int64) []byte {
 	b = append(b, mpInt64)
 	return binary.BigEndian.AppendUint64(b, uint64(v))
-}
-
-func appendArrayLen(b []byte, n int) []byte {
-	switch {
-	case n < 16:
-		return append(b, mpFixArray|byte(n))
-	case n <= 0xffff:
-		return append(b, mpArray16, byte(n>>8), byte(n))
-	default:
-		b = append(b, mpArray32)
-		return binary.BigEndian.AppendUint32(b, uint32(n))
-	}
 }
 
 // mpReader reads the few msgpack forms the metadata codec needs, with bounds checks
@@ -247,27 +220,6 @@ func (r *mpReader) int64() int64 {
 	}
 	r.fail("want an integer")
 	return 0
-}
-
-func (r *mpReader) str() string {
-	c := r.byte1()
-	var n int
-	switch {
-	case r.err != nil:
-		return ""
-	case c&0xe0 == mpFixStr:
-		n = int(c & 0x1f)
-	case c == mpStr8:
-		n = int(r.uintN(1))
-	case c == mpStr16:
-		n = int(r.uintN(2))
-	case c == mpStr32:
-		n = int(r.uintN(4))
-	default:
-		r.fail("want a string")
-		return ""
-	}
-	return string(r.take(n))
 }
 
 // arrayLen reads an array header (nil counts as an empty array).

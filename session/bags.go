@@ -24,7 +24,7 @@ type Value []byte
 func (v Value) Decode(dst any) error { return decodeValue("bag value", v, dst) }
 
 // Bag is a named attribute bag of a session (Symfony's AttributeBag): a small
-// map of values stored as one entry, loaded on first use and written at the next
+// map of values stored as one field, loaded on first use and written at the next
 // commit when it changed. Register bags with [RegisterBag] or
 // [Manager.RegisterBag] before the manager starts serving.
 //
@@ -111,7 +111,7 @@ func (b *Bag) load(ctx context.Context, write bool) (*bagState, error) {
 	return bs, nil
 }
 
-// loadBag reads and decodes a bag entry; a corrupt one is logged and starts empty.
+// loadBag decodes a bag's field; a corrupt one is logged and starts empty.
 func (st *state) loadBag(ctx context.Context, lk string) (*bagState, error) {
 	bs := &bagState{}
 	b, _, ok := st.field(lk)
@@ -289,7 +289,7 @@ func (b *Bag) Clear(ctx context.Context) error {
 
 // Flashes is the session's flash bag: messages by type ("notice", "error", ...)
 // that live until they are read, typically shown once after a redirect. It is
-// stored as one entry. Reads on a request without a session see no messages;
+// stored as one field. Reads on a request without a session see no messages;
 // Add needs a started session (ErrNotStarted).
 type Flashes struct {
 	s *Session

@@ -111,11 +111,11 @@ type Config struct {
 	GCMaxPerRun int
 
 	// MaxPayload bounds the encoded size of one stored value: a user value, a bag,
-	// the flash bag or an extension entry (default 1 MiB). The backend's own limit
+	// the flash bag or an extension's field (default 1 MiB). The store's own limit
 	// still applies.
 	MaxPayload int
-	// Namespace is the cache namespace (a Sub of the backend) the sessions live in
-	// (default "session"). Metadata lives in its "meta" child, values in "data".
+	// Namespace is the cache namespace (a Sub of the store) the sessions live in
+	// (default "session"), one record per session.
 	Namespace string
 	// CommitTimeout bounds the store writes of one commit, which run detached from
 	// the request's cancellation so that a client going away loses no data

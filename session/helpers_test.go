@@ -16,7 +16,9 @@ import (
 
 	"github.com/fxsession/fxsession/cache"
 	"github.com/fxsession/fxsession/cache/cachetest"
+	"github.com/fxsession/fxsession/cache/filestore"
 	"github.com/fxsession/fxsession/cache/memstore"
+	"github.com/fxsession/fxsession/cache/redisstore"
 )
 
 // backendCase opens a fresh, empty store for one test.
@@ -31,28 +33,11 @@ type backendCase struct {
 	fakeTime bool
 }
 
-// backends lists the real stores every behaviour test runs against.
-//
-// The file and Redis stores are being ported to the record store on this
-// branch; once `go build ./cache/filestore/ ./cache/redisstore/` passes, add
-// them here (and start the shared redis-server in TestMain again):
-//
-//	{"file", func(t *testing.T, now func() time.Time) cache.Store {
-//		s, err := filestore.Open(filestore.Options{Dir: t.TempDir(), Now: now})
-//		if err != nil {
-//			t.Fatalf("filestore.Open: %v", err)
-//		}
-//		t.Cleanup(func() { _ = s.Close() })
-//		return s
-//	}, true},
-//	{"redis", func(t *testing.T, _ func() time.Time) cache.Store {
-//		s, err := redisstore.New(testRedis.Client(), redisstore.Options{Namespace: cachetest.Namespace("t")})
-//		if err != nil {
-//			t.Fatalf("redisstore.New: %v", err)
-//		}
-//		t.Cleanup(func() { _ = s.Close() })
-//		return s
-//	}, false},
+// backends lists the real stores every behaviour test runs against: memory on
+// the test's clock, file and Redis (a real redis-server, started by TestMain) on
+// the real one. The test clock starts in the future, so those stores never see
+// a session expire; the manager decides expiry with its own clock, and the
+// collector passes that clock to the store (GCOptions.Before).
 func backends() []backendCase {
 	return []backendCase{
 		{"memory", func(t *testing.T, now func() time.Time) cache.Store {
@@ -60,6 +45,22 @@ func backends() []backendCase {
 			t.Cleanup(func() { _ = s.Close() })
 			return s
 		}, true},
+		{"file", func(t *testing.T, _ func() time.Time) cache.Store {
+			s, err := filestore.Open(filestore.Options{Dir: t.TempDir()})
+			if err != nil {
+				t.Fatalf("filestore.Open: %v", err)
+			}
+			t.Cleanup(func() { _ = s.Close() })
+			return s
+		}, false},
+		{"redis", func(t *testing.T, _ func() time.Time) cache.Store {
+			s, err := redisstore.New(testRedis.Client(), redisstore.Options{Namespace: cachetest.Namespace("t")})
+			if err != nil {
+				t.Fatalf("redisstore.New: %v", err)
+			}
+			t.Cleanup(func() { _ = s.Close() })
+			return s
+		}, false},
 	}
 }
 
@@ -186,19 +187,6 @@ func (h *harness) hook(ctx context.Context, c cachetest.Call) error {
 func (h *harness) onCall(fn cachetest.Hook) (stop func()) {
 	h.before.Store(&fn)
 	return func() { h.before.Store(nil) }
-}
-
-// ops counts the store calls since the last reset, by operation, for messages
-// and comparisons: "Read=1 Write=0".
-func (h *harness) ops() string {
-	var b strings.Builder
-	for _, c := range h.calls.Calls() {
-		if b.Len() > 0 {
-			b.WriteByte(' ')
-		}
-		b.WriteString(string(c.Op))
-	}
-	return "[" + b.String() + "]"
 }
 
 // wantCalls checks the store calls made since the last Reset: exactly the

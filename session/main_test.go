@@ -6,21 +6,23 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/fxsession/fxsession/internal/testserver"
 )
 
-// TestMain checks for leaked goroutines after the tests. When the Redis store
-// joins backends(), it starts the package's redis-server here too (a real server:
-// the Redis store is tested against the real thing, never a fake):
-//
-//	r, stop, err := testserver.StartRedisMain()
-//	if err != nil {
-//		fmt.Fprintln(os.Stderr, "session tests need redis-server:", err)
-//		os.Exit(1)
-//	}
-//	testRedis = r
-//	defer stop() (before os.Exit)
+// testRedis is the package's redis-server, started by TestMain (a real server:
+// the Redis store is tested against the real thing, never a fake).
+var testRedis *testserver.Redis
+
 func TestMain(m *testing.M) {
+	r, stop, err := testserver.StartRedisMain()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "session tests need redis-server:", err)
+		os.Exit(1)
+	}
+	testRedis = r
 	code := m.Run()
+	stop()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintln(os.Stderr, "goleak:", err)

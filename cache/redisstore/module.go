@@ -19,9 +19,8 @@ import (
 // retries of 5 dials each, the cluster's slot map re-read once a minute) can
 // keep a request waiting for many seconds on a dead server and a cluster client
 // on a dead master for a minute after a failover; with these a call to a stopped
-// server fails at once, one to a frozen server within about two read timeouts (a
-// cluster: three), and a cluster client finds a promoted replica within about a
-// second.
+// server fails at once, one to a frozen server within about two read timeouts,
+// and a cluster client finds a promoted replica within about a second.
 const (
 	DefaultDialTimeout  = time.Second
 	DefaultReadTimeout  = time.Second
@@ -32,9 +31,11 @@ const (
 	// DefaultDialerRetries: one dial attempt per command attempt.
 	DefaultDialerRetries = 1
 	// DefaultMaxRedirects: how many times a cluster client follows a MOVED or ASK
-	// reply or tries again after a network error (go-redis: 3), enough to follow a
-	// failover, few enough to fail fast on a frozen master.
-	DefaultMaxRedirects = 2
+	// reply or tries again after a network error (go-redis: 3). One is enough to
+	// follow a moved slot or replace a broken connection; more attempts on a dead
+	// master find it dead again until the slot map is read anew, and each costs a
+	// ReadTimeout on a frozen one.
+	DefaultMaxRedirects = 1
 	// DefaultClusterStateReloadInterval: how often a cluster client reads the slot
 	// map while it has traffic (go-redis: every 60 s). A failover shows in the
 	// slot map, not in MOVED replies (the dead master answers nothing), so this

@@ -218,39 +218,7 @@ func (s *Store) Write(ctx context.Context, key string, w cache.Write) (cache.Ver
 	if err := s.ready(ctx, "write"); err != nil {
 		return 0, err
 	}
-	now := time.Now()
-	var calls []*call
-	for _, t := range w.AddTags {
-		tk := s.tagKey(t)
-		calls = append(calls, plainCall(tk, "ZADD", tk, now.UnixMilli(), key))
-	}
-	expires := ""
-	switch {
-	case w.Expires.IsZero():
-	case w.Expires.Equal(cache.NoExpiry):
-		expires = "none"
-	default:
-		ms := expiryMillis(w.Expires)
-		expires = strconv.FormatInt(ms, 10)
-		shard := s.expiryShard(key)
-		calls = append(calls, plainCall(shard, "ZADD", shard, ms, key))
-	}
-	args := make([]any, 0, 8+5*len(w.Fields))
-	args = append(args, newID(), now.UnixMilli(), boolArg(w.Create), expires, s.retention.Milliseconds(),
-		strings.Join(w.AddTags, ","), strings.Join(w.RemoveTags, ","), len(w.Fields))
-	for _, f := range w.Fields {
-		op, value := "s", f.Value
-		if f.Remove {
-			op, value = "r", nil
-		}
-		if value == nil {
-			value = []byte{}
-		}
-		args = append(args, op, boolArg(f.Check), uint64(f.Expect), f.Name, value)
-	}
-	script := scriptCall(s.sc.write, []string{s.recordKey(key)}, args...)
-	calls = append(calls, script)
-
+	calls, script := s.writeCalls(key, w, time.Now(), newID())
 	replicaErr, err := s.run(ctx, calls, true)
 	if err != nil {
 		return 0, s.fail(ctx, "write "+key, err)
@@ -285,6 +253,41 @@ func (s *Store) Write(ctx context.Context, key string, w cache.Write) (cache.Ver
 		return 0, fmt.Errorf("redisstore: write %q: %w", key, replicaErr)
 	}
 	return cache.Version(v), nil
+}
+
+// writeCalls returns the calls of a Write: the index updates, then the script
+// (also returned alone), which carries the write's identifier id.
+func (s *Store) writeCalls(key string, w cache.Write, now time.Time, id string) (calls []*call, script *call) {
+	for _, t := range w.AddTags {
+		tk := s.tagKey(t)
+		calls = append(calls, plainCall(tk, "ZADD", tk, now.UnixMilli(), key))
+	}
+	expires := ""
+	switch {
+	case w.Expires.IsZero():
+	case w.Expires.Equal(cache.NoExpiry):
+		expires = "none"
+	default:
+		ms := expiryMillis(w.Expires)
+		expires = strconv.FormatInt(ms, 10)
+		shard := s.expiryShard(key)
+		calls = append(calls, plainCall(shard, "ZADD", shard, ms, key))
+	}
+	args := make([]any, 0, 8+5*len(w.Fields))
+	args = append(args, id, now.UnixMilli(), boolArg(w.Create), expires, s.retention.Milliseconds(),
+		strings.Join(w.AddTags, ","), strings.Join(w.RemoveTags, ","), len(w.Fields))
+	for _, f := range w.Fields {
+		op, value := "s", f.Value
+		if f.Remove {
+			op, value = "r", nil
+		}
+		if value == nil {
+			value = []byte{}
+		}
+		args = append(args, op, boolArg(f.Check), uint64(f.Expect), f.Name, value)
+	}
+	script = scriptCall(s.sc.write, []string{s.recordKey(key)}, args...)
+	return append(calls, script), script
 }
 
 func boolArg(b bool) string {

@@ -130,22 +130,24 @@ func freePort(tb testing.TB) string {
 }
 
 // startClusterNode starts a redis-server in cluster mode, its cluster bus on a
-// free port of its own (port + 10000 may be taken or above 65535).
-func startClusterNode(tb testing.TB, opts ...testserver.RedisOption) *testserver.Redis {
+// free port of its own (port + 10000 may be taken or above 65535), and returns
+// it with its bus port.
+func startClusterNode(tb testing.TB, opts ...testserver.RedisOption) (*testserver.Redis, string) {
 	tb.Helper()
+	bus := freePort(tb)
 	opts = append([]testserver.RedisOption{testserver.WithRedisArgs(
 		"--cluster-enabled", "yes",
 		"--cluster-config-file", "nodes.conf",
-		"--cluster-port", freePort(tb),
+		"--cluster-port", bus,
 		"--cluster-node-timeout", "2000",
-	)}, opts...)
-	return testserver.StartRedis(tb, opts...)
+	), noSyncDelay()}, opts...)
+	return testserver.StartRedis(tb, opts...), bus
 }
 
 // startOneNodeCluster starts a one-node Redis Cluster holding every slot.
 func startOneNodeCluster(tb testing.TB, opts ...testserver.RedisOption) *testserver.Redis {
 	tb.Helper()
-	r := startClusterNode(tb, opts...)
+	r, _ := startClusterNode(tb, opts...)
 	ctx := context.Background()
 	if err := r.Client().Do(ctx, "CLUSTER", "ADDSLOTSRANGE", 0, 16383).Err(); err != nil {
 		tb.Fatalf("CLUSTER ADDSLOTSRANGE: %v", err)
@@ -170,29 +172,42 @@ func waitClusterOK(tb testing.TB, r *testserver.Redis) {
 	}
 }
 
+// noSyncDelay makes a master start a replica's full sync at once (Redis waits
+// 5 s by default for more replicas to share it).
+func noSyncDelay() testserver.RedisOption {
+	return testserver.WithRedisArgs("--repl-diskless-sync-delay", "0")
+}
+
 // startReplicated starts a master and a replica of it and waits until the
 // replica is in sync.
 func startReplicated(tb testing.TB) (master, replica *testserver.Redis) {
 	tb.Helper()
-	master = testserver.StartRedis(tb)
+	master = testserver.StartRedis(tb, noSyncDelay())
 	host, port, _ := net.SplitHostPort(master.Addr())
 	replica = testserver.StartRedis(tb, testserver.WithRedisArgs("--replicaof", host, port))
-	waitInSync(tb, master, 1)
+	waitInSync(tb, master, 1, "probe")
 	return master, replica
 }
 
-// waitInSync waits until master sees n replicas online.
-func waitInSync(tb testing.TB, master *testserver.Redis, n int) {
+// waitInSync waits until n replicas acknowledge a write of probe (a key the
+// master serves) to master.
+func waitInSync(tb testing.TB, master *testserver.Redis, n int, probe string) {
 	tb.Helper()
+	ctx := context.Background()
 	deadline := time.Now().Add(20 * time.Second)
-	want := "connected_slaves:" + strconv.Itoa(n)
 	for {
-		info, err := master.Client().Info(context.Background(), "replication").Result()
-		if err == nil && strings.Contains(info, want) && strings.Contains(info, "state=online") {
+		c := master.Client()
+		err := c.Set(ctx, probe, time.Now().String(), 0).Err()
+		var acked int64
+		if err == nil {
+			acked, err = c.Do(ctx, "WAIT", n, 100).Int64()
+		}
+		if err == nil && acked >= int64(n) {
 			return
 		}
 		if time.Now().After(deadline) {
-			tb.Fatalf("replica not in sync after 20 s: %v\n%s", err, info)
+			info, _ := c.Info(ctx, "replication").Result()
+			tb.Fatalf("%d replicas not in sync after 20 s (%d acknowledged): %v\n%s", n, acked, err, info)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -14,13 +14,11 @@
 //
 // <name> is the hex SHA-256 of the key (or lock name) and <xx> its first two
 // digits, so a namespace spreads over at most 256 folders. A record file is in a
-// versioned binary format (a magic "FXR" and a format version byte first): a
-// header (record version, expiry, key, tags, field count) with its own CRC-32C,
-// then the fields (name, version, value) with theirs; listing, the tag index and
-// garbage collection read only the header. A file that fails its checks reads
-// as absent and is logged (Keys and Tagged check the header only); garbage
-// collection moves it aside (".corrupt-" and its name) once its header fails or
-// its expiry is due.
+// versioned binary format: the magic "FXR" and a format version byte, the record
+// version, expiry, key and tags, the fields (name, version, value), and a
+// CRC-32C of it all. A file that fails its checks reads as absent to every
+// operation and is logged; garbage collection moves it aside (".corrupt-" and
+// its name) for inspection.
 //
 // # Reads and writes
 //

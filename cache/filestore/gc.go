@@ -2,8 +2,8 @@ package filestore
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -16,20 +16,18 @@ import (
 )
 
 const (
-	// corruptPrefix starts the name a corrupt record file is moved aside to.
-	corruptPrefix = ".corrupt-"
-	// trashPrefix starts the name a flushed namespace folder is moved to.
-	trashPrefix = ".flush-"
+	corruptPrefix = ".corrupt-" // a corrupt file moved aside
+	trashPrefix   = ".flush-"   // a flushed namespace folder: prefix, folder, ".", random id
 )
 
 // CollectGarbage removes expired records, at most o.Max of them, and reports
 // each to o.Removed. Each record is removed under its locks after a second look,
 // so of several processes collecting at once exactly one removes and reports it.
-// The walk resumes in the shard folder where the previous call of this Store
-// stopped. A call that finishes its walk also removes what interrupted
-// operations left: temporary files of dead writers, placeholders, index entries
-// of missing records, empty tag folders, expired lock files and flushed folders.
-// Corrupt record files are moved aside (".corrupt-" and their name) and logged.
+// The walk resumes in the shard folder where this Store's previous call
+// stopped. A call that completes the walk also sweeps: index entries of missing
+// records, empty tag folders, expired lock files and flushed folders. On the
+// way it removes what dead writers left (temporary files, placeholders) and
+// moves corrupt files aside (".corrupt-" and their name), logged.
 func (s *Store) CollectGarbage(ctx context.Context, o cache.GCOptions) (int, error) {
 	for _, f := range o.Fields {
 		if err := cache.ValidateKey(f); err != nil {
@@ -44,129 +42,119 @@ func (s *Store) CollectGarbage(ctx context.Context, o cache.GCOptions) (int, err
 	if limit <= 0 {
 		limit = cache.DefaultGCBatchSize
 	}
-	before := o.Before
-	if before.IsZero() {
-		before = time.Now()
+	if o.Before.IsZero() {
+		o.Before = time.Now()
 	}
 	var shards []string
-	for sh, err := range s.shards(ctx, op) {
+	for sh, err := range s.names(ctx, op, s.recordsDir()) {
 		if err != nil {
 			return 0, err
 		}
-		shards = append(shards, sh)
+		if len(sh) == 2 && isHex(sh) {
+			shards = append(shards, sh)
+		}
 	}
 	slices.Sort(shards)
-	start := int(s.gcShard.Load())
-	n := 0
+	n, start := 0, int(s.gcShard.Load())
 	for i := range shards {
 		idx := (start + i) % len(shards)
-		removed, err := s.collectShard(ctx, shards[idx], before, limit-n, o)
-		n += removed
-		if err != nil {
-			return n, err
+		dir := filepath.Join(s.recordsDir(), shards[idx])
+		removed, err := s.collectDir(ctx, dir, o.Before, limit-n, o.Fields)
+		if len(removed) > 0 {
+			if serr := s.syncDir(dir); err == nil && serr != nil {
+				err = fail(op, dir, serr)
+			}
+			for _, r := range removed {
+				if o.Removed != nil {
+					o.Removed(r)
+				}
+			}
 		}
-		if n >= limit {
+		if n += len(removed); err != nil || n >= limit {
 			s.gcShard.Store(int64(idx))
 			s.sh.log.Debug("filestore: collected garbage (batch full)", "namespace", s.ns, "removed", n)
-			return n, nil
+			return n, err
 		}
 	}
 	s.gcShard.Store(0)
-	if err := s.sweep(ctx); err != nil {
-		return n, err
-	}
 	if n > 0 {
 		s.sh.log.Debug("filestore: collected garbage", "namespace", s.ns, "removed", n)
 	}
-	return n, nil
+	return n, s.sweep(ctx)
 }
 
-// collectShard removes up to limit expired records of one shard folder, fsyncs
-// the folder and then reports them.
-func (s *Store) collectShard(ctx context.Context, shard string, before time.Time, limit int, o cache.GCOptions) (int, error) {
-	dir := filepath.Join(s.recordsDir(), shard)
+// collectDir removes up to limit files of dir that expired at before, and
+// returns them (with the fields named); it also removes what dead writers left
+// and moves corrupt files aside.
+func (s *Store) collectDir(ctx context.Context, dir string, before time.Time, limit int, fields []string) ([]cache.Record, error) {
 	var removed []cache.Record
-	err := func() error {
-		for name, err := range s.names(ctx, "collect garbage", dir) {
-			if err != nil {
-				return err
+	for name, err := range s.names(ctx, "collect garbage", dir) {
+		if err != nil || len(removed) >= limit {
+			return removed, err
+		}
+		if target, ok := tempTarget(name); ok {
+			// A writer holds its file's locks for as long as its temporary file
+			// exists: once they are ours, the file is a leftover.
+			if err := s.withHeld(ctx, dir, target, func(*held) error { return os.Remove(filepath.Join(dir, name)) }); err != nil {
+				return removed, fail("collect garbage", name, err)
 			}
-			if target, ok := tempTarget(name); ok {
-				if err := s.removeTemp(ctx, dir, name, target); err != nil {
-					return fail("collect garbage", name, err)
-				}
-				continue
-			}
-			if !isName(name) {
-				continue
-			}
-			if len(removed) >= limit {
-				return nil
-			}
-			r, err := s.header(filepath.Join(dir, name), name)
-			if err == nil && r != nil && !r.expired(before) {
-				continue
-			}
-			if err != nil && !errors.Is(err, errCorrupt) {
-				return fail("collect garbage", name, err)
-			}
+			continue
+		}
+		if !isName(name) {
+			continue
+		}
+		r, err := s.load(dir, name)
+		if err == nil && (r == nil || r.expired(before)) {
 			// Expired, a placeholder or corrupt: look again under the locks.
-			rec, err := s.collectOne(ctx, dir, name, before, o.Fields)
-			if err != nil {
-				return fail("collect garbage", name, err)
-			}
-			if rec != nil {
-				removed = append(removed, *rec)
-			}
+			err = s.withHeld(ctx, dir, name, func(h *held) error {
+				if h == nil || len(h.data) == 0 { // gone, or a placeholder (release removes it)
+					return nil
+				}
+				r := s.current(h)
+				switch {
+				case r == nil:
+					return s.quarantine(h)
+				case !r.expired(before):
+					return nil
+				}
+				// The index entries go while the record is still in place and
+				// locked, so no writer adds a tag meanwhile; should a crash
+				// intervene, the index misses an expired record, which is absent.
+				for _, t := range r.tags {
+					s.removeMarker(s.tagDir(t), name)
+				}
+				if err := h.remove(); err != nil {
+					return err
+				}
+				out := r.export(fields)
+				if len(fields) == 0 {
+					out.Fields = nil
+				}
+				removed = append(removed, out)
+				return nil
+			})
 		}
-		return nil
-	}()
-	if len(removed) > 0 {
-		if serr := s.syncDir(dir); serr != nil && err == nil {
-			err = fail("collect garbage", dir, serr)
-		}
-		if o.Removed != nil {
-			for _, r := range removed {
-				o.Removed(r)
-			}
+		if err != nil {
+			return removed, fail("collect garbage", name, err)
 		}
 	}
-	return len(removed), err
+	return removed, nil
 }
 
-// collectOne removes record file name if it is still expired at before, and
-// returns what it removed; it also removes a placeholder left by a dead writer
-// and moves a corrupt file aside.
-func (s *Store) collectOne(ctx context.Context, dir, name string, before time.Time, fields []string) (*cache.Record, error) {
+// withHeld runs fn on the file name of dir under its locks (fn(nil) when it is
+// missing).
+func (s *Store) withHeld(ctx context.Context, dir, name string, fn func(*held) error) error {
 	h, err := s.hold(ctx, dir, name, false)
-	if err != nil || h == nil {
-		return nil, err
+	if err != nil {
+		return err
 	}
-	defer h.release() // removes a placeholder
-	if len(h.data) == 0 {
-		return nil, nil
+	if h != nil {
+		defer h.release()
+		err = fn(h)
+	} else {
+		err = fn(nil)
 	}
-	r := s.current(h)
-	if r == nil {
-		return nil, s.quarantine(h)
-	}
-	if !r.expired(before) {
-		return nil, nil
-	}
-	// The index entries go first, while the record is still in place and
-	// locked: no writer can add a tag meanwhile. An expired record the index
-	// misses after a crash here is absent anyway.
-	for _, t := range r.tags {
-		s.removeMarker(s.tagDir(t), name)
-	}
-	if err := h.remove(); err != nil {
-		return nil, err
-	}
-	out := r.export(fields)
-	if len(fields) == 0 {
-		out.Fields = nil
-	}
-	return &out, nil
+	return ignoreMissing(err)
 }
 
 // quarantine moves a held corrupt file aside, for inspection.
@@ -179,26 +167,8 @@ func (s *Store) quarantine(h *held) error {
 	return nil
 }
 
-// removeTemp removes the temporary file tmp of dir, meant to replace target, if
-// its writer is gone: a writer holds target's locks for as long as its
-// temporary file exists, so once they are ours, the file is a leftover.
-func (s *Store) removeTemp(ctx context.Context, dir, tmp, target string) error {
-	h, err := s.hold(ctx, dir, target, false)
-	if err != nil {
-		return err
-	}
-	if h != nil {
-		defer h.release()
-	}
-	if err := os.Remove(filepath.Join(dir, tmp)); err != nil && !missing(err) {
-		return err
-	}
-	return nil
-}
-
 // sweep ends a complete pass of garbage collection: index entries of missing
-// records, empty tag folders, expired lock files, leftovers of interrupted lock
-// writes and of interrupted Flushes of this namespace.
+// records, empty tag folders, lock files, flushed folders of this namespace.
 func (s *Store) sweep(ctx context.Context) error {
 	const op = "collect garbage"
 	for folder, err := range s.names(ctx, op, s.tagsDir()) {
@@ -213,7 +183,7 @@ func (s *Store) sweep(ctx context.Context) error {
 			if !isName(name) {
 				continue
 			}
-			if _, err := os.Lstat(s.recordPath(name)); missing(err) {
+			if _, err := os.Lstat(filepath.Join(s.shardDir(name), name)); missing(err) {
 				if err := s.cleanMarker(ctx, dir, "", name); err != nil {
 					return fail(op, name, err)
 				}
@@ -221,34 +191,14 @@ func (s *Store) sweep(ctx context.Context) error {
 		}
 		_ = os.Remove(dir) // fails unless empty
 	}
-	for name, err := range s.names(ctx, op, s.locksDir()) {
-		if err != nil {
-			return err
-		}
-		if target, ok := tempTarget(name); ok {
-			if err := s.removeTemp(ctx, s.locksDir(), name, target); err != nil {
-				return fail(op, name, err)
-			}
-			continue
-		}
-		if !isName(name) {
-			continue
-		}
-		if r, err := s.header(filepath.Join(s.locksDir(), name), name); err == nil && r != nil && !r.expired(time.Now()) {
-			continue
-		}
-		if err := s.expireLock(ctx, name); err != nil {
-			return fail(op, name, err)
-		}
+	if _, err := s.collectDir(ctx, s.locksDir(), time.Now(), math.MaxInt, nil); err != nil {
+		return err
 	}
-	folder := filepath.Base(s.dir)
 	for name, err := range s.names(ctx, op, s.sh.dir) {
 		if err != nil {
 			return err
 		}
-		rest, ok := strings.CutPrefix(name, trashPrefix)
-		id, ok2 := strings.CutSuffix(rest, "."+folder)
-		if ok && ok2 && !strings.Contains(id, ".") {
+		if id, ok := strings.CutPrefix(name, trashPrefix+filepath.Base(s.dir)+"."); ok && !strings.Contains(id, ".") {
 			if err := os.RemoveAll(filepath.Join(s.sh.dir, name)); err != nil {
 				return fail(op, name, err)
 			}
@@ -265,12 +215,12 @@ func (s *Store) Flush(ctx context.Context) error {
 	if err := s.check(ctx, "flush"); err != nil {
 		return err
 	}
-	trash := filepath.Join(s.sh.dir, trashPrefix+strconv.FormatUint(rand.Uint64(), 36)+"."+filepath.Base(s.dir))
+	trash := filepath.Join(s.sh.dir, trashPrefix+filepath.Base(s.dir)+"."+strconv.FormatUint(rand.Uint64(), 36))
 	if err := os.Rename(s.dir, trash); err != nil {
-		if missing(err) {
-			return nil
+		if err = ignoreMissing(err); err != nil {
+			return fail("flush", s.ns, err)
 		}
-		return fail("flush", s.ns, err)
+		return nil
 	}
 	if err := s.syncDir(s.sh.dir); err != nil {
 		return fail("flush", s.ns, err)

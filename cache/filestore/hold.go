@@ -17,31 +17,28 @@ import (
 	"github.com/fxsession/fxsession/internal/backoff"
 )
 
-// A change of a record file follows one protocol (hold, then replace or
-// remove, then release), shared by records, lock files and the upkeep of the
-// tag index:
+// Every change of a record or lock file follows one protocol:
 //
-//  1. take the file's in-process lock (goroutines wait for it honouring their
-//     context), then open the file and take its OS lock (flock, which excludes
-//     other processes; polled, so that waiting honours the context too);
-//  2. check that the file locked is still the one at its name (a writer that got
-//     there first may have renamed a new file over it, or removed it): if not,
-//     start again;
-//  3. read it through the locked descriptor, decide, and either write the new
-//     file under a temporary name, lock it, fsync it, rename it over the name and
-//     fsync the folder, or remove the name;
-//  4. release both locks.
+//  1. hold: take the file's in-process lock (goroutines queue there, honouring
+//     their context), open the file and take its OS lock (flock, which excludes
+//     other processes; polled, so that waiting honours the context too), and
+//     check that the file locked is still the one at its name (a writer that got
+//     there first may have renamed a new file over it, or removed it; if so,
+//     start again); then read it through the locked descriptor;
+//  2. replace (a temporary file, locked, written, fsynced, renamed over the name,
+//     the folder fsynced: the new file stays locked until release) or remove;
+//  3. release.
 //
-// A missing record is locked too when it is about to be created (or when the tag
-// index must be sure it stays missing): an empty placeholder file is created
-// exclusively and locked. Readers treat an empty file as absent; releasing a
-// placeholder that was not replaced removes it.
+// A missing file is held by creating an empty placeholder exclusively and
+// locking it: that is how a record is created, and how the tag index makes sure
+// a record stays missing. Readers see an empty file as absent; a placeholder
+// that was not replaced is removed on release.
 //
-// Everything after step 1 goes through the folder's descriptor (an [os.Root]),
+// Everything after opening goes through the folder's descriptor (an [os.Root]),
 // so an operation under way when Flush moves the namespace folder aside finishes
 // in the moved folder and never touches the new one.
 
-// held is a record file under its locks.
+// held is a file under its locks.
 type held struct {
 	root *os.Root // the file's folder, followed if Flush moves it
 	name string
@@ -52,19 +49,14 @@ type held struct {
 	free func()   // releases the in-process lock
 }
 
-// hold locks the file name in dir. When the file is missing it returns nil,
-// unless create is set: then it locks a placeholder it creates (and the folder
-// if needed).
+// hold locks the file name in dir. When it is missing it returns nil, unless
+// create is set: then it holds a placeholder (creating the folder if needed).
 func (s *Store) hold(ctx context.Context, dir, name string, create bool) (*held, error) {
 	free, err := s.sh.inproc.lock(ctx, filepath.Join(dir, name))
 	if err != nil {
 		return nil, err
 	}
-	for {
-		if err := ctx.Err(); err != nil {
-			free()
-			return nil, err
-		}
+	for ctx.Err() == nil {
 		h, retry, err := s.tryHold(ctx, dir, name, create)
 		if h != nil {
 			h.free = free
@@ -75,67 +67,68 @@ func (s *Store) hold(ctx context.Context, dir, name string, create bool) (*held,
 			return nil, err
 		}
 	}
+	free()
+	return nil, ctx.Err()
 }
 
 // tryHold is one attempt of hold; retry says the file changed under it.
 func (s *Store) tryHold(ctx context.Context, dir, name string, create bool) (h *held, retry bool, err error) {
 	root, err := os.OpenRoot(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		if !create {
-			return nil, false, nil
-		}
+	if errors.Is(err, fs.ErrNotExist) && create {
 		return nil, true, s.ensureDir(dir)
 	}
 	if err != nil {
-		return nil, false, err
+		return nil, false, ignoreMissing(err)
 	}
-	defer func() {
-		if h == nil {
-			root.Close()
-		}
-	}()
 	f, err := root.Open(name)
 	if errors.Is(err, fs.ErrNotExist) && create {
-		f, err = root.OpenFile(name, os.O_RDONLY|os.O_CREATE|os.O_EXCL, filePerm)
-		if errors.Is(err, fs.ErrExist) {
-			return nil, true, nil
+		if f, err = root.OpenFile(name, os.O_RDONLY|os.O_CREATE|os.O_EXCL, filePerm); errors.Is(err, fs.ErrExist) {
+			retry, err = true, nil
 		}
 	}
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, inRoot(root, err)
-	}
-	ok := false
-	defer func() {
-		if !ok {
+	if err == nil && !retry {
+		h = &held{root: root, name: name, f: f}
+		if retry, err = h.lock(ctx); err != nil || retry {
 			f.Close()
+			h = nil
 		}
-	}()
-	if err := flock(ctx, f); err != nil {
-		return nil, false, err
 	}
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, false, err
+	if h == nil {
+		root.Close()
+		return nil, retry, ignoreMissing(inRoot(root, err))
 	}
-	cur, err := root.Stat(name)
-	if errors.Is(err, fs.ErrNotExist) || err == nil && !os.SameFile(fi, cur) {
-		return nil, true, nil // replaced or removed while we waited
-	}
-	if err != nil {
-		return nil, false, inRoot(root, err)
-	}
-	data, err := readAll(f, fi.Size())
-	if err != nil {
-		return nil, false, err
-	}
-	ok = true
-	return &held{root: root, name: name, f: f, data: data}, false, nil
+	return h, false, nil
 }
 
-// readAll reads the size bytes of f (from its start).
+// lock takes the OS lock of h.f, checks that it is still the file at h.name
+// (retry when not) and reads it.
+func (h *held) lock(ctx context.Context) (retry bool, err error) {
+	b := backoff.Backoff{Min: 20 * time.Microsecond, Max: 5 * time.Millisecond}
+	for {
+		ok, err := tryFlock(h.f)
+		if ok || err != nil {
+			break
+		}
+		if !b.Wait(ctx) {
+			return false, ctx.Err()
+		}
+	}
+	fi, err := h.f.Stat()
+	if err != nil {
+		return false, err
+	}
+	cur, err := h.root.Stat(h.name)
+	if errors.Is(err, fs.ErrNotExist) || err == nil && !os.SameFile(fi, cur) {
+		return true, nil // replaced or removed while we waited
+	}
+	if err != nil {
+		return false, err
+	}
+	h.data, err = readAll(h.f, fi.Size())
+	return false, err
+}
+
+// readAll reads the size bytes of f from its start.
 func readAll(f *os.File, size int64) ([]byte, error) {
 	if size == 0 {
 		return nil, nil
@@ -147,12 +140,10 @@ func readAll(f *os.File, size int64) ([]byte, error) {
 	return data, nil
 }
 
-// replace writes data as the new file: a locked temporary file, fsynced when
-// durable, renamed over the name, and the folder fsynced. The new file stays
-// locked until release, so nobody changes it before this change is complete. On
-// failure the old file is untouched and the temporary file removed.
+// replace writes data as the new file (fsynced, with its folder, when
+// durable). On failure the old file is untouched and the temporary file gone.
 func (h *held) replace(data []byte, durable bool, sync func(*os.File) error) (err error) {
-	tmp := tempName(h.name)
+	tmp := tempPrefix + h.name + "-" + strconv.FormatUint(rand.Uint64(), 36)
 	f, err := h.root.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_EXCL, filePerm)
 	if err != nil {
 		return inRoot(h.root, err)
@@ -185,16 +176,7 @@ func (h *held) replace(data []byte, durable bool, sync func(*os.File) error) (er
 	return nil
 }
 
-// inRoot makes the path of an error met through root name the folder too.
-func inRoot(root *os.Root, err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) && !filepath.IsAbs(pe.Path) {
-		return &fs.PathError{Op: pe.Op, Path: filepath.Join(root.Name(), pe.Path), Err: pe.Err}
-	}
-	return err
-}
-
-// remove removes the file (the caller fsyncs the folder when it matters).
+// remove removes the file; the caller fsyncs the folder when it matters.
 func (h *held) remove() error {
 	if err := h.root.Remove(h.name); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return inRoot(h.root, err)
@@ -216,22 +198,35 @@ func (h *held) release() {
 	h.free()
 }
 
-// tempPrefix starts the names of temporary files: ".tmp-", the name of the file
-// they will replace, "-", a random suffix.
+// tempPrefix starts the name of a temporary file: ".tmp-", the name of the file
+// it is to replace, "-", a random suffix.
 const tempPrefix = ".tmp-"
 
-func tempName(name string) string {
-	return tempPrefix + name + "-" + strconv.FormatUint(rand.Uint64(), 36)
-}
-
-// tempTarget returns the name of the file a temporary file was meant to
+// tempTarget returns the name of the file the temporary file tmp was to
 // replace.
 func tempTarget(tmp string) (string, bool) {
-	if len(tmp) < len(tempPrefix)+nameLen+2 || tmp[len(tempPrefix)+nameLen] != '-' {
+	if len(tmp) < len(tempPrefix)+nameLen+2 || tmp[:len(tempPrefix)] != tempPrefix || tmp[len(tempPrefix)+nameLen] != '-' {
 		return "", false
 	}
 	name := tmp[len(tempPrefix) : len(tempPrefix)+nameLen]
 	return name, isName(name)
+}
+
+// inRoot makes an error met through root name the whole path.
+func inRoot(root *os.Root, err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) && !filepath.IsAbs(pe.Path) {
+		return &fs.PathError{Op: pe.Op, Path: filepath.Join(root.Name(), pe.Path), Err: pe.Err}
+	}
+	return err
+}
+
+// ignoreMissing turns the error of a missing file or folder into nil.
+func ignoreMissing(err error) error {
+	if missing(err) {
+		return nil
+	}
+	return err
 }
 
 // syncRoot fsyncs the folder of root.
@@ -240,11 +235,8 @@ func syncRoot(root *os.Root, sync func(*os.File) error) error {
 	if err != nil {
 		return inRoot(root, err)
 	}
-	err = sync(d)
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	defer d.Close()
+	return sync(d)
 }
 
 // syncDir fsyncs the folder dir.
@@ -253,23 +245,17 @@ func (s *Store) syncDir(dir string) error {
 	if err != nil {
 		return err
 	}
-	err = s.sh.syncFile(d)
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	defer d.Close()
+	return s.sh.syncFile(d)
 }
 
 // ensureDir creates dir and the missing folders above it (up to the store's
-// folder), fsyncing the parent of each folder created so that it survives a
-// crash.
+// folder), fsyncing the parent of each one created so that it survives a crash.
 func (s *Store) ensureDir(dir string) error {
 	var created []string
 	for d := dir; ; d = filepath.Dir(d) {
-		if _, err := os.Stat(d); err == nil {
+		if _, err := os.Stat(d); !errors.Is(err, fs.ErrNotExist) {
 			break
-		} else if !errors.Is(err, fs.ErrNotExist) {
-			return err
 		}
 		created = append(created, d)
 		if d == s.sh.dir || filepath.Dir(d) == d {
@@ -287,24 +273,7 @@ func (s *Store) ensureDir(dir string) error {
 	return nil
 }
 
-// flock takes f's OS lock, polling while another process (or another open file
-// of this one) holds it.
-func flock(ctx context.Context, f *os.File) error {
-	b := backoff.Backoff{Min: 20 * time.Microsecond, Max: 5 * time.Millisecond}
-	for {
-		ok, err := tryFlock(f)
-		if ok || err != nil {
-			return err
-		}
-		if !b.Wait(ctx) {
-			return ctx.Err()
-		}
-	}
-}
-
-// keyLocks serialise the goroutines of one process per file before they take
-// the file's OS lock: waiting here honours the context and costs no system
-// call.
+// keyLocks is the in-process lock of each file being held.
 type keyLocks struct {
 	mu sync.Mutex
 	m  map[string]*keyLock
@@ -315,7 +284,7 @@ type keyLock struct {
 	users int
 }
 
-// lock takes the lock of key and returns its release.
+// lock takes the lock of key, waiting while ctx lasts, and returns its release.
 func (k *keyLocks) lock(ctx context.Context, key string) (func(), error) {
 	k.mu.Lock()
 	l := k.m[key]
@@ -325,19 +294,18 @@ func (k *keyLocks) lock(ctx context.Context, key string) (func(), error) {
 	}
 	l.users++
 	k.mu.Unlock()
+	leave := func() {
+		k.mu.Lock()
+		if l.users--; l.users == 0 {
+			delete(k.m, key)
+		}
+		k.mu.Unlock()
+	}
 	select {
 	case l.ch <- struct{}{}:
-		return func() { <-l.ch; k.leave(key, l) }, nil
+		return func() { <-l.ch; leave() }, nil
 	case <-ctx.Done():
-		k.leave(key, l)
+		leave()
 		return nil, ctx.Err()
 	}
-}
-
-func (k *keyLocks) leave(key string, l *keyLock) {
-	k.mu.Lock()
-	if l.users--; l.users == 0 {
-		delete(k.m, key)
-	}
-	k.mu.Unlock()
 }

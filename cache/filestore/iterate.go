@@ -49,81 +49,21 @@ func (s *Store) names(ctx context.Context, op, dir string) iter.Seq2[string, err
 	}
 }
 
-// shards streams the shard folders of the records.
-func (s *Store) shards(ctx context.Context, op string) iter.Seq2[string, error] {
-	return func(yield func(string, error) bool) {
-		for n, err := range s.names(ctx, op, s.recordsDir()) {
-			if err != nil || len(n) == 2 && isHex(n) {
-				if !yield(n, err) || err != nil {
-					return
-				}
-			}
-		}
-	}
-}
-
-// header reads the header of the record file at path (called name): nil when
-// the file is missing or a placeholder, an error wrapping errCorrupt when it
-// does not decode.
-func (s *Store) header(path, name string) (*record, error) {
-	f, err := os.Open(path)
-	if missing(err) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var buf [512]byte
-	n, err := io.ReadFull(f, buf[:])
-	switch {
-	case n == 0 && (err == nil || errors.Is(err, io.EOF)):
-		return nil, nil
-	case err != nil && !errors.Is(err, io.ErrUnexpectedEOF):
-		return nil, err
-	}
-	size, err := headerLen(buf[:n])
-	if err != nil {
-		return nil, err
-	}
-	b := buf[:n]
-	if size > n {
-		// A long header (many tags): read the rest, once it is known to exist.
-		fi, err := f.Stat()
-		if err != nil {
-			return nil, err
-		}
-		if int64(size) > fi.Size() {
-			return nil, fmt.Errorf("%w: %d bytes, header of %d", errCorrupt, fi.Size(), size)
-		}
-		b = make([]byte, size)
-		copy(b, buf[:n])
-		if _, err := io.ReadFull(f, b[n:]); err != nil {
-			return nil, err
-		}
-	}
-	r, _, _, err := decodeHeader(b[:size])
-	if err == nil && fileName(r.key) != name {
-		err = fmt.Errorf("%w: holds key %q, which belongs elsewhere", errCorrupt, r.key)
-	}
-	if err != nil {
-		return nil, err
-	}
-	return &r, nil
-}
-
 // Keys streams the keys of the live records, one shard folder at a time and
-// Options.BatchSize names at a time, reading the header of each record file.
+// Options.BatchSize names at a time, reading each record file.
 func (s *Store) Keys(ctx context.Context) iter.Seq2[string, error] {
 	return func(yield func(string, error) bool) {
 		if err := s.check(ctx, "keys"); err != nil {
 			yield("", err)
 			return
 		}
-		for shard, err := range s.shards(ctx, "keys") {
+		for shard, err := range s.names(ctx, "keys", s.recordsDir()) {
 			if err != nil {
 				yield("", err)
 				return
+			}
+			if len(shard) != 2 || !isHex(shard) {
+				continue
 			}
 			dir := filepath.Join(s.recordsDir(), shard)
 			for name, err := range s.names(ctx, "keys", dir) {
@@ -134,12 +74,7 @@ func (s *Store) Keys(ctx context.Context) iter.Seq2[string, error] {
 				if !isName(name) {
 					continue
 				}
-				path := filepath.Join(dir, name)
-				r, err := s.header(path, name)
-				if errors.Is(err, errCorrupt) {
-					s.corrupt(path, err)
-					continue
-				}
+				r, err := s.load(dir, name)
 				if err != nil {
 					yield("", fail("keys", name, err))
 					return
@@ -153,8 +88,8 @@ func (s *Store) Keys(ctx context.Context) iter.Seq2[string, error] {
 }
 
 // Tagged streams the keys of the live records carrying tag: the entries of the
-// tag's index folder whose record (its header) has the tag. Entries whose
-// record is gone or lacks the tag are removed on the way.
+// tag's index folder whose record has the tag. Entries whose record is gone or
+// lacks the tag are removed on the way.
 func (s *Store) Tagged(ctx context.Context, tag string) iter.Seq2[string, error] {
 	return func(yield func(string, error) bool) {
 		if err := cache.ValidateKey(tag); err != nil {
@@ -174,10 +109,8 @@ func (s *Store) Tagged(ctx context.Context, tag string) iter.Seq2[string, error]
 			if !isName(name) {
 				continue
 			}
-			r, err := s.header(s.recordPath(name), name)
+			r, err := s.load(s.shardDir(name), name)
 			switch {
-			case errors.Is(err, errCorrupt):
-				s.corrupt(s.recordPath(name), err)
 			case err != nil:
 				yield("", fail("tagged", tag, err))
 				return

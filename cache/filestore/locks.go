@@ -38,12 +38,7 @@ func (s *Store) Lock(ctx context.Context, name string, ttl time.Duration) (strin
 	if cur != nil && !cur.expired(now) {
 		return "", fmt.Errorf("filestore: lock %q: %w", name, cache.ErrLocked)
 	}
-	var last cache.Version
-	if cur != nil {
-		last = cur.version
-	}
-	token := crand.Text()
-	v := s.sh.version(last, now)
+	token, v := crand.Text(), s.sh.version(0, now)
 	data, err := encode(&record{key: name, version: v, expires: unixNano(now.Add(ttl)),
 		fields: []cache.Field{{Name: tokenField, Value: []byte(token), Version: v}}})
 	if err != nil {
@@ -82,17 +77,4 @@ func (s *Store) Unlock(ctx context.Context, name, token string) (bool, error) {
 		return false, fail("unlock", name, err)
 	}
 	return true, nil
-}
-
-// expireLock removes lock file name if it is expired, corrupt or a placeholder.
-func (s *Store) expireLock(ctx context.Context, name string) error {
-	h, err := s.hold(ctx, s.locksDir(), name, false)
-	if err != nil || h == nil {
-		return err
-	}
-	defer h.release()
-	if cur := s.current(h); cur == nil || cur.expired(time.Now()) {
-		return h.remove()
-	}
-	return nil
 }

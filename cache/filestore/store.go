@@ -1,6 +1,7 @@
 package filestore
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -27,8 +28,7 @@ const DefaultBatchSize = 1000
 const (
 	dirPerm  = 0o700
 	filePerm = 0o600
-	// nameLen is the length of a file name: the hex SHA-256 of a key.
-	nameLen = 2 * sha256.Size
+	nameLen  = 2 * sha256.Size // a file name: the hex SHA-256 of a key
 )
 
 // Options configure a [Store].
@@ -43,7 +43,7 @@ type Options struct {
 	// cache.DefaultMaxValueSize. At most 4 GiB - 1.
 	MaxValueSize int
 	// BatchSize is how many folder entries Keys, Tagged and CollectGarbage read
-	// at a time (what they hold in memory); 0 means DefaultBatchSize.
+	// (and hold in memory) at a time; 0 means DefaultBatchSize.
 	BatchSize int
 	// Logger receives warnings about corrupt files and garbage collection
 	// figures; nil means slog.Default().
@@ -52,12 +52,11 @@ type Options struct {
 
 // Store is one namespace of a file store. It implements [cache.Store].
 type Store struct {
-	sh   *shared
-	ns   string
-	dir  string // <Dir>/<namespace folder>
-	root bool
-	// gcShard is the shard folder where the last CollectGarbage stopped.
-	gcShard atomic.Int64
+	sh      *shared
+	ns      string
+	dir     string // <Dir>/<namespace folder>
+	root    bool
+	gcShard atomic.Int64 // where the last CollectGarbage stopped
 }
 
 var _ cache.Store = (*Store)(nil)
@@ -71,8 +70,7 @@ type shared struct {
 	closed   atomic.Bool
 	last     atomic.Uint64 // the last version this process handed out
 	inproc   keyLocks
-	// syncFile is (*os.File).Sync; a test replaces it to simulate a full disk.
-	syncFile func(*os.File) error
+	syncFile func(*os.File) error // (*os.File).Sync; tests simulate a full disk
 }
 
 // Open opens the store in opts.Dir, creating the folder when it is missing.
@@ -86,20 +84,8 @@ func Open(opts Options) (*Store, error) {
 	if err := cache.ValidateKey(opts.Namespace); err != nil {
 		return nil, fmt.Errorf("filestore: namespace: %w", err)
 	}
-	switch {
-	case opts.MaxValueSize == 0:
-		opts.MaxValueSize = cache.DefaultMaxValueSize
-	case opts.MaxValueSize < 0 || uint64(opts.MaxValueSize) > math.MaxUint32:
-		return nil, fmt.Errorf("filestore: MaxValueSize %d out of range (1 to 4 GiB - 1)", opts.MaxValueSize)
-	}
-	switch {
-	case opts.BatchSize == 0:
-		opts.BatchSize = DefaultBatchSize
-	case opts.BatchSize < 0:
-		return nil, fmt.Errorf("filestore: negative BatchSize %d", opts.BatchSize)
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
+	if opts.MaxValueSize < 0 || uint64(opts.MaxValueSize) > math.MaxUint32 || opts.BatchSize < 0 {
+		return nil, fmt.Errorf("filestore: MaxValueSize %d or BatchSize %d out of range", opts.MaxValueSize, opts.BatchSize)
 	}
 	dir, err := filepath.Abs(opts.Dir)
 	if err != nil {
@@ -107,9 +93,9 @@ func Open(opts Options) (*Store, error) {
 	}
 	sh := &shared{
 		dir:      dir,
-		maxValue: opts.MaxValueSize,
-		batch:    opts.BatchSize,
-		log:      opts.Logger.With("cache", "file", "dir", dir),
+		maxValue: cmp.Or(opts.MaxValueSize, cache.DefaultMaxValueSize),
+		batch:    cmp.Or(opts.BatchSize, DefaultBatchSize),
+		log:      cmp.Or(opts.Logger, slog.Default()).With("cache", "file", "dir", dir),
 		inproc:   keyLocks{m: map[string]*keyLock{}},
 		syncFile: (*os.File).Sync,
 	}
@@ -197,11 +183,6 @@ func (sh *shared) version(last cache.Version, now time.Time) cache.Version {
 	}
 }
 
-// corrupt logs a file that does not decode; it counts as absent.
-func (s *Store) corrupt(path string, err error) {
-	s.sh.log.Warn("filestore: corrupt record file treated as absent", "path", path, "error", err)
-}
-
 // folderName maps a namespace or tag to a folder name: itself when that is safe
 // on every file system (lower case, no leading dot, not too long), otherwise "~"
 // and a hash ("~" is not a key character, so the two forms never meet).
@@ -218,7 +199,7 @@ func folderName(s string) string {
 	return "~" + hex.EncodeToString(sum[:20])
 }
 
-// fileName is the file name of key (or lock name): its hex SHA-256.
+// fileName is the file name of a key or lock name: its hex SHA-256.
 func fileName(key string) string {
 	sum := sha256.Sum256([]byte(key))
 	return hex.EncodeToString(sum[:])
@@ -238,9 +219,6 @@ func isHex(s string) bool {
 
 func (s *Store) recordsDir() string          { return filepath.Join(s.dir, "records") }
 func (s *Store) shardDir(name string) string { return filepath.Join(s.dir, "records", name[:2]) }
-func (s *Store) recordPath(name string) string {
-	return filepath.Join(s.dir, "records", name[:2], name)
-}
-func (s *Store) tagsDir() string          { return filepath.Join(s.dir, "tags") }
-func (s *Store) tagDir(tag string) string { return filepath.Join(s.dir, "tags", folderName(tag)) }
-func (s *Store) locksDir() string         { return filepath.Join(s.dir, "locks") }
+func (s *Store) tagsDir() string             { return filepath.Join(s.dir, "tags") }
+func (s *Store) tagDir(tag string) string    { return filepath.Join(s.dir, "tags", folderName(tag)) }
+func (s *Store) locksDir() string            { return filepath.Join(s.dir, "locks") }

@@ -49,6 +49,11 @@ func openTest(t *testing.T, dir string, opts Options) (*Store, *logBuffer) {
 	return s, logs
 }
 
+// recordPath is the path of the record file of key.
+func recordPath(s *Store, key string) string {
+	return filepath.Join(s.shardDir(fileName(key)), fileName(key))
+}
+
 func mustWrite(t *testing.T, s *Store, key string, w cache.Write) cache.Version {
 	t.Helper()
 	v, err := s.Write(t.Context(), key, w)
@@ -96,7 +101,7 @@ func TestCorruptFiles(t *testing.T) {
 	for _, k := range keys {
 		mustWrite(t, s, k, create(k, "t"))
 	}
-	path := func(k string) string { return s.recordPath(fileName(k)) }
+	path := func(k string) string { return recordPath(s, k) }
 	mutate := func(k string, f func([]byte) []byte) {
 		b, err := os.ReadFile(path(k))
 		if err != nil {
@@ -134,13 +139,11 @@ func TestCorruptFiles(t *testing.T) {
 			t.Fatalf("ReadMany: %s exists = %v", keys[i], r.Exists())
 		}
 	}
-	// Listing reads headers only: a file whose header is intact is listed
-	// (its body is checked when it is read).
-	if got := collectKeys(t, s.Keys(ctx)); !slices.Equal(got, []string{"flipped", "good", "truncated"}) {
-		t.Fatalf("Keys = %q, want the files with an intact header", got)
+	if got := collectKeys(t, s.Keys(ctx)); !slices.Equal(got, []string{"good"}) {
+		t.Fatalf("Keys = %q, want only good", got)
 	}
-	if got := collectKeys(t, s.Tagged(ctx, "t")); !slices.Equal(got, []string{"flipped", "good", "truncated"}) {
-		t.Fatalf("Tagged = %q, want the files with an intact header", got)
+	if got := collectKeys(t, s.Tagged(ctx, "t")); !slices.Equal(got, []string{"good"}) {
+		t.Fatalf("Tagged = %q, want only good", got)
 	}
 	for _, want := range []string{"corrupt record file", "format version 9", "belongs elsewhere", "checksum"} {
 		if !strings.Contains(logs.String(), want) {
@@ -159,12 +162,11 @@ func TestCorruptFiles(t *testing.T) {
 	if _, err := os.Stat(path("flipped")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("corrupt file still there after Delete: %v", err)
 	}
-	// Garbage collection moves aside the files whose header is corrupt (those
-	// whose header is intact go when their expiry is due).
+	// Garbage collection moves the rest aside.
 	if _, err := s.CollectGarbage(ctx, cache.GCOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"moved", "future"} {
+	for _, k := range []string{"truncated", "moved", "future"} {
 		if _, err := os.Stat(path(k)); !errors.Is(err, os.ErrNotExist) {
 			t.Fatalf("corrupt %s still in place after garbage collection: %v", k, err)
 		}
@@ -172,7 +174,7 @@ func TestCorruptFiles(t *testing.T) {
 			t.Fatalf("corrupt %s not moved aside: %v", k, err)
 		}
 	}
-	if got := collectKeys(t, s.Keys(ctx)); !slices.Equal(got, []string{"garbage", "good", "truncated"}) {
+	if got := collectKeys(t, s.Keys(ctx)); !slices.Equal(got, []string{"garbage", "good"}) {
 		t.Fatalf("Keys after garbage collection = %q", got)
 	}
 }
@@ -245,11 +247,11 @@ func TestLeftovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	leftovers := []string{
-		filepath.Join(dir, tempPrefix+live+"-dead1"),               // an interrupted write of a record
-		filepath.Join(s.shardDir(ghost), tempPrefix+ghost+"-dead"), // an interrupted create
-		filepath.Join(s.shardDir(ghost), ghost),                    // its placeholder
-		filepath.Join(s.locksDir(), tempPrefix+fileName("l")+"-x"), // an interrupted Lock
-		filepath.Join(s.sh.dir, trashPrefix+"abc."+filepath.Base(s.dir), "records", "x"),
+		filepath.Join(dir, tempPrefix+live+"-dead1"),                                     // an interrupted write of a record
+		filepath.Join(s.shardDir(ghost), tempPrefix+ghost+"-dead"),                       // an interrupted create
+		filepath.Join(s.shardDir(ghost), ghost),                                          // its placeholder
+		filepath.Join(s.locksDir(), tempPrefix+fileName("l")+"-x"),                       // an interrupted Lock
+		filepath.Join(s.sh.dir, trashPrefix+filepath.Base(s.dir)+".abc", "records", "x"), // an interrupted Flush
 	}
 	for _, p := range leftovers {
 		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
@@ -259,7 +261,7 @@ func TestLeftovers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	other := filepath.Join(s.sh.dir, trashPrefix+"abc.x"+filepath.Base(s.dir)) // another namespace's
+	other := filepath.Join(s.sh.dir, trashPrefix+filepath.Base(s.dir)+".child.abc") // namespace default.child's
 	if err := os.Mkdir(other, 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -335,7 +337,7 @@ func TestWaitHonoursContext(t *testing.T) {
 	}
 	try("this process holds the record")
 	h.release()
-	f, err := os.Open(s.recordPath(name))
+	f, err := os.Open(recordPath(s, "k"))
 	if err != nil {
 		t.Fatal(err)
 	}

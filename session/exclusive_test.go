@@ -14,7 +14,8 @@ import (
 // lose none.
 func TestExclusive(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b *backend) {
-		h := newHarness(t, b, Config{})
+		// A generous LockWait: 64 requests queue for one lock on a loaded machine.
+		h := newHarness(t, b, Config{LockWait: time.Minute})
 		id := h.startSession(func(ctx context.Context, s *Session) error { return s.Put(ctx, "n", 0) })
 		incr := func(w http.ResponseWriter, r *http.Request) {
 			s := sess(t, r)

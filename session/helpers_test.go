@@ -28,9 +28,6 @@ type backendCase struct {
 	// fake clock, which Config.Now gets too), so that the store and the manager
 	// agree on time; the others run on the real clock.
 	open func(t *testing.T, now func() time.Time) cache.Store
-	// fakeTime reports whether the store follows the clock given to open: its
-	// expiry and its garbage collection then move with the test's clock.
-	fakeTime bool
 }
 
 // backends lists the real stores every behaviour test runs against: memory on
@@ -44,7 +41,7 @@ func backends() []backendCase {
 			s := memstore.New(memstore.Options{Now: now})
 			t.Cleanup(func() { _ = s.Close() })
 			return s
-		}, true},
+		}},
 		{"file", func(t *testing.T, _ func() time.Time) cache.Store {
 			s, err := filestore.Open(filestore.Options{Dir: t.TempDir()})
 			if err != nil {
@@ -52,7 +49,7 @@ func backends() []backendCase {
 			}
 			t.Cleanup(func() { _ = s.Close() })
 			return s
-		}, false},
+		}},
 		{"redis", func(t *testing.T, _ func() time.Time) cache.Store {
 			s, err := redisstore.New(testRedis.Client(), redisstore.Options{Namespace: cachetest.Namespace("t")})
 			if err != nil {
@@ -60,23 +57,22 @@ func backends() []backendCase {
 			}
 			t.Cleanup(func() { _ = s.Close() })
 			return s
-		}, false},
+		}},
 	}
 }
 
 // backend is one opened store with the clock it runs on.
 type backend struct {
-	name     string
-	store    cache.Store
-	clock    *clock
-	fakeTime bool
+	name  string
+	store cache.Store
+	clock *clock
 }
 
-// open opens a fresh store of bc on a fresh fake clock.
+// backend opens a fresh store of bc on a fresh fake clock.
 func (bc backendCase) backend(t *testing.T) *backend {
 	t.Helper()
 	c := newClock()
-	return &backend{name: bc.name, store: bc.open(t, c.Now), clock: c, fakeTime: bc.fakeTime}
+	return &backend{name: bc.name, store: bc.open(t, c.Now), clock: c}
 }
 
 // forEachBackend runs fn as a subtest per backend, named after the backend.

@@ -498,6 +498,15 @@ func TestRenewID(t *testing.T) {
 			t.Errorf("the renewal wrote %+v, want only a conditional write of the metadata", ws)
 		}
 		after := h.record(id)
+		for _, f := range after.Fields {
+			if strings.Contains(string(f.Value), renewed[RefLength:]) {
+				t.Errorf("the new verifier is in the store, field %q", f.Name)
+			}
+		}
+		mf, _ := after.Field(fieldMeta)
+		if md, err := decodeMetadata(mf.Value); err != nil || md.verifier != verifierHash(renewed[RefLength:]) {
+			t.Errorf("stored metadata after renewal: %+v, %v; want the new verifier's hash", md, err)
+		}
 		bv, _ := before.Field("v:basket")
 		av, _ := after.Field("v:basket")
 		if bv.Version != av.Version {

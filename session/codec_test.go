@@ -3,6 +3,7 @@ package session
 import (
 	"bytes"
 	"errors"
+	"math"
 	"testing"
 	"time"
 
@@ -39,6 +40,7 @@ func TestMetadataCodec(t *testing.T) {
 		"short verifier":   mustMarshal(t, []any{metadataFormat, 0, md.verifier[:31], 0}),
 		"verifier number":  mustMarshal(t, []any{metadataFormat, 0, 7, 0}),
 		"negative timeout": mustMarshal(t, []any{metadataFormat, 0, md.verifier[:], -1}),
+		"timeout overflow": mustMarshal(t, []any{metadataFormat, 0, md.verifier[:], int64(math.MaxInt64 / 1000)}),
 		"truncated":        b[:len(b)-3],
 		"not array":        {0xa1, 'x'},
 		"huge array":       {0xdd, 0xff, 0xff, 0xff, 0xff},

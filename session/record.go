@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -80,8 +81,8 @@ func decodeMetadata(b []byte) (metadata, error) {
 	if len(h) != sha256.Size {
 		return metadata{}, fmt.Errorf("%w: verifier hash of %d bytes", errCorrupt, len(h))
 	}
-	if timeout < 0 {
-		return metadata{}, fmt.Errorf("%w: negative timeout", errCorrupt)
+	if timeout < 0 || timeout > math.MaxInt64/int64(time.Millisecond) {
+		return metadata{}, fmt.Errorf("%w: timeout of %d ms out of range", errCorrupt, timeout)
 	}
 	copy(m.verifier[:], h)
 	m.created = time.UnixMilli(created)

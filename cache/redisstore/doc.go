@@ -13,7 +13,8 @@
 //	fxs:<ns>:t:{<tag>}      the tag index of one tag: a sorted set of record keys
 //	fxs:<ns>:x:{<ns>/<i>}   shard i (0-15) of the expiry index: a sorted set of record keys
 //	fxs:<ns>:l:{<name>}     a lock: a string holding the owner's token
-//	fxs:<ns>:g:{<key>}      a collected record's tombstone, for one minute (see Garbage collection)
+//	fxs:<ns>:g:{<key>}      a collected record's tombstone, for one minute (see Versions)
+//	fxs:<ns>:l:{#sweep}     the tag sweep's period marker (no lock name has a '#')
 //
 // A record's hash holds its fields under their own names, each value prefixed
 // with the field's version as 8 bytes, big-endian, so that one HGETALL or HMGET
@@ -40,9 +41,11 @@
 // script on the record's slot, which checks every condition before it changes
 // anything, pipelined with the index updates it needs on other slots (a ZADD per
 // tag added, one when the expiry moves): one round trip. [Store.Delete] is one
-// script. Iterations ([Store.Keys], [Store.Tagged], [Store.Flush],
-// [Store.DeleteMany], [Store.CollectGarbage]) cost one round trip per batch of
-// [Options.BatchSize] keys.
+// script, [Store.Lock] one SET and [Store.Unlock] one script. Iterations
+// ([Store.Keys], [Store.Tagged], [Store.Flush], [Store.DeleteMany]) cost one or
+// two round trips per batch of [Options.BatchSize] keys, and a pass of
+// [Store.CollectGarbage] three (read the due index entries, collect the records,
+// fix the indexes).
 //
 // Namespace-wide work walks every master of a cluster (with SCAN MATCH and the
 // namespace's prefix) one page at a time, so it costs in proportion to the
@@ -109,11 +112,20 @@
 // The durability mode ([Options.MinReplicas] > 0) sends WAIT numreplicas
 // timeout after each [Store.Write], [Store.Delete] and [Store.DeleteMany], in the
 // same pipeline and on the same connection to the node that took the write (on a
-// cluster, to each node that took part of it): still one round trip. When fewer
+// cluster, to each node that took part of it, all at once): still one round
+// trip. (WAIT cannot run inside a script, and inside MULTI it does not wait, so
+// the store sends it beside the script; go-redis would send a keyless WAIT to any
+// node of a cluster, so the store groups a write's commands by the master that
+// serves them and sends each group on that master's connection.) When fewer
 // than MinReplicas replicas acknowledge within [Options.ReplicaTimeout], the
 // call fails with an error matching [cache.ErrUnavailable]. The write may
 // nevertheless have been applied on the master, and a failover may then roll
 // it back: the caller must not acknowledge it (the session layer answers 503).
+// A master promoted after a failover has no replica until another one joins it
+// (the old master, restarted, does): until then every durable write to its slots
+// fails, which is the mode doing its job. The collector's deletions and the locks
+// do not wait: a failover can bring back a collected record (it is then
+// collected, and reported, again) or release a lock early.
 // What the mode guarantees: a write the store reported as done was on MinReplicas
 // replicas besides the master, so a failover that promotes one of them keeps it.
 // Promotions do not always pick the most up-to-date replica, so the guarantee is
@@ -138,7 +150,11 @@
 // for that at once when a command fails for want of a connection, and the clients
 // [NewClient] builds also read it every second
 // ([DefaultClusterStateReloadInterval]), so a store finds the promoted replica
-// within about a second of the promotion, without a restart.
+// within about a second of the promotion, without a restart (measured: 0.2 s).
+// A Sentinel client (MasterName) learns the new master from the sentinels.
+// After a server was unreachable, go-redis probes it once a second before it
+// dials again for commands, so a store recovers within about a second of the
+// server's return.
 //
 // # Requirements
 //

@@ -182,6 +182,16 @@ func (c *counter) take() (int, []string) {
 	return trips, cmds
 }
 
+// takePipelines returns the pipelines counted since the last take (a cluster
+// client's own slot-map reads, single commands, are left out).
+func (c *counter) takePipelines() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := c.pipelines
+	c.trips, c.cmds, c.pipelines = 0, nil, 0
+	return n
+}
+
 // commandCalls is the number of commands the server ran (INFO commandstats),
 // scripts' own calls included.
 func commandCalls(t *testing.T, c *redis.Client) map[string]int {

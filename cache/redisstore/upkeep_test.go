@@ -108,7 +108,7 @@ func TestExpiryIndexUpkeep(t *testing.T) {
 	c := testClient(t, r)
 	ctx := t.Context()
 	s := newStore(t, c, redisstore.Options{Namespace: "idx"})
-	soon := time.Now().Add(100 * time.Millisecond)
+	soon := time.Now().Add(time.Second) // long enough for the writes below on a loaded machine
 	later := time.Now().Add(time.Hour).Truncate(time.Millisecond)
 	for _, k := range []string{"x", "y", "z", "w"} {
 		try(s.Write(ctx, k, cache.Write{Create: true, Expires: soon})).must(t)
@@ -134,7 +134,7 @@ func TestExpiryIndexUpkeep(t *testing.T) {
 			try(c.ZAdd(ctx, k, redis.Z{Score: float64(soon.UnixMilli()), Member: "w"}).Result()).must(t)
 		}
 	}
-	time.Sleep(200 * time.Millisecond)
+	time.Sleep(time.Until(soon) + 50*time.Millisecond)
 	var got []string
 	n := try(s.CollectGarbage(ctx, cache.GCOptions{Removed: func(r cache.Record) { got = append(got, r.Key) }})).must(t)
 	if n != 1 || !slices.Equal(got, []string{"x"}) {
@@ -154,7 +154,7 @@ func TestNativeExpiry(t *testing.T) {
 	r := testserver.StartRedis(t)
 	c := testClient(t, r)
 	ctx := t.Context()
-	s := newStore(t, c, redisstore.Options{Namespace: "nat", ExpiredRetention: 200 * time.Millisecond})
+	s := newStore(t, c, redisstore.Options{Namespace: "nat", ExpiredRetention: time.Second})
 	try(s.Write(ctx, "k", cache.Write{Create: true, Fields: set("f", "1"), Expires: time.Now().Add(100 * time.Millisecond)})).must(t)
 	try(s.Write(ctx, "kept", cache.Write{Create: true, Fields: set("f", "1"), Expires: time.Now().Add(100 * time.Millisecond)})).must(t)
 	time.Sleep(150 * time.Millisecond)

@@ -39,8 +39,8 @@
 //   - The tag index gets a record's new tags (fsynced) before the record, and
 //     loses dropped ones after it: after a crash it may name records that lack
 //     the tag or are gone (Tagged skips and removes them, so does
-//     CollectGarbage), but it never misses a tagged record. A Delete leaves the
-//     index to be cleaned lazily.
+//     CollectGarbage), but it never misses a live record that has the tag. A
+//     Delete leaves the index to be cleaned lazily.
 //   - What an interrupted operation leaves (temporary files, placeholders, folders
 //     of an interrupted Flush) is invisible to readers and removed by
 //     [Store.CollectGarbage]; a temporary file is removed only once its writer is

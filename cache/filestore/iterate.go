@@ -38,7 +38,7 @@ func (s *Store) names(ctx context.Context, op, dir string) iter.Seq2[string, err
 					return
 				}
 			}
-			if errors.Is(err, io.EOF) {
+			if errors.Is(err, io.EOF) || missing(err) { // missing: removed meanwhile (an empty tag folder)
 				return
 			}
 			if err != nil {

@@ -2,6 +2,7 @@ package filestore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -92,19 +93,14 @@ func (s *Store) collectDir(ctx context.Context, dir string, before time.Time, li
 		if err != nil || len(removed) >= limit {
 			return removed, err
 		}
+		var r *record
 		if target, ok := tempTarget(name); ok {
 			// A writer holds its file's locks for as long as its temporary file
 			// exists: once they are ours, the file is a leftover.
-			if err := s.withHeld(ctx, dir, target, func(*held) error { return os.Remove(filepath.Join(dir, name)) }); err != nil {
-				return removed, fail("collect garbage", name, err)
-			}
+			err = s.withHeld(ctx, dir, target, func(*held) error { return os.Remove(filepath.Join(dir, name)) })
+		} else if !isName(name) {
 			continue
-		}
-		if !isName(name) {
-			continue
-		}
-		r, err := s.load(dir, name)
-		if err == nil && (r == nil || r.expired(before)) {
+		} else if r, err = s.load(dir, name); err == nil && (r == nil || r.expired(before)) {
 			// Expired, a placeholder or corrupt: look again under the locks.
 			err = s.withHeld(ctx, dir, name, func(h *held) error {
 				if h == nil || len(h.data) == 0 { // gone, or a placeholder (release removes it)
@@ -134,7 +130,9 @@ func (s *Store) collectDir(ctx context.Context, dir string, before time.Time, li
 				return nil
 			})
 		}
-		if err != nil {
+		if errors.Is(err, errCorrupt) { // not a regular file: left alone
+			s.sh.log.Warn("filestore: garbage collection skips", "error", err)
+		} else if err != nil {
 			return removed, fail("collect garbage", name, err)
 		}
 	}

@@ -83,7 +83,10 @@ func (s *Store) tryHold(ctx context.Context, dir, name string, create bool) (h *
 	f, err := root.Open(name)
 	if errors.Is(err, fs.ErrNotExist) && create {
 		if f, err = root.OpenFile(name, os.O_RDONLY|os.O_CREATE|os.O_EXCL, filePerm); errors.Is(err, fs.ErrExist) {
-			retry, err = true, nil
+			retry, err = true, nil // created meanwhile
+			if fi, lerr := root.Lstat(name); lerr == nil && !fi.Mode().IsRegular() {
+				retry, err = false, &fs.PathError{Op: "open", Path: name, Err: errors.New("not a regular file")}
+			}
 		}
 	}
 	if err == nil && !retry {
@@ -116,6 +119,9 @@ func (h *held) lock(ctx context.Context) (retry bool, err error) {
 	fi, err := h.f.Stat()
 	if err != nil {
 		return false, err
+	}
+	if !fi.Mode().IsRegular() {
+		return false, fmt.Errorf("%w: %s is not a regular file", errCorrupt, h.f.Name())
 	}
 	cur, err := h.root.Stat(h.name)
 	if errors.Is(err, fs.ErrNotExist) || err == nil && !os.SameFile(fi, cur) {

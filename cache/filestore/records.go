@@ -26,6 +26,10 @@ func (s *Store) load(dir, name string) (*record, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !fi.Mode().IsRegular() {
+		s.sh.log.Warn("filestore: not a regular file, treated as absent", "path", f.Name())
+		return nil, nil
+	}
 	data, err := readAll(f, fi.Size())
 	if err != nil {
 		return nil, err

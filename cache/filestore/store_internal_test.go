@@ -683,6 +683,57 @@ func TestReadOnlyFolder(t *testing.T) {
 	}
 }
 
+// TestHostileFiles: what no writer makes (a dangling symbolic link, a folder,
+// an unreadable file in place of a record) fails the operations on that record
+// with an error; it never hangs or panics, and other records work.
+func TestHostileFiles(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Log("as root the unreadable file is readable: that case is skipped")
+	}
+	ctx := t.Context()
+	s, _ := openTest(t, t.TempDir(), Options{})
+	mustWrite(t, s, "good", create("good"))
+	plant := map[string]func(p string) error{
+		"dangling": func(p string) error { return os.Symlink("nowhere", p) },
+		"folder":   func(p string) error { return os.Mkdir(p, 0o700) },
+		"unreadable": func(p string) error {
+			if os.Geteuid() == 0 {
+				return os.Mkdir(p, 0o700)
+			}
+			return os.WriteFile(p, []byte("x"), 0o000)
+		},
+	}
+	for key, f := range plant {
+		if err := os.MkdirAll(filepath.Dir(recordPath(s, key)), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := f(recordPath(s, key)); err != nil {
+			t.Fatal(err)
+		}
+		short, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, werr := s.Write(short, key, create(key))
+		_, rerr := s.Read(short, key)
+		cancel()
+		if werr == nil || errors.Is(werr, context.DeadlineExceeded) {
+			t.Fatalf("Create over a %s: %v, want an error at once", key, werr)
+		}
+		if !errors.Is(rerr, cache.ErrNotFound) {
+			t.Fatalf("Read of a %s: %v, want ErrNotFound", key, rerr)
+		}
+	}
+	if _, err := s.Read(ctx, "good"); err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, s, "good", cache.Write{Fields: []cache.FieldWrite{cache.Set("f", []byte("again"))}})
+	if got := collectKeys(t, s.Keys(ctx)); !slices.Equal(got, []string{"good"}) {
+		t.Fatalf("Keys beside hostile files = %q", got)
+	}
+	mustWrite(t, s, "dead", cache.Write{Create: true, Expires: time.Now().Add(-time.Second)})
+	if n, err := s.CollectGarbage(ctx, cache.GCOptions{}); err != nil || n != 1 {
+		t.Fatalf("CollectGarbage beside hostile files = %d, %v", n, err)
+	}
+}
+
 func TestOpen(t *testing.T) {
 	// A missing folder is created.
 	dir := filepath.Join(t.TempDir(), "var", "sessions")

@@ -683,42 +683,49 @@ func TestReadOnlyFolder(t *testing.T) {
 	}
 }
 
-// TestHostileFiles: what no writer makes (a dangling symbolic link, a folder,
-// an unreadable file in place of a record) fails the operations on that record
-// with an error; it never hangs or panics, and other records work.
+// TestHostileFiles: what no writer makes (a dangling symbolic link or a folder
+// in place of a record) reads as absent and fails a write at once; it never
+// hangs, panics or stops Keys or the collector. An unreadable file is the store
+// being unavailable.
 func TestHostileFiles(t *testing.T) {
-	if os.Geteuid() == 0 {
-		t.Log("as root the unreadable file is readable: that case is skipped")
-	}
 	ctx := t.Context()
 	s, _ := openTest(t, t.TempDir(), Options{})
 	mustWrite(t, s, "good", create("good"))
-	plant := map[string]func(p string) error{
-		"dangling": func(p string) error { return os.Symlink("nowhere", p) },
-		"folder":   func(p string) error { return os.Mkdir(p, 0o700) },
-		"unreadable": func(p string) error {
-			if os.Geteuid() == 0 {
-				return os.Mkdir(p, 0o700)
-			}
-			return os.WriteFile(p, []byte("x"), 0o000)
-		},
-	}
-	for key, f := range plant {
+	plant := func(key string, f func(p string) error) {
 		if err := os.MkdirAll(filepath.Dir(recordPath(s, key)), 0o700); err != nil {
 			t.Fatal(err)
 		}
 		if err := f(recordPath(s, key)); err != nil {
 			t.Fatal(err)
 		}
+	}
+	write := func(key string) error {
 		short, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, werr := s.Write(short, key, create(key))
-		_, rerr := s.Read(short, key)
-		cancel()
-		if werr == nil || errors.Is(werr, context.DeadlineExceeded) {
-			t.Fatalf("Create over a %s: %v, want an error at once", key, werr)
+		defer cancel()
+		_, err := s.Write(short, key, create(key))
+		if err == nil || errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Create over a %s: %v, want an error at once", key, err)
 		}
-		if !errors.Is(rerr, cache.ErrNotFound) {
-			t.Fatalf("Read of a %s: %v, want ErrNotFound", key, rerr)
+		return err
+	}
+	plant("dangling", func(p string) error { return os.Symlink("nowhere", p) })
+	plant("folder", func(p string) error { return os.Mkdir(p, 0o700) })
+	for _, key := range []string{"dangling", "folder"} {
+		write(key)
+		if _, err := s.Read(ctx, key); !errors.Is(err, cache.ErrNotFound) {
+			t.Fatalf("Read of a %s: %v, want ErrNotFound", key, err)
+		}
+	}
+	if os.Geteuid() != 0 { // root reads it anyway
+		plant("unreadable", func(p string) error { return os.WriteFile(p, []byte("x"), 0o000) })
+		if err := write("unreadable"); !errors.Is(err, cache.ErrUnavailable) || !errors.Is(err, os.ErrPermission) {
+			t.Fatalf("Create over an unreadable file: %v, want ErrUnavailable and a permission error", err)
+		}
+		if _, err := s.Read(ctx, "unreadable"); !errors.Is(err, cache.ErrUnavailable) {
+			t.Fatalf("Read of an unreadable file: %v, want ErrUnavailable", err)
+		}
+		if err := os.Remove(recordPath(s, "unreadable")); err != nil {
+			t.Fatal(err)
 		}
 	}
 	if _, err := s.Read(ctx, "good"); err != nil {

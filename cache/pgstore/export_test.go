@@ -2,8 +2,9 @@ package pgstore
 
 // The statements whose plans the tests check.
 var (
-	QueryCollect = qCollect
-	QueryRead    = qRead
-	QueryKeys    = qKeys
-	QueryTagged  = qTagged
+	QueryCollect  = qCollect
+	QueryRead     = qRead
+	QueryReadMany = qReadMany
+	QueryKeys     = qKeys
+	QueryTagged   = qTagged
 )

@@ -169,10 +169,6 @@ func (d *driver) Unavailable(err error) bool {
 	if pgconn.Timeout(err) {
 		return true
 	}
-	var se errSchema
-	if errors.As(err, &se) {
-		return false
-	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		switch pe.Code[:2] {
@@ -210,11 +206,21 @@ const live = `(expires_at IS NULL OR expires_at > now())`
 var (
 	// A record and its fields, in one statement: one row per field, or one
 	// without a field.
-	qRead = `SELECT r.key, r.version, r.expires_at, array_to_string(r.tags, ' '), f.name, f.value, f.version
-		FROM fxcache_records r
+	readColumns = `r.key, r.version, r.expires_at, array_to_string(r.tags, ' '), f.name, f.value, f.version`
+	qRead       = `SELECT ` + readColumns + ` FROM fxcache_records r
 		LEFT JOIN fxcache_fields f ON f.namespace = r.namespace AND f.key = r.key
 			AND (cardinality($3::text[]) = 0 OR f.name = ANY ($3))
-		WHERE r.namespace = $1 AND r.key = ANY ($2) AND (r.expires_at IS NULL OR r.expires_at > now())`
+		WHERE r.namespace = $1 AND r.key = $2 AND (r.expires_at IS NULL OR r.expires_at > now())`
+	// Many records: one probe of each table's primary key per key, whatever
+	// the plan expects of the number of keys (OFFSET 0 keeps the planner from
+	// turning the lateral subqueries into joins that may walk a table).
+	qReadMany = `SELECT ` + readColumns + ` FROM unnest($2::text[]) AS k(key)
+		CROSS JOIN LATERAL (SELECT * FROM fxcache_records r
+			WHERE r.namespace = $1 AND r.key = k.key AND (r.expires_at IS NULL OR r.expires_at > now())
+			OFFSET 0) r
+		LEFT JOIN LATERAL (SELECT * FROM fxcache_fields f
+			WHERE f.namespace = r.namespace AND f.key = r.key AND (cardinality($3::text[]) = 0 OR f.name = ANY ($3))
+			OFFSET 0) f ON true`
 	qWrite = `SELECT o_version, o_field, o_have FROM fxcache_write($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`
 	// The records go with their fields and tags (ON DELETE CASCADE).
 	qDelete = `WITH d AS (
@@ -234,20 +240,23 @@ var (
 	// the index the plan whatever the statistics say). FOR UPDATE SKIP LOCKED
 	// lets collectors of several processes share the work: a record one of
 	// them locked is skipped by the others, and one it deleted is gone for
-	// them, so each is returned once. The fields are read from the statement's
-	// snapshot, which still has them.
+	// them, so each is returned once. The rows are deleted by their ctid (a
+	// TID scan, not a join that may walk the table); the fields are read from
+	// the statement's snapshot, which still has them.
 	qCollect = `WITH d AS (
-			DELETE FROM fxcache_records WHERE (namespace, key) IN (
-				SELECT namespace, key FROM fxcache_records
+			DELETE FROM fxcache_records WHERE ctid = ANY (ARRAY(
+				SELECT ctid FROM fxcache_records
 				WHERE namespace = $1 AND expires_at <= coalesce($2, now())
 				ORDER BY expires_at LIMIT $3
-				FOR UPDATE SKIP LOCKED)
+				FOR UPDATE SKIP LOCKED))
 			RETURNING namespace, key, version, expires_at, tags
 		), l AS (
 			DELETE FROM fxcache_locks WHERE namespace = $1 AND expires_at <= now()
 		)
-		SELECT d.key, d.version, d.expires_at, array_to_string(d.tags, ' '), f.name, f.value, f.version
-		FROM d LEFT JOIN fxcache_fields f ON f.namespace = d.namespace AND f.key = d.key AND f.name = ANY ($4)`
+		SELECT r.key, r.version, r.expires_at, array_to_string(r.tags, ' '), f.name, f.value, f.version
+		FROM d AS r LEFT JOIN LATERAL (SELECT * FROM fxcache_fields f
+			WHERE f.namespace = r.namespace AND f.key = r.key AND f.name = ANY ($4)
+			OFFSET 0) f ON true`
 	qLock = `INSERT INTO fxcache_locks AS l (namespace, name, token, expires_at)
 		VALUES ($1, $2, $3, now() + $4::bigint * interval '1 microsecond')
 		ON CONFLICT (namespace, name) DO UPDATE
@@ -283,7 +292,15 @@ func (d *driver) Read(ctx context.Context, ns string, keys, fields []string, row
 	if fields == nil {
 		fields = []string{}
 	}
-	rows, err := d.pool.Query(ctx, qRead, ns, keys, fields)
+	var (
+		rows pgx.Rows
+		err  error
+	)
+	if len(keys) == 1 {
+		rows, err = d.pool.Query(ctx, qRead, ns, keys[0], fields)
+	} else {
+		rows, err = d.pool.Query(ctx, qReadMany, ns, keys, fields)
+	}
 	if err != nil {
 		return err
 	}

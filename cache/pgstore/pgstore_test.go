@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -462,8 +463,9 @@ func TestPlans(t *testing.T) {
 		args             []any
 	}{
 		{"collect", pgstore.QueryCollect, "fxcache_records_expiry", []any{ns, nil, 1000, []string{}}},
-		{"read", pgstore.QueryRead, "fxcache_records_pkey", []any{ns, []string{"s00001"}, []string{}}},
-		{"read many", pgstore.QueryRead, "fxcache_records_pkey", []any{ns, []string{"s00001", "s00002", "s00003"}, []string{"m"}}},
+		{"read", pgstore.QueryRead, "fxcache_fields_pkey", []any{ns, "s00001", []string{}}},
+		{"read fields", pgstore.QueryRead, "fxcache_fields_pkey", []any{ns, "s00001", []string{"m"}}},
+		{"read many", pgstore.QueryReadMany, "fxcache_fields_pkey", []any{ns, []string{"s00001", "s00002", "s00003"}, []string{"m"}}},
 		{"keys", pgstore.QueryKeys, "fxcache_records_pkey", []any{ns, "s01000", 500}},
 		{"tagged", pgstore.QueryTagged, "fxcache_tags_pkey", []any{ns, "user:7", "", 500}},
 	} {
@@ -474,10 +476,11 @@ func TestPlans(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer tx.Rollback(context.Background())
-				if _, err := tx.Exec(ctx, `SET LOCAL plan_cache_mode = `+mode); err != nil {
+				if _, err := tx.Exec(ctx, `SET LOCAL plan_cache_mode = `+mode+`; PREPARE fxplan AS `+q.sql); err != nil {
 					t.Fatal(err)
 				}
-				rows, err := tx.Query(ctx, `EXPLAIN `+q.sql, q.args...)
+				defer tx.Exec(context.Background(), `DEALLOCATE fxplan`)
+				rows, err := tx.Query(ctx, `EXPLAIN EXECUTE fxplan(`+literals(q.args)+`)`, pgx.QueryExecModeSimpleProtocol)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -489,9 +492,34 @@ func TestPlans(t *testing.T) {
 				if !strings.Contains(text, q.index) || strings.Contains(text, "Seq Scan") {
 					t.Fatalf("the %s statement does not use %s:\n%s", q.name, q.index, text)
 				}
+				// Every join probes an index per row: no hash or merge join
+				// walks a table.
+				if joins.MatchString(text) {
+					t.Fatalf("the %s statement joins by walking a table:\n%s", q.name, text)
+				}
 			})
 		}
 	}
+}
+
+var joins = regexp.MustCompile(`(Hash|Merge)( \w+)? Join`)
+
+// literals renders args as SQL literals (they hold no quote).
+func literals(args []any) string {
+	var out []string
+	for _, a := range args {
+		switch a := a.(type) {
+		case nil:
+			out = append(out, "NULL")
+		case string:
+			out = append(out, "'"+a+"'")
+		case int:
+			out = append(out, fmt.Sprint(a))
+		case []string:
+			out = append(out, "'{"+strings.Join(a, ",")+"}'")
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 // A store made with New on a pool the caller keeps: Close leaves the pool alone.

@@ -64,7 +64,8 @@ var schema = []string{
 // Write is one statement and one round trip. It locks the record's row first;
 // every later statement of the function takes a fresh snapshot, so the field
 // versions it checks are the latest committed ones and stay so until it
-// commits (every writer of a record holds that row lock).
+// commits (every writer of a record holds that row lock). The version is drawn
+// after the lock, so a record's versions grow.
 //
 // It returns o_version > 0 when it wrote; otherwise it changed nothing, and
 // o_field says why: NULL, no live record to change; ”, a live record is in the
@@ -111,14 +112,14 @@ BEGIN
 		END IF;
 	END IF;
 
-	o_version := nextval('fxcache_version');
 	IF p_create THEN
 		IF found_row THEN -- an expired record: replaced, fields and tags too
 			DELETE FROM fxcache_records WHERE namespace = p_ns AND key = p_key;
 		END IF;
 		INSERT INTO fxcache_records (namespace, key, version, expires_at, tags)
-			VALUES (p_ns, p_key, o_version, CASE WHEN p_expiry = 2 THEN p_expires END, p_add_tags)
-			ON CONFLICT DO NOTHING;
+			VALUES (p_ns, p_key, nextval('fxcache_version'), CASE WHEN p_expiry = 2 THEN p_expires END, p_add_tags)
+			ON CONFLICT DO NOTHING
+			RETURNING version INTO o_version;
 		IF NOT FOUND THEN -- created meanwhile by another writer
 			o_version := 0;
 			o_field := '';
@@ -137,10 +138,11 @@ BEGIN
 			WHERE t <> ALL (p_remove_tags) ORDER BY 1);
 	END IF;
 	UPDATE fxcache_records SET
-		version = o_version,
-		expires_at = CASE p_expiry WHEN 0 THEN expires_at WHEN 1 THEN NULL ELSE p_expires END,
-		tags = new_tags
-		WHERE namespace = p_ns AND key = p_key;
+			version = nextval('fxcache_version'),
+			expires_at = CASE p_expiry WHEN 0 THEN expires_at WHEN 1 THEN NULL ELSE p_expires END,
+			tags = new_tags
+		WHERE namespace = p_ns AND key = p_key
+		RETURNING version INTO o_version;
 	IF cardinality(p_remove) > 0 THEN
 		DELETE FROM fxcache_fields WHERE namespace = p_ns AND key = p_key AND name = ANY (p_remove);
 	END IF;
@@ -178,7 +180,7 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) (created bool, err error) 
 			return err
 		}
 		if err := sqlcommon.CheckSchema(v); err != nil {
-			return errSchema{err}
+			return err
 		}
 		if v == sqlcommon.SchemaVersion {
 			return nil
@@ -194,9 +196,3 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) (created bool, err error) 
 	})
 	return created, err
 }
-
-// errSchema is a schema version this release cannot use: not a failure to reach
-// the database.
-type errSchema struct{ error }
-
-func (e errSchema) Unwrap() error { return e.error }

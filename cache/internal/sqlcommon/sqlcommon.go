@@ -38,17 +38,23 @@ const SchemaVersion = 2
 
 // CheckSchema returns nil when found, the schema version recorded in a
 // database (0: none, a fresh database), is one this release can use or create,
-// and otherwise an error saying what to do.
+// and otherwise an error saying what to do (which [Store] does not count as a
+// failure to reach the database).
 func CheckSchema(found int) error {
 	switch {
 	case found == 0 || found == SchemaVersion:
 		return nil
 	case found > SchemaVersion:
-		return fmt.Errorf("the database holds cache schema version %d, newer than this release understands (%d): upgrade fxsession", found, SchemaVersion)
+		return schemaError(fmt.Sprintf("the database holds cache schema version %d, newer than this release understands (%d): upgrade fxsession", found, SchemaVersion))
 	default:
-		return fmt.Errorf("the database holds cache schema version %d, the unreleased key/value layout, which this release (schema %d) does not migrate: drop the fxcache_* tables or use another database", found, SchemaVersion)
+		return schemaError(fmt.Sprintf("the database holds cache schema version %d, the unreleased key/value layout, which this release (schema %d) does not migrate: drop the fxcache_* tables or use another database", found, SchemaVersion))
 	}
 }
+
+// schemaError is a schema version this release cannot use.
+type schemaError string
+
+func (e schemaError) Error() string { return string(e) }
 
 // Defaults of the options both SQL backends have.
 const (

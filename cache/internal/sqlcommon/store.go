@@ -183,6 +183,8 @@ func (s *Store) fail(cctx context.Context, op string, err error) error {
 	switch {
 	case s.sh.closed.Load() && !errors.Is(err, context.Canceled):
 		return fmt.Errorf("%s: %s: %w: %w", name, op, cache.ErrClosed, err)
+	case errors.As(err, new(schemaError)):
+		return fmt.Errorf("%s: %s: %w", name, op, err)
 	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || s.sh.d.Unavailable(err):
 		return cache.Unavailable(name+": "+op, err)
 	default:

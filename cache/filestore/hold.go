@@ -109,7 +109,10 @@ func (h *held) lock(ctx context.Context) (retry bool, err error) {
 	b := backoff.Backoff{Min: 20 * time.Microsecond, Max: 5 * time.Millisecond}
 	for {
 		ok, err := tryFlock(h.f)
-		if ok || err != nil {
+		if err != nil {
+			return false, err
+		}
+		if ok {
 			break
 		}
 		if !b.Wait(ctx) {

@@ -541,25 +541,6 @@ func TestFailedWriteKeepsOldRecord(t *testing.T) {
 	}
 }
 
-// mountTmpfs mounts a tmpfs of the given size on a fresh folder and unmounts it
-// when the test ends; it skips the test when it cannot (it needs root).
-func mountTmpfs(t *testing.T, size string) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "tmpfs")
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size); err != nil {
-		t.Skipf("cannot mount a tmpfs (needs root): %v", err)
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
-			t.Errorf("umount %s: %v", dir, err)
-		}
-	})
-	return dir
-}
-
 // TestFullDisk: on a real full file system (a 1 MiB tmpfs filled by a ballast
 // file) writes fail saying so, stored records stay readable and unchanged,
 // nothing half-written is left, and once space is free the same store writes.
@@ -616,9 +597,7 @@ func TestReadOnlyFolder(t *testing.T) {
 	if os.Geteuid() == 0 {
 		dir = mountTmpfs(t, "16m")
 		lock = func() {
-			if err := syscall.Mount("tmpfs", dir, "tmpfs", syscall.MS_REMOUNT|syscall.MS_RDONLY, ""); err != nil {
-				t.Fatal(err)
-			}
+			remountReadOnly(t, dir)
 		}
 	} else {
 		dir = t.TempDir()

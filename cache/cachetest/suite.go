@@ -327,6 +327,7 @@ func (s *suite) expiry(t *testing.T) {
 	write(t, st, "moved", cache.Write{Create: true, Fields: sets("a", "1"), Expires: soon})
 	write(t, st, "kept", cache.Write{Create: true, Fields: sets("a", "1"), Expires: soon})
 	write(t, st, "cleared", cache.Write{Create: true, Fields: sets("a", "1"), Expires: soon})
+	write(t, st, "stale", cache.Write{Create: true, Fields: sets("old", "1"), AddTags: []string{"old"}, Expires: soon})
 	r := read(t, st, "long")
 	if !r.Expires.Equal(far) {
 		t.Fatalf("Expires = %v, want %v (millisecond precision at least)", r.Expires, far)
@@ -364,6 +365,16 @@ func (s *suite) expiry(t *testing.T) {
 	r = read(t, st, "short")
 	fieldsAre(t, r, "z", "9")
 	tagsAre(t, r)
+	// Also over one nothing has removed yet: none of its fields, tags or expiry
+	// survive.
+	create(t, st, "stale", "z", "9")
+	r = read(t, st, "stale")
+	fieldsAre(t, r, "z", "9")
+	tagsAre(t, r)
+	taggedAre(t, st, "old")
+	if !r.Expires.IsZero() {
+		t.Fatalf("a record created over an expired one has its expiry %v", r.Expires)
+	}
 	// An expiry in the past makes the record absent at once.
 	write(t, st, "long", cache.Write{Expires: time.Now().Add(-time.Second)})
 	missing(t, st, "long")

@@ -11,7 +11,7 @@
 //
 //	fxs:<ns>:r:{<key>}      a record: one Redis hash
 //	fxs:<ns>:t:{<tag>}      the tag index of one tag: a sorted set of record keys
-//	fxs:<ns>:x:{<ns>/<i>}   shard i (0-15) of the expiry index: a sorted set of record keys
+//	fxs:<ns>:x:{<ns>/<i>/<n>} shard i (0-15) of the expiry index: a sorted set of record keys
 //	fxs:<ns>:l:{<name>}     a lock: a string holding the owner's token
 //	fxs:<ns>:g:{<key>}      a collected record's tombstone, for one minute (see Versions)
 //	fxs:<ns>:l:{#sweep}     the tag sweep's period marker (no lock name has a '#')
@@ -77,7 +77,8 @@
 // retention.
 //
 // The expiry index has 16 shards (a record's shard is a hash of its key) with hash
-// tags of their own, so it spreads over the masters too. A write adds the record
+// tags of their own, chosen (n) so that shard i lies in the i-th sixteenth of the
+// hash slots: the index spreads evenly over the masters too. A write adds the record
 // to it when it moves the expiry; CollectGarbage reads the shards for entries due
 // by [cache.GCOptions.Before] and deletes each record with a script that checks
 // again that it is expired and returns its tags and the fields asked for, so that

@@ -9,3 +9,6 @@ import "time"
 func SetUpkeep(s *Store, tagGrace, tagRecheck, sweepEvery time.Duration) {
 	s.tagGrace, s.tagRecheck, s.sweepEvery = tagGrace, tagRecheck, sweepEvery
 }
+
+// ShardKeys returns the Redis keys of a store's expiry index shards.
+func ShardKeys(s *Store) []string { return s.shards[:] }

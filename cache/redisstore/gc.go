@@ -80,7 +80,7 @@ func (s *Store) dueEntries(ctx context.Context, before time.Time, n int) ([]inde
 	p := s.client.Pipeline()
 	cmds := make([]*redis.ZSliceCmd, expiryShards)
 	for i := range cmds {
-		cmds[i] = p.ZRangeByScoreWithScores(ctx, s.shardKey(i), &redis.ZRangeBy{
+		cmds[i] = p.ZRangeByScoreWithScores(ctx, s.shards[i], &redis.ZRangeBy{
 			Min: "-inf", Max: strconv.FormatInt(before.UnixMilli(), 10), Count: int64(n),
 		})
 	}
@@ -91,7 +91,7 @@ func (s *Store) dueEntries(ctx context.Context, before time.Time, n int) ([]inde
 	for i, c := range cmds {
 		for _, z := range c.Val() {
 			if k, ok := z.Member.(string); ok {
-				out = append(out, indexEntry{shard: s.shardKey(i), key: k, score: z.Score})
+				out = append(out, indexEntry{shard: s.shards[i], key: k, score: z.Score})
 			}
 		}
 	}

@@ -127,12 +127,17 @@ func TestHashTags(t *testing.T) {
 	if len(slots) < 290 {
 		t.Fatalf("300 records of one namespace use only %d slots", len(slots))
 	}
-	shards := map[int64]bool{}
-	for i := range 16 {
-		shards[slot(fmt.Sprintf("fxs:ns:x:{ns/%d}", i))] = true
-	}
-	if len(shards) != 16 {
-		t.Fatalf("16 expiry shards use %d slots", len(shards))
+	// Shard i of the expiry index lies in the i-th sixteenth of the slots.
+	for _, ns := range []string{"ns", "shop", "a.b"} {
+		s := newStore(t, c, redisstore.Options{Namespace: ns})
+		for i, k := range redisstore.ShardKeys(s) {
+			if !strings.HasPrefix(k, "fxs:"+ns+":x:{"+ns+"/") {
+				t.Fatalf("shard key %q", k)
+			}
+			if got := int(slot(k)) * 16 / 16384; got != i {
+				t.Fatalf("shard %d of %q (%s) is in slot %d, the %d-th sixteenth", i, ns, k, slot(k), got)
+			}
+		}
 	}
 }
 

@@ -85,7 +85,8 @@ type Options struct {
 type Store struct {
 	*shared
 	ns     string
-	prefix string // fxs:<ns>:
+	prefix string               // fxs:<ns>:
+	shards [expiryShards]string // the expiry index's keys
 	root   bool
 }
 
@@ -182,6 +183,43 @@ func orDefault[T comparable](v, def T) T {
 func (s *Store) setNamespace(ns string) {
 	s.ns = ns
 	s.prefix = "fxs:" + ns + ":"
+	for i := range s.shards {
+		s.shards[i] = s.prefix + "x:{" + shardTag(ns, i) + "}"
+	}
+}
+
+// shardTag is the hash tag of shard i of namespace ns's expiry index:
+// "<ns>/<i>/<n>" with the first n that puts it in the i-th sixteenth of the hash
+// slots, so that the shards spread evenly over the masters of a cluster whose
+// masters serve ranges of slots (as redis-cli --cluster create assigns them).
+func shardTag(ns string, i int) string {
+	base := ns + "/" + strconv.Itoa(i) + "/"
+	for n := 0; ; n++ {
+		tag := base + strconv.Itoa(n)
+		if int(crc16(tag)%clusterSlots)*expiryShards/clusterSlots == i {
+			return tag
+		}
+	}
+}
+
+// clusterSlots is the number of hash slots of a Redis Cluster.
+const clusterSlots = 16384
+
+// crc16 is the CRC-16/XMODEM of s, from which Redis Cluster derives a key's hash
+// slot (the CRC modulo 16384).
+func crc16(s string) uint16 {
+	var crc uint16
+	for i := 0; i < len(s); i++ {
+		crc ^= uint16(s[i]) << 8
+		for range 8 {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return crc
 }
 
 // Keys of the layout (see the package documentation).
@@ -193,16 +231,11 @@ func (s *Store) graveKey(key string) string  { return s.prefix + "g:{" + key + "
 // sweepKey throttles the tag sweep: a lock no caller can name ('#').
 func (s *Store) sweepKey() string { return s.prefix + "l:{#sweep}" }
 
-// shardKey is shard i of the expiry index.
-func (s *Store) shardKey(i int) string {
-	return s.prefix + "x:{" + s.ns + "/" + strconv.Itoa(i) + "}"
-}
-
 // expiryShard is the shard of the expiry index that holds key.
 func (s *Store) expiryShard(key string) string {
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(key))
-	return s.shardKey(int(h.Sum32() % expiryShards))
+	return s.shards[h.Sum32()%expiryShards]
 }
 
 // unwrap returns the part of redisKey between prefix (which ends with the

@@ -35,7 +35,9 @@
 //   - A record file is only ever replaced whole, by rename: after a crash (of the
 //     process or the machine) every record is its old or its new version, never a
 //     mix or a torn file. A write that returned without error is on disk (file
-//     and folder fsynced); so is a Delete.
+//     and folder fsynced); so is a Delete. (A write that fails on the folder's
+//     fsync, after its rename, may have been applied, as a network store's
+//     write may be when it times out.)
 //   - The tag index gets a record's new tags (fsynced) before the record, and
 //     loses dropped ones after it: after a crash it may name records that lack
 //     the tag or are gone (Tagged skips and removes them, so does

@@ -258,18 +258,15 @@ func (s *Store) syncDir(dir string) error {
 	return s.sh.syncFile(d)
 }
 
-// ensureDir creates dir and the missing folders above it (up to the store's
-// folder), fsyncing the parent of each one created so that it survives a crash.
+// ensureDir creates dir and the missing folders above it, fsyncing the parent
+// of each one created so that it survives a crash.
 func (s *Store) ensureDir(dir string) error {
 	var created []string
-	for d := dir; ; d = filepath.Dir(d) {
+	for d := dir; filepath.Dir(d) != d; d = filepath.Dir(d) {
 		if _, err := os.Stat(d); !errors.Is(err, fs.ErrNotExist) {
 			break
 		}
 		created = append(created, d)
-		if d == s.sh.dir || filepath.Dir(d) == d {
-			break
-		}
 	}
 	if err := os.MkdirAll(dir, dirPerm); err != nil {
 		return err

@@ -62,10 +62,10 @@ var schema = []string{
 }
 
 // migrate creates the schema when it is missing and checks its version, in one
-// BEGIN IMMEDIATE transaction on the writer, so concurrent first starts (several
-// processes) are serialised by SQLite's write lock.
-func migrate(ctx context.Context, w *sql.DB) (created bool, err error) {
-	tx, err := w.BeginTx(ctx, nil)
+// write transaction, so concurrent first starts (several processes) are
+// serialised by SQLite's write lock.
+func migrate(ctx context.Context, begin func(context.Context) (*sql.Tx, error)) (created bool, err error) {
+	tx, err := begin(ctx)
 	if err != nil {
 		return false, err
 	}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/fxsession/fxsession/cache"
 	"github.com/fxsession/fxsession/cache/internal/sqlcommon"
+	"github.com/fxsession/fxsession/internal/backoff"
 )
 
 // Options configure a [Store]. The zero value is usable.
@@ -95,10 +96,10 @@ func open(path string, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlitestore: %w", err)
 	}
-	busy := strconv.FormatInt(cfg.StatementTimeout.Milliseconds(), 10)
-	base := "file:" + (&url.URL{Path: abs}).EscapedPath() +
-		"?_pragma=busy_timeout(" + busy + ")&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)"
-	w, err := sql.Open("sqlite", base+"&_pragma=journal_mode(WAL)&_txlock=immediate")
+	base := "file:" + (&url.URL{Path: abs}).EscapedPath() + "?_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)"
+	// The writer waits for the write lock in begin, not in SQLite's busy
+	// handler (busy timeout 0).
+	w, err := sql.Open("sqlite", base+"&_pragma=busy_timeout(0)&_pragma=journal_mode(WAL)&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("sqlitestore: %w", err)
 	}
@@ -106,7 +107,8 @@ func open(path string, o Options) (*Store, error) {
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
-	r, err := sql.Open("sqlite", base+"&_pragma=query_only(1)")
+	busy := strconv.FormatInt(cfg.StatementTimeout.Milliseconds(), 10)
+	r, err := sql.Open("sqlite", base+"&_pragma=busy_timeout("+busy+")&_pragma=query_only(1)")
 	if err != nil {
 		_ = w.Close()
 		return nil, fmt.Errorf("sqlitestore: %w", err)
@@ -158,7 +160,7 @@ func (d *driver) Migrate(ctx context.Context) (bool, error) {
 	if err := os.MkdirAll(filepath.Dir(d.path), 0o750); err != nil {
 		return false, err
 	}
-	created, err := migrate(ctx, d.w)
+	created, err := migrate(ctx, d.begin)
 	if err != nil {
 		return false, err
 	}
@@ -314,10 +316,30 @@ func (d *driver) Read(ctx context.Context, ns string, keys, fields []string, row
 	return scanRows(rows, row)
 }
 
-// tx runs f in a write transaction (BEGIN IMMEDIATE on the writer connection)
-// and commits it when f returns nil.
+// begin starts a write transaction: BEGIN IMMEDIATE on the writer connection,
+// which takes the database's write lock. While another connection (another
+// process, or another store on the same file) holds it, begin tries again
+// after short jittered pauses until ctx ends, rather than sleeping in SQLite's
+// busy handler, whose pauses grow to 100 ms and starve a waiter under
+// contention.
+func (d *driver) begin(ctx context.Context) (*sql.Tx, error) {
+	b := backoff.Backoff{Min: 50 * time.Microsecond, Max: 5 * time.Millisecond}
+	for {
+		tx, err := d.w.BeginTx(ctx, nil)
+		var se *sqlite.Error
+		if err == nil || !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_BUSY {
+			return tx, err
+		}
+		if !b.Wait(ctx) {
+			return nil, err
+		}
+	}
+}
+
+// tx runs f in a write transaction and commits it when f returns nil. Every
+// change goes through it.
 func (d *driver) tx(ctx context.Context, f func(tx *sql.Tx) error) error {
-	tx, err := d.w.BeginTx(ctx, nil)
+	tx, err := d.begin(ctx)
 	if err != nil {
 		return err
 	}
@@ -479,23 +501,26 @@ func slicesContains(s []string, v string) bool {
 	return false
 }
 
-func (d *driver) Delete(ctx context.Context, ns string, keys []string) (int, error) {
-	rows, err := d.st.del.QueryContext(ctx, ns, jsonList(keys))
-	if err != nil {
-		return 0, err
-	}
-	defer rows.Close()
-	n, t := 0, now()
-	for rows.Next() {
-		var exp sql.NullInt64
-		if err := rows.Scan(&exp); err != nil {
-			return 0, err
+func (d *driver) Delete(ctx context.Context, ns string, keys []string) (n int, err error) {
+	err = d.tx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.StmtContext(ctx, d.st.del).QueryContext(ctx, ns, jsonList(keys))
+		if err != nil {
+			return err
 		}
-		if !exp.Valid || exp.Int64 > t {
-			n++
+		defer rows.Close()
+		t := now()
+		for rows.Next() {
+			var exp sql.NullInt64
+			if err := rows.Scan(&exp); err != nil {
+				return err
+			}
+			if !exp.Valid || exp.Int64 > t {
+				n++
+			}
 		}
-	}
-	return n, rows.Err()
+		return rows.Err()
+	})
+	return n, err
 }
 
 func (d *driver) Page(ctx context.Context, ns, tag, after string, limit int) ([]string, error) {
@@ -578,19 +603,24 @@ func (d *driver) Collect(ctx context.Context, ns string, before time.Time, max i
 
 func (d *driver) Lock(ctx context.Context, ns, name, token string, ttl time.Duration) (bool, error) {
 	t := time.Now()
-	res, err := d.st.lock.ExecContext(ctx, ns, name, token, t.Add(ttl).UnixMicro(), t.UnixMicro())
-	return affected(res, err)
+	return d.change(ctx, d.st.lock, ns, name, token, t.Add(ttl).UnixMicro(), t.UnixMicro())
 }
 
 func (d *driver) Unlock(ctx context.Context, ns, name, token string) (bool, error) {
-	res, err := d.st.unlock.ExecContext(ctx, ns, name, token, now())
-	return affected(res, err)
+	return d.change(ctx, d.st.unlock, ns, name, token, now())
 }
 
-func affected(res sql.Result, err error) (bool, error) {
-	if err != nil {
-		return false, err
-	}
-	n, err := res.RowsAffected()
-	return n == 1, err
+// change runs stmt in a write transaction and reports whether it changed one
+// row.
+func (d *driver) change(ctx context.Context, stmt *sql.Stmt, args ...any) (changed bool, err error) {
+	err = d.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.StmtContext(ctx, stmt).ExecContext(ctx, args...)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		changed = n == 1
+		return err
+	})
+	return changed, err
 }

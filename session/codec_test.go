@@ -12,18 +12,23 @@ import (
 
 func TestMetadataCodec(t *testing.T) {
 	now := time.UnixMilli(1_900_000_000_123)
-	md := metadata{created: now, verifier: verifierHash(newVerifier()), timeout: 7 * 24 * time.Hour}
+	md := metadata{created: now, verifier: verifierHash(newVerifier()), timeout: 7 * 24 * time.Hour, renewed: now.Add(time.Minute)}
+	rotated := md
+	rotated.previous, rotated.previousUntil = verifierHash(newVerifier()), now.Add(90*time.Second)
+	for _, m := range []metadata{md, rotated} {
+		got, err := decodeMetadata(m.encode())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !got.created.Equal(m.created) || got.verifier != m.verifier || got.timeout != m.timeout || !got.renewed.Equal(m.renewed) ||
+			got.previous != m.previous || !got.previousUntil.Equal(m.previousUntil) {
+			t.Errorf("round trip: %+v, want %+v", got, m)
+		}
+	}
 	b := md.encode()
-	got, err := decodeMetadata(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got != md {
-		t.Errorf("round trip: %+v, want %+v", got, md)
-	}
 	// It is plain msgpack: the library reads it.
 	var generic []any
-	if err := msgpack.Unmarshal(b, &generic); err != nil || len(generic) != 4 || !bytes.Equal(generic[2].([]byte), md.verifier[:]) {
+	if err := msgpack.Unmarshal(b, &generic); err != nil || len(generic) != 7 || !bytes.Equal(generic[2].([]byte), md.verifier[:]) {
 		t.Errorf("msgpack reads %v, %v", generic, err)
 	}
 	// Written by another msgpack encoder with other integer widths, and with an

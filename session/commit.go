@@ -127,14 +127,17 @@ func (st *state) write(ctx context.Context, extra *cache.FieldWrite) error {
 	for attempt := 1; ; attempt++ {
 		now := m.cfg.now()
 		touch := st.touchDue(now)
-		if touch && st.request && st.act.last.Before(now) {
-			st.act.last = now
+		if touch && st.request {
+			if st.act.last.Before(now) {
+				st.act.last = now
+			}
+			st.recordDevice()
 		}
 		w := st.build(touch, extra)
 		v, err := m.store.Write(ctx, st.ref, w)
 		if err == nil {
 			st.written(w, v, touch)
-			return nil
+			return m.enforceCaps(ctx, w.AddTags, st.ref)
 		}
 		switch {
 		case errors.Is(err, cache.ErrNotFound) && st.persisted:
@@ -205,10 +208,17 @@ func (st *state) written(w cache.Write, v cache.Version, touch bool) {
 		st.storedLast = st.act.last
 		st.metaWritten = true
 	}
-	if st.renewed {
-		st.m.log.Info("session ID renewed", "session", st.ref)
-		st.renewed = false
+	m := st.m
+	if st.created {
+		st.created = false
+		m.emit(Event{Kind: EventStarted, Ref: st.ref, Time: st.act.last, Metadata: m.metadataOf(st.ref, &st.meta, &st.act, st.act.last, st.tags)})
+	} else if st.renewal != "" {
+		m.log.Info("session ID renewed", "session", st.ref, "reason", st.renewal)
+		m.emit(Event{Kind: EventRenewed, Ref: st.ref, Reason: st.renewal, Time: st.meta.renewed,
+			Metadata: m.metadataOf(st.ref, &st.meta, &st.act, st.storedLastOrNow(), st.tags)})
 	}
+	st.renewal, st.lifetimeSet = "", false
+	st.baseRenewed = st.meta.renewed
 	st.persisted = true
 	st.metaDirty, st.touch = false, false
 	st.tagAdd, st.tagDel = nil, nil
@@ -248,11 +258,29 @@ func (st *state) refreshMeta(rec cache.Record) error {
 	if err != nil {
 		return fmt.Errorf("session: saving %s: %w", st.ref, err)
 	}
-	if st.metaDirty {
-		fresh.verifier = st.meta.verifier
-		fresh.timeout = st.meta.timeout
+	own := st.meta
+	switch {
+	case st.renewal == ReasonRenew:
+		// An explicit renewal (login) wins: the new ID must be the only one.
+		fresh.verifier, fresh.renewed = own.verifier, own.renewed
+		fresh.previous, fresh.previousUntil = own.previous, own.previousUntil
+	case st.renewal == ReasonRotation && fresh.renewed.Equal(st.baseRenewed):
+		fresh.verifier, fresh.renewed = own.verifier, own.renewed
+		fresh.previous, fresh.previousUntil = own.previous, own.previousUntil
+	case st.renewal == ReasonRotation:
+		// Another request rotated (or renewed) meanwhile: keep its ID. This
+		// request's cookie still opens the session for the grace period, and
+		// the browser learns the new ID from the other response.
+		st.renewal = ""
+		st.id = st.cookieID
+		st.needCookie = false
+	}
+	if st.lifetimeSet {
+		fresh.timeout = own.timeout
 	}
 	st.meta, st.metaVer = fresh, f.Version
+	st.baseRenewed = fresh.renewed
+	st.metaDirty = st.renewal != "" || st.lifetimeSet
 	st.setField(fieldMeta, f.Value, f.Version, true)
 	return nil
 }

@@ -29,7 +29,9 @@ type bagName string
 //     [ErrNoStore].
 //   - *slog.Logger is taken from the graph when Config.Logger is nil and one is
 //     provided.
-//   - Bags registered with [RegisterBag] are registered before the app starts.
+//   - Bags registered with [RegisterBag] and listeners registered with [Listen]
+//     are registered before the app starts; queued events are delivered before
+//     it stops.
 //
 // The background garbage collector starts and stops with the app.
 var Module = fx.Module("fxsession.session", fx.Provide(newModuleManager))
@@ -74,6 +76,7 @@ type moduleIn struct {
 	Default   defaultStore `name:"fxsession.session.default-store" optional:"true"`
 	Logger    *slog.Logger `optional:"true"`
 	Bags      []bagName    `group:"fxsession.session.bags"`
+	Listeners []Listener   `group:"fxsession.session.listeners"`
 }
 
 func newModuleManager(in moduleIn) (*Manager, error) {
@@ -100,6 +103,11 @@ func newModuleManager(in moduleIn) (*Manager, error) {
 				break
 			}
 		}
+		for _, fn := range in.Listeners {
+			if err == nil {
+				err = m.Listen(fn)
+			}
+		}
 	}
 	if err != nil {
 		if closeStore != nil {
@@ -124,6 +132,7 @@ func newModuleManager(in moduleIn) (*Manager, error) {
 				cancel()
 			}
 			wg.Wait()
+			_ = m.Close() // delivers the queued events
 			if closeStore != nil {
 				return closeStore()
 			}

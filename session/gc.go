@@ -15,8 +15,10 @@ const gcLockName = "session-gc"
 // gcLockTTL bounds how long a crashed collector keeps others out.
 const gcLockTTL = 5 * time.Minute
 
-// CollectGarbage removes expired sessions (inactivity timeout or absolute
-// lifetime), at most Config.GCMaxPerRun per call, and returns how many it
+// CollectGarbage removes expired sessions (inactivity timeout, the session's own
+// lifetime, or the absolute lifetime), at most Config.GCMaxPerRun per call,
+// reports each to the listeners (EventExpired: exactly one collector among the
+// processes sharing the store reports a session) and returns how many it
 // removed; the store's own leftovers go too. It holds the cache lock
 // "session-gc" while it runs: when another process is collecting, it returns an
 // error matching cache.ErrLocked. Requests never collect.
@@ -32,11 +34,14 @@ func (m *Manager) CollectGarbage(ctx context.Context) (int, error) {
 			m.log.Warn("releasing the session collector lock", "error", err)
 		}
 	}()
+	now := m.cfg.now()
 	n, err := m.store.CollectGarbage(ctx, cache.GCOptions{
-		Before: m.cfg.now(),
+		Before: now,
 		Max:    m.cfg.gcMax,
+		Fields: []string{fieldMeta, fieldActivity},
 		Removed: func(r cache.Record) {
 			m.log.Debug("session destroyed", "session", r.Key, "reason", "expired")
+			m.emit(Event{Kind: EventExpired, Ref: r.Key, Time: now, Metadata: m.recordMetadata(r)})
 		},
 	})
 	if err != nil {

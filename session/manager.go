@@ -7,6 +7,7 @@ import (
 	"iter"
 	"log/slog"
 	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -24,6 +25,7 @@ type Manager struct {
 	regMu  sync.Mutex
 	bags   atomic.Pointer[map[string]struct{}]
 	sealed atomic.Bool
+	ev     events
 }
 
 // New returns a manager storing sessions in store, in the namespace
@@ -146,14 +148,69 @@ func (m *Manager) Destroy(ctx context.Context, refOrID, reason string) (bool, er
 	if err != nil {
 		return false, err
 	}
-	ok, err := m.store.Delete(ctx, ref)
+	if reason == "" {
+		reason = ReasonAdmin
+	}
+	n, err := m.destroy(ctx, []string{ref}, reason)
 	if err != nil {
 		return false, fmt.Errorf("session: destroy %s: %w", ref, err)
 	}
-	if ok {
+	if n > 0 {
 		m.log.Info("session destroyed", "session", ref, "reason", reason)
 	}
-	return ok, nil
+	return n > 0, nil
+}
+
+// destroy deletes the sessions of refs (one store call) and reports them to
+// the listeners; with listeners it reads their metadata first (one more).
+func (m *Manager) destroy(ctx context.Context, refs []string, reason string) (int, error) {
+	if len(refs) == 0 {
+		return 0, nil
+	}
+	if !m.listening() {
+		if len(refs) == 1 {
+			ok, err := m.store.Delete(ctx, refs[0])
+			if ok {
+				return 1, err
+			}
+			return 0, err
+		}
+		return m.store.DeleteMany(ctx, refs)
+	}
+	recs, err := m.store.ReadMany(ctx, refs, fieldMeta, fieldActivity)
+	if err != nil {
+		return 0, err
+	}
+	n, err := m.store.DeleteMany(ctx, refs)
+	if err != nil {
+		return n, err
+	}
+	now := m.cfg.now()
+	for _, r := range recs {
+		if r.Exists() {
+			m.emit(Event{Kind: EventDestroyed, Ref: r.Key, Reason: reason, Time: now, Metadata: m.recordMetadata(r)})
+		}
+	}
+	return n, nil
+}
+
+// recordMetadata is the metadata of a record read with its m and a fields (as
+// much as can be decoded).
+func (m *Manager) recordMetadata(r cache.Record) Metadata {
+	var (
+		md  metadata
+		act activity
+	)
+	if f, ok := r.Field(fieldMeta); ok {
+		md, _ = decodeMetadata(f.Value)
+	}
+	if f, ok := r.Field(fieldActivity); ok {
+		act, _ = decodeActivity(f.Value)
+	}
+	if act.last.IsZero() {
+		act.last = md.created
+	}
+	return m.metadataOf(r.Key, &md, &act, act.last, r.Tags)
 }
 
 // listBatch is how many sessions a listing reads per store round trip.
@@ -179,7 +236,7 @@ func (m *Manager) metadata(ctx context.Context, keys []string, yield func(Metada
 			}
 			continue
 		}
-		if !yield(m.metadataOf(lv.ref, &lv.meta, lv.storedLast, lv.tags), nil) {
+		if !yield(m.metadataOf(lv.ref, &lv.meta, &lv.act, lv.storedLast, lv.tags), nil) {
 			return false
 		}
 	}
@@ -226,8 +283,10 @@ func (m *Manager) ByTag(ctx context.Context, tag string) iter.Seq2[Metadata, err
 }
 
 // DestroyByTag destroys every session tagged with tag (e.g. log a user out
-// everywhere) and returns how many it destroyed.
-func (m *Manager) DestroyByTag(ctx context.Context, tag, reason string) (int, error) {
+// everywhere), but those whose references are in except (e.g. the current
+// session: "sign out other devices"), and returns how many it destroyed.
+// reason ("" means ReasonByTag) goes to the log and the listeners.
+func (m *Manager) DestroyByTag(ctx context.Context, tag, reason string, except ...string) (int, error) {
 	if err := cache.ValidateKey(tag); err != nil {
 		return 0, fmt.Errorf("session: tag: %w", err)
 	}
@@ -236,9 +295,14 @@ func (m *Manager) DestroyByTag(ctx context.Context, tag, reason string) (int, er
 		if err != nil {
 			return 0, fmt.Errorf("session: destroy by tag: %w", err)
 		}
-		keys = append(keys, k)
+		if !slices.Contains(except, k) {
+			keys = append(keys, k)
+		}
 	}
-	n, err := m.store.DeleteMany(ctx, keys)
+	if reason == "" {
+		reason = ReasonByTag
+	}
+	n, err := m.destroy(ctx, keys, reason)
 	if err != nil {
 		return n, fmt.Errorf("session: destroy by tag: %w", err)
 	}
@@ -258,7 +322,7 @@ func (m *Manager) DestroyAll(ctx context.Context, progress func(destroyed int)) 
 	n := 0
 	batch := make([]string, 0, destroyBatch)
 	flush := func() error {
-		d, err := m.store.DeleteMany(ctx, batch)
+		d, err := m.destroy(ctx, batch, ReasonAdmin)
 		n += d
 		batch = batch[:0]
 		if err != nil {

@@ -19,13 +19,20 @@ type Metadata struct {
 	Created time.Time
 	// LastUsed is the last activity as stored (see [Session.LastActivity]).
 	LastUsed time.Time
-	// Lifetime is the cookie's lifetime (0: a browser session cookie).
+	// Lifetime is the session's own inactivity timeout ([Session.SetLifetime],
+	// remember me), 0 when it has the manager's.
 	Lifetime time.Duration
 	// Expires is when the session ends if not used again (the earlier of the
 	// inactivity timeout and the absolute lifetime); zero when it never does.
 	Expires time.Time
 	// Tags are the session's tags.
 	Tags []string
+	// Device is the User-Agent of the session's last recorded activity
+	// (truncated to 200 bytes).
+	Device string
+	// Address is the client's address as Config.ClientAddress records it ("" by
+	// default).
+	Address string
 }
 
 // Touch makes the next commit rewrite the session's activity (last use) even if
@@ -42,6 +49,40 @@ func (s *Session) Touch(ctx context.Context) error {
 		return ErrNotStarted
 	}
 	s.st.touch = true
+	return nil
+}
+
+// SetLifetime gives the session its own inactivity timeout d ("remember me": e.g.
+// 30 days) and a persistent cookie of that Max-Age, refreshed whenever its
+// activity is written; d = 0 goes back to the manager's InactivityTimeout and
+// CookieLifetime. Config.AbsoluteLifetime still applies. The change is written
+// at the next commit (with a new cookie). It is ErrNotStarted without a
+// session.
+func (s *Session) SetLifetime(ctx context.Context, d time.Duration) error {
+	if d < 0 {
+		return fmt.Errorf("session: SetLifetime(%v): negative", d)
+	}
+	if err := s.use(); err != nil {
+		return err
+	}
+	defer s.unlock()
+	if err := s.enter(ctx, true); err != nil {
+		return err
+	}
+	st := s.st
+	if !st.started() {
+		return ErrNotStarted
+	}
+	d = d.Truncate(time.Millisecond)
+	if st.meta.timeout == d {
+		return nil
+	}
+	st.meta.timeout = d
+	st.lifetimeSet, st.metaDirty = true, true
+	st.touch = true // the expiry moves
+	if st.request && !st.headersDone {
+		st.needCookie = true
+	}
 	return nil
 }
 
@@ -76,7 +117,7 @@ func (s *Session) Metadata(ctx context.Context) (Metadata, error) {
 	if !st.started() {
 		return Metadata{}, ErrNotStarted
 	}
-	return st.m.metadataOf(st.ref, &st.meta, st.storedLastOrNow(), st.tags), nil
+	return st.m.metadataOf(st.ref, &st.meta, &st.act, st.storedLastOrNow(), st.tags), nil
 }
 
 // storedLastOrNow is the last activity as stored, or the start for a session not
@@ -179,13 +220,15 @@ func (m *Manager) storeExpiry(md *metadata, last time.Time) time.Time {
 	return cache.NoExpiry
 }
 
-func (m *Manager) metadataOf(ref string, md *metadata, last time.Time, tags []string) Metadata {
+func (m *Manager) metadataOf(ref string, md *metadata, act *activity, last time.Time, tags []string) Metadata {
 	return Metadata{
 		Ref:      ref,
 		Created:  md.created,
 		LastUsed: last,
-		Lifetime: m.cfg.cookieLifetime,
+		Lifetime: md.timeout,
 		Expires:  m.expiry(md, last),
 		Tags:     slices.Clone(tags),
+		Device:   act.device,
+		Address:  act.address,
 	}
 }

@@ -11,8 +11,10 @@ import (
 // A session is one record in the store (package cache), keyed by its reference
 // (the ID's selector). Its fields:
 //
-//	m          metadata: created, the verifier's hash, the session's own lifetime
-//	a          activity: the last use (written at most once per UpdateMetadataThreshold)
+//	m          metadata: created, the verifier's hash (and a rotated one's, for a
+//	           grace period), the session's own lifetime, the last renewal
+//	a          activity: the last use and its device (written at most once per
+//	           UpdateMetadataThreshold)
 //	v:<key>    a value (Session.Put)
 //	b:<name>   a bag
 //	f          the flash bag
@@ -46,20 +48,56 @@ type metadata struct {
 	// timeout is the session's own inactivity timeout (remember me); 0: the
 	// manager's.
 	timeout time.Duration
+	// renewed is when the verifier last changed (creation, renewal, rotation).
+	renewed time.Time
+	// previous is the hash of the verifier a rotation replaced, which still
+	// opens the session until previousUntil (requests in flight); zero: none.
+	previous      [sha256.Size]byte
+	previousUntil time.Time
 }
 
-// activity is the a field.
+// activity is the a field: the last use and the device it came from.
 type activity struct {
 	last time.Time
+	// device is the request's User-Agent, truncated to maxDevice bytes.
+	device string
+	// address is the client's address as Config.ClientAddress records it ("" by
+	// default: not recorded).
+	address string
 }
 
+// maxDevice bounds the stored User-Agent.
+const maxDevice = 200
+
 func (m *metadata) encode() []byte {
-	b := make([]byte, 0, 64)
-	b = append(b, mpFixArray|4, metadataFormat)
+	b := make([]byte, 0, 128)
+	b = append(b, mpFixArray|7, metadataFormat)
 	b = appendInt64(b, m.created.UnixMilli())
 	b = appendBin(b, m.verifier[:])
 	b = appendInt64(b, m.timeout.Milliseconds())
-	return b
+	b = appendInt64(b, unixMilli(m.renewed))
+	if m.previousUntil.IsZero() {
+		b = append(b, mpNil)
+	} else {
+		b = appendBin(b, m.previous[:])
+	}
+	return appendInt64(b, unixMilli(m.previousUntil))
+}
+
+// unixMilli is t in Unix milliseconds, 0 for the zero time.
+func unixMilli(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+// fromMilli is the inverse of unixMilli.
+func fromMilli(ms int64) time.Time {
+	if ms == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
 }
 
 func decodeMetadata(b []byte) (metadata, error) {
@@ -75,6 +113,15 @@ func decodeMetadata(b []byte) (metadata, error) {
 	created := r.int64()
 	h := r.bin()
 	timeout := r.int64()
+	renewed, prevUntil := int64(0), int64(0)
+	var prev []byte
+	if n >= 7 {
+		renewed = r.int64()
+		if !r.nilNext() {
+			prev = r.bin()
+		}
+		prevUntil = r.int64()
+	}
 	if r.err != nil {
 		return metadata{}, r.err
 	}
@@ -87,13 +134,26 @@ func decodeMetadata(b []byte) (metadata, error) {
 	copy(m.verifier[:], h)
 	m.created = time.UnixMilli(created)
 	m.timeout = time.Duration(timeout) * time.Millisecond
+	m.renewed = fromMilli(renewed)
+	if m.renewed.IsZero() {
+		m.renewed = m.created
+	}
+	if prev != nil {
+		if len(prev) != sha256.Size {
+			return metadata{}, fmt.Errorf("%w: previous verifier hash of %d bytes", errCorrupt, len(prev))
+		}
+		copy(m.previous[:], prev)
+		m.previousUntil = fromMilli(prevUntil)
+	}
 	return m, nil
 }
 
 func (a *activity) encode() []byte {
-	b := make([]byte, 0, 16)
-	b = append(b, mpFixArray|1)
-	return appendInt64(b, a.last.UnixMilli())
+	b := make([]byte, 0, 16+len(a.device)+len(a.address))
+	b = append(b, mpFixArray|3)
+	b = appendInt64(b, a.last.UnixMilli())
+	b = appendStr(b, a.device)
+	return appendStr(b, a.address)
 }
 
 func decodeActivity(b []byte) (activity, error) {
@@ -102,11 +162,45 @@ func decodeActivity(b []byte) (activity, error) {
 	if r.err == nil && n < 1 {
 		r.fail("too few activity fields")
 	}
+	var a activity
 	last := r.int64()
+	if n >= 3 {
+		a.device = r.str()
+		a.address = r.str()
+	}
 	if r.err != nil {
 		return activity{}, r.err
 	}
-	return activity{last: time.UnixMilli(last)}, nil
+	if len(a.device) > maxDevice || len(a.address) > maxDevice {
+		return activity{}, fmt.Errorf("%w: device of %d bytes", errCorrupt, len(a.device))
+	}
+	a.last = time.UnixMilli(last)
+	return a, nil
+}
+
+// appendStr appends a msgpack string.
+func appendStr(b []byte, s string) []byte {
+	switch n := len(s); {
+	case n < 32:
+		b = append(b, mpFixStr|byte(n))
+	case n <= 0xff:
+		b = append(b, mpStr8, byte(n))
+	case n <= 0xffff:
+		b = append(b, mpStr16, byte(n>>8), byte(n))
+	default:
+		b = append(b, mpStr32)
+		b = binary.BigEndian.AppendUint32(b, uint32(n))
+	}
+	return append(b, s...)
+}
+
+// nilNext reports whether the next value is nil, and reads it if so.
+func (r *mpReader) nilNext() bool {
+	if r.err == nil && len(r.b) > 0 && r.b[0] == mpNil {
+		r.b = r.b[1:]
+		return true
+	}
+	return false
 }
 
 // msgpack type codes used by the record codec.
@@ -286,3 +380,6 @@ func (r *mpReader) bin() []byte {
 	}
 	return r.take(n)
 }
+
+// str reads a msgpack string (or bin).
+func (r *mpReader) str() string { return string(r.bin()) }

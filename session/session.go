@@ -92,14 +92,22 @@ type live struct {
 	metaDirty  bool      // m must be written (renewal, lifetime)
 	touch      bool      // Touch: write the activity at the next commit
 
-	tags     []string // the session's tags, staged changes applied
-	tagAdd   []string // staged tag changes
-	tagDel   []string
-	fields   []cache.Field // the record's fields as last read or written
-	bags     map[string]*bagState
-	flash    *bagState
-	renewed  bool // the ID was renewed in this request (logged at commit)
-	previous string
+	tags   []string // the session's tags, staged changes applied
+	tagAdd []string // staged tag changes
+	tagDel []string
+	fields []cache.Field // the record's fields as last read or written
+	bags   map[string]*bagState
+	flash  *bagState
+	// renewal is the reason of a renewal staged in this request ("": none,
+	// ReasonRenew, ReasonRotation); reported when committed.
+	renewal string
+	// baseRenewed is the stored metadata's renewal time this request started
+	// from: a rotation yields to one committed meanwhile by another request.
+	baseRenewed time.Time
+	// lifetimeSet: SetLifetime changed the session's own lifetime.
+	lifetimeSet bool
+	// created: the session was started by this request (Started event).
+	created bool
 }
 
 // FromContext returns the request's session, put there by [Manager.Middleware]
@@ -173,18 +181,40 @@ func (st *state) resume(ctx context.Context) {
 		st.noSession()
 		return
 	}
-	if !sameHash(lv.meta.verifier, verifierHash(verifier)) {
+	now := m.cfg.now()
+	current, ok := lv.opens(verifier, now)
+	if !ok {
 		// A forged cookie, or one replaced by a renewal: it names no session.
 		st.noSession()
 		return
 	}
 	lv.id = st.cookieID
+	lv.baseRenewed = lv.meta.renewed
 	st.phase = phaseResumed
 	st.exposed = true
 	st.live = lv
 	if st.request {
-		st.act.last = m.cfg.now()
+		st.act.last = now
+		// A rotated-out ID (a request in flight across a rotation) is let in
+		// but never rotates again.
+		if current && !st.readOnly && m.cfg.rotateAfter > 0 && now.Sub(lv.meta.renewed) >= m.cfg.rotateAfter {
+			st.rotate(now)
+		}
 	}
+}
+
+// opens reports whether verifier opens the session at now, and whether it is
+// the current one (rather than one a rotation replaced less than
+// RotationGrace ago). The hashes are compared in constant time.
+func (lv *live) opens(verifier string, now time.Time) (current, ok bool) {
+	h := verifierHash(verifier)
+	if sameHash(lv.meta.verifier, h) {
+		return true, true
+	}
+	if !lv.meta.previousUntil.IsZero() && now.Before(lv.meta.previousUntil) && sameHash(lv.meta.previous, h) {
+		return false, true
+	}
+	return false, false
 }
 
 // noSession ends a lookup that found no live session: the request goes on
@@ -228,8 +258,9 @@ func (st *state) start() error {
 	st.exposed = true
 	st.live = &live{
 		id: id, ref: ref, metaDirty: true,
-		meta: metadata{created: now, verifier: verifierHash(verifier)},
-		act:  activity{last: now},
+		meta:    metadata{created: now, verifier: verifierHash(verifier), renewed: now},
+		act:     activity{last: now},
+		created: true,
 	}
 	st.needCookie = true
 	st.expire = false
@@ -307,26 +338,37 @@ func (s *Session) RenewID(ctx context.Context) error {
 	if st.request && st.headersDone {
 		return fmt.Errorf("session: renew ID: %w", ErrHeadersSent)
 	}
-	st.renew()
+	st.renew(st.m.cfg.now(), ReasonRenew)
 	return nil
 }
 
-// renew replaces the verifier, staged for the next commit. Lock held.
-func (st *state) renew() {
+// renew replaces the verifier, staged for the next commit. A renewal
+// (ReasonRenew) kills the previous ID at once; a rotation (ReasonRotation)
+// keeps it working for RotationGrace. Lock held.
+func (st *state) renew(now time.Time, reason string) {
 	verifier := newVerifier()
-	if !st.renewed {
-		st.previous = st.id
+	if reason == ReasonRotation {
+		st.meta.previous, st.meta.previousUntil = st.meta.verifier, now.Add(st.m.cfg.rotationGrace)
+	} else {
+		st.meta.previous, st.meta.previousUntil = [32]byte{}, time.Time{}
 	}
 	st.id = st.ref + verifier
 	st.meta.verifier = verifierHash(verifier)
+	st.meta.renewed = now
 	st.metaDirty = true
-	st.renewed = true
+	if st.renewal != ReasonRenew {
+		st.renewal = reason
+	}
 	st.needCookie = true
 }
 
+// rotate renews the ID for Config.RotateAfter. Lock held.
+func (st *state) rotate(now time.Time) { st.renew(now, ReasonRotation) }
+
 // Destroy ends the session: its record is deleted at once (one store call) and
-// the response expires the cookie. reason is logged. Without a session it does
-// nothing. The request may start a new session afterwards.
+// the response expires the cookie. reason is logged and given to the listeners
+// (EventDestroyed; "" means ReasonLogout). Without a session it does nothing.
+// The request may start a new session afterwards.
 func (s *Session) Destroy(ctx context.Context, reason string) error {
 	if err := s.use(); err != nil {
 		return err
@@ -339,10 +381,15 @@ func (s *Session) Destroy(ctx context.Context, reason string) error {
 	if !st.started() {
 		return nil
 	}
+	if reason == "" {
+		reason = ReasonLogout
+	}
 	if st.persisted {
 		if _, err := st.m.store.Delete(ctx, st.ref); err != nil {
 			return fmt.Errorf("session: destroy: %w", err)
 		}
+		st.m.emit(Event{Kind: EventDestroyed, Ref: st.ref, Reason: reason, Time: st.m.cfg.now(),
+			Metadata: st.m.metadataOf(st.ref, &st.meta, &st.act, st.storedLastOrNow(), st.tags)})
 	}
 	st.m.log.Info("session destroyed", "session", st.ref, "reason", reason)
 	st.expire = st.cookieID != "" || !st.needCookie

@@ -1,36 +1,61 @@
-// Package cache is fxsession's storage layer: a small key/value store with tags,
-// lifetimes, versioned writes, locks, streaming iteration and garbage collection,
-// modelled on Neos Flow's caching framework. Sessions are stored through it, but it
-// is usable on its own.
+// Package cache is fxsession's storage layer: a record store with per-field
+// versions, tags, expiry, locks, streaming iteration and garbage collection. Sessions
+// are stored through it, one record per session, but it is usable on its own.
 //
-// A [Backend] is bound to one namespace: two backends opened on the same folder or
-// Redis server with different namespaces never see each other's entries (Flow's
-// per-context cache directories). [Backend.Sub] derives a child namespace that shares
-// the parent's connection.
+// # Records
+//
+// A record is a set of named fields under one key, with the record's tags and its
+// expiry. Each field has its own [Version]. A [Store] reads a record (all of it, or
+// the fields named) in one round trip, and changes it with one [Write] in one round
+// trip: fields set or removed, each optionally only if its version is still the
+// one the caller saw (compare-and-set per field), tags added or removed, the expiry
+// moved. A Write is atomic: when one condition fails, nothing changes. A Write
+// that does not create the record needs the record to exist, so a write racing a
+// [Store.Delete] never brings a deleted record back: nothing is orphaned.
 //
 // The backends live in their own packages so that an application only links what
 // it uses:
 //
 //   - [github.com/fxsession/fxsession/cache/memstore]: in process, for tests and single-process use.
-//   - [github.com/fxsession/fxsession/cache/filestore]: the default; one file per entry, crash safe, shared by processes.
-//   - [github.com/fxsession/fxsession/cache/redisstore]: go-redis UniversalClient (single node, Sentinel, Cluster).
+//   - [github.com/fxsession/fxsession/cache/filestore]: the default; one file per record, crash safe, shared by processes.
+//   - [github.com/fxsession/fxsession/cache/redisstore]: one hash per record; go-redis UniversalClient (single node, Sentinel, Cluster).
 //   - [github.com/fxsession/fxsession/cache/pgstore] and [github.com/fxsession/fxsession/cache/sqlitestore]: SQL.
 //
 // Every backend passes the conformance suite in
 // [github.com/fxsession/fxsession/cache/cachetest].
 //
-// # Keys, tags and namespaces
+// # Keys, fields, tags and namespaces
 //
-// Keys and tags are 1 to [MaxKeyLen] bytes from the set [A-Za-z0-9] and "-_.:@".
-// Namespaces use the same set. Anything else is refused with [ErrInvalidKey] before
-// the store is touched. Values larger than the backend's limit (default
-// [DefaultMaxValueSize], 1 MiB) are refused with [ErrValueTooLarge].
+// Keys, field names, tags, lock names and namespaces are 1 to [MaxKeyLen] bytes from
+// the set [A-Za-z0-9] and "-_.:@". Anything else is refused with [ErrInvalidKey]
+// before the store is touched. A field value larger than the backend's limit
+// (default [DefaultMaxValueSize], 1 MiB) is refused with [ErrValueTooLarge].
+//
+// A [Store] is bound to one namespace: two stores opened on the same folder or
+// Redis server with different namespaces never see each other's records (Flow's
+// per-context cache directories). [Store.Sub] derives a child namespace that shares
+// the parent's connection.
 //
 // # Versions
 //
-// Every write gives an entry a new [Version]. A present entry never has version 0,
-// and a deleted and re-created entry does not get its old version back, so
-// [Backend.CompareAndSet] is safe against the ABA problem.
+// Every Write gives the record a new [Version], and every field it sets carries it.
+// A present record or field never has version 0, and versions never repeat within
+// a key, even across a delete and a re-creation, so compare-and-set is safe against
+// the ABA problem.
+//
+// # Expiry
+//
+// A record may have an expiry ([Write.Expires]). From then on it is absent for
+// every read and write, and [Store.CollectGarbage] removes it, reporting each
+// removed record to exactly one caller across the processes sharing the store.
+// Backends with native expiry (Redis) also drop expired records on their own after a
+// documented retention, as a backstop when no collector runs.
+//
+// # Tags
+//
+// Tags group records ([Store.Tagged]). A record's own tags ([Record.Tags]) are
+// authoritative; the per-tag index a backend keeps is changed only when a record's
+// tags change, never on other writes.
 package cache
 
 import (
@@ -38,123 +63,201 @@ import (
 	"errors"
 	"fmt"
 	"iter"
-	"math/rand/v2"
+	"slices"
 	"time"
+
+	"github.com/fxsession/fxsession/internal/backoff"
 )
 
 // Sentinel errors. Backends wrap them with %w; match them with [errors.Is].
 var (
-	// ErrNotFound: the entry does not exist or has expired.
-	ErrNotFound = errors.New("cache: entry not found")
-	// ErrConflict: a CompareAndSet found a version other than the expected one.
+	// ErrNotFound: the record does not exist or has expired (also: a Write that
+	// needs an existing record found none).
+	ErrNotFound = errors.New("cache: record not found")
+	// ErrConflict: a condition of a Write failed: a field's version is not the
+	// expected one, or a record to create exists already.
 	ErrConflict = errors.New("cache: version conflict")
 	// ErrLocked: the lock is held by another owner.
 	ErrLocked = errors.New("cache: lock held by another owner")
-	// ErrInvalidKey: a key, tag or namespace is empty, too long or has a character
-	// outside the documented set.
+	// ErrInvalidKey: a key, field name, tag, lock name or namespace is empty, too
+	// long or has a character outside the documented set.
 	ErrInvalidKey = errors.New("cache: invalid key")
-	// ErrValueTooLarge: a value is larger than the backend's MaxValueSize.
+	// ErrValueTooLarge: a field value is larger than the backend's MaxValueSize.
 	ErrValueTooLarge = errors.New("cache: value too large")
 	// ErrUnavailable: the store could not be reached or did not answer in time
-	// (server down, timeout, unwritable folder). The underlying error is wrapped too.
+	// (server down, timeout, unwritable folder, too few replicas acknowledged a
+	// write). The underlying error is wrapped too.
 	ErrUnavailable = errors.New("cache: store unavailable")
-	// ErrClosed: the backend was closed.
-	ErrClosed = errors.New("cache: backend closed")
+	// ErrClosed: the store was closed.
+	ErrClosed = errors.New("cache: store closed")
 )
 
-// MaxKeyLen is the longest key, tag or namespace accepted.
+// MaxKeyLen is the longest key, field name, tag, lock name or namespace accepted.
 const MaxKeyLen = 250
 
-// DefaultMaxValueSize is the value size limit used when a backend's options leave it 0.
+// DefaultMaxValueSize is the field value size limit used when a backend's options
+// leave it 0.
 const DefaultMaxValueSize = 1 << 20
 
-// Version identifies one write of an entry. 0 means "absent": pass it to
-// [Backend.CompareAndSet] to create an entry that must not exist yet.
+// DefaultGCBatchSize is how many expired records one [Store.CollectGarbage] call
+// removes when [GCOptions.Max] is 0.
+const DefaultGCBatchSize = 1000
+
+// Version identifies one write of a record. 0 means "absent": a [FieldWrite]
+// expecting version 0 needs the field to be absent.
 type Version uint64
 
-// Item is what is written: a key, its value, its tags and its lifetime.
-type Item struct {
-	Key   string
-	Value []byte
-	// Tags group entries for [Backend.FlushByTag] and [Backend.Tagged].
-	Tags []string
-	// TTL is the lifetime; 0 means the entry never expires.
-	TTL time.Duration
-}
-
-// Entry is what is read back.
-type Entry struct {
-	Key     string
+// Field is one named value of a record, as read.
+type Field struct {
+	Name    string
 	Value   []byte
-	Tags    []string
 	Version Version
-	// Expires is the moment the entry expires; the zero time means never.
-	Expires time.Time
 }
 
-// Exists reports whether the entry was found (GetMany yields absent entries with
-// version 0 in the place of missing keys).
-func (e Entry) Exists() bool { return e.Version != 0 }
+// Record is what is read back: the fields asked for (those present), the
+// record's tags and expiry, and the version of its last write.
+type Record struct {
+	Key    string
+	Fields []Field
+	Tags   []string
+	// Expires is the moment the record expires; the zero time means never.
+	Expires time.Time
+	// Version is the version of the record's last write; 0 when the record is
+	// absent ([Store.ReadMany] yields absent records with only Key set).
+	Version Version
+}
 
-// Backend is one namespace of a store. All methods are safe for concurrent use and
-// honour the context's deadline and cancellation.
-type Backend interface {
-	// Get reads one entry; a missing or expired one is ErrNotFound.
-	Get(ctx context.Context, key string) (Entry, error)
-	// GetMany reads many entries in one round trip. The result has one Entry per key,
-	// in the order of keys; a missing key yields an Entry with only Key set
-	// (Exists reports false).
-	GetMany(ctx context.Context, keys []string) ([]Entry, error)
-	// Set writes an entry, replacing the old one, its tags and its lifetime.
-	// It returns the entry's new version.
-	Set(ctx context.Context, item Item) (Version, error)
-	// SetMany writes many entries in one round trip (or one transaction). It is not
-	// atomic across keys unless the backend documents so.
-	SetMany(ctx context.Context, items []Item) error
-	// CompareAndSet writes item only when the stored version equals expected
-	// (0: only when the key is absent). It returns the new version, or an error
-	// wrapping ErrConflict.
-	CompareAndSet(ctx context.Context, item Item, expected Version) (Version, error)
-	// Delete removes an entry; removing a missing one is not an error. It reports
-	// whether an entry was removed.
+// Exists reports whether the record was found.
+func (r Record) Exists() bool { return r.Version != 0 }
+
+// Field returns the field called name, if the record has it.
+func (r Record) Field(name string) (Field, bool) {
+	for _, f := range r.Fields {
+		if f.Name == name {
+			return f, true
+		}
+	}
+	return Field{}, false
+}
+
+// Write is one change of a record, applied atomically by [Store.Write].
+type Write struct {
+	// Create makes a new record: the write fails with an error matching
+	// ErrConflict when a live record exists under the key. Without Create the
+	// record must exist (an error matching ErrNotFound otherwise), so a write
+	// never recreates a deleted or expired record.
+	Create bool
+	// Fields are the fields to set or remove, in any order, each name at most
+	// once.
+	Fields []FieldWrite
+	// Expires moves the record's expiry: the zero time keeps it (a created
+	// record then never expires), [NoExpiry] removes it, any other time sets it.
+	// A time in the past makes the record absent at once.
+	Expires time.Time
+	// AddTags and RemoveTags change the record's tags (adding a present tag or
+	// removing an absent one does nothing). A tag in both is an error.
+	AddTags, RemoveTags []string
+}
+
+// NoExpiry, as [Write.Expires], makes the record never expire.
+var NoExpiry = time.Unix(0, 0).UTC()
+
+// FieldWrite sets or removes one field.
+type FieldWrite struct {
+	Name string
+	// Value is the new value (an empty value is a value); ignored with Remove.
+	Value []byte
+	// Remove deletes the field (removing an absent field does nothing).
+	Remove bool
+	// Check makes the write conditional: the whole Write fails with an error
+	// matching ErrConflict unless the field's version is Expect (0: the field
+	// must be absent).
+	Check  bool
+	Expect Version
+}
+
+// Set returns a FieldWrite that sets name to value unconditionally.
+func Set(name string, value []byte) FieldWrite { return FieldWrite{Name: name, Value: value} }
+
+// SetIf returns a FieldWrite that sets name to value if its version is expect
+// (0: only if absent).
+func SetIf(name string, value []byte, expect Version) FieldWrite {
+	return FieldWrite{Name: name, Value: value, Check: true, Expect: expect}
+}
+
+// Remove returns a FieldWrite that removes name unconditionally.
+func Remove(name string) FieldWrite { return FieldWrite{Name: name, Remove: true} }
+
+// GCOptions tunes one [Store.CollectGarbage] call.
+type GCOptions struct {
+	// Before: records whose expiry is at or before it are collected (the zero
+	// time: the store's current time).
+	Before time.Time
+	// Max bounds the records removed by the call (0: DefaultGCBatchSize).
+	Max int
+	// Fields names the fields each removed record is reported with (none: only
+	// its key, tags and expiry).
+	Fields []string
+	// Removed, when set, is called with each record the call removed, after it is
+	// gone. A record is reported by exactly one caller, whatever the processes
+	// collecting at the same time.
+	Removed func(Record)
+}
+
+// Store is one namespace of a record store. All methods are safe for concurrent
+// use, honour the context's deadline and cancellation, and cost one round trip
+// to the store unless documented otherwise (iterations cost one per batch).
+type Store interface {
+	// Read reads the record under key: the fields named (those present), or all
+	// fields when none is named. An absent or expired record is ErrNotFound.
+	Read(ctx context.Context, key string, fields ...string) (Record, error)
+	// ReadMany reads several records in one round trip (a pipeline or one
+	// statement). The result has one Record per key, in the order of keys; an
+	// absent one has only Key set (Exists reports false).
+	ReadMany(ctx context.Context, keys []string, fields ...string) ([]Record, error)
+	// Write applies w to the record under key, atomically, and returns the
+	// record's new version, which every field it set carries.
+	Write(ctx context.Context, key string, w Write) (Version, error)
+	// Delete removes the record, its fields and its tags at once, and reports
+	// whether a live record was removed.
 	Delete(ctx context.Context, key string) (bool, error)
-	// Has reports whether an unexpired entry exists.
-	Has(ctx context.Context, key string) (bool, error)
-	// Flush removes every entry of this namespace. Sub namespaces are separate
-	// namespaces and are flushed on their own.
-	Flush(ctx context.Context) error
-	// FlushByTag removes every entry carrying tag and returns how many went.
-	FlushByTag(ctx context.Context, tag string) (int, error)
-	// Tagged streams the keys of the unexpired entries carrying tag.
+	// DeleteMany removes several records (in batches of round trips) and returns
+	// how many live ones went.
+	DeleteMany(ctx context.Context, keys []string) (int, error)
+	// Keys streams the keys of the live records of the namespace, in no
+	// particular order, without loading the namespace into memory. Records may be
+	// deleted while it runs; records written meanwhile may or may not be seen.
+	Keys(ctx context.Context) iter.Seq2[string, error]
+	// Tagged streams the keys of the live records carrying tag.
 	Tagged(ctx context.Context, tag string) iter.Seq2[string, error]
-	// All streams the unexpired entries of the namespace in no particular order,
-	// without loading the namespace into memory. Entries may be deleted while the
-	// iteration runs; entries written meanwhile may or may not be seen.
-	All(ctx context.Context) iter.Seq2[Entry, error]
-	// CollectGarbage removes expired entries (in bounded batches) and returns how
-	// many went. Backends with native expiry return 0, nil.
-	CollectGarbage(ctx context.Context) (int, error)
+	// Flush removes every record, tag and lock of this namespace. Sub
+	// namespaces are separate and are flushed on their own.
+	Flush(ctx context.Context) error
+	// CollectGarbage removes expired records, at most o.Max of them, reports
+	// each to o.Removed, and returns how many it removed. It also removes the
+	// store's leftovers (stale index entries, files of interrupted writes).
+	CollectGarbage(ctx context.Context, o GCOptions) (int, error)
 	// Lock takes the lock called name for ttl and returns the owner token, or an
-	// error wrapping ErrLocked while another owner holds it. An expired lock can be
-	// taken by anyone. Locks live apart from entries: they are never returned by
-	// Get, All or Tagged.
+	// error wrapping ErrLocked while another owner holds it. An expired lock can
+	// be taken by anyone. Locks live apart from records.
 	Lock(ctx context.Context, name string, ttl time.Duration) (token string, err error)
 	// Unlock releases the lock if token still owns it and reports whether it did.
 	// After the lock expired and was taken by another, the old owner's Unlock
 	// returns false and leaves the new owner's lock alone.
 	Unlock(ctx context.Context, name, token string) (bool, error)
-	// Sub returns the child namespace name, sharing this backend's connection.
-	// Its full namespace is this namespace, a ".", and name.
-	Sub(name string) (Backend, error)
-	// Namespace is this backend's full namespace.
+	// Sub returns the child namespace name, sharing this store's connection. Its
+	// full namespace is this namespace, a ".", and name.
+	Sub(name string) (Store, error)
+	// Namespace is this store's full namespace.
 	Namespace() string
-	// Close releases the backend's resources. Closing a Sub is a no-op; closing
-	// the root closes every Sub.
+	// Close releases the store's resources. Closing a Sub is a no-op; closing the
+	// root closes every Sub. A second Close returns nil.
 	Close() error
 }
 
-// ValidateKey checks a key, tag, lock name or namespace against the documented
-// rules and returns an error wrapping ErrInvalidKey when it breaks them.
+// ValidateKey checks a key, field name, tag, lock name or namespace against the
+// documented rules and returns an error wrapping ErrInvalidKey when it breaks
+// them.
 func ValidateKey(key string) error {
 	if key == "" {
 		return fmt.Errorf("%w: empty", ErrInvalidKey)
@@ -170,25 +273,55 @@ func ValidateKey(key string) error {
 	return nil
 }
 
-// ValidateItem checks an item's key, tags, lifetime and value size against maxValue
-// (0 means DefaultMaxValueSize).
-func ValidateItem(it Item, maxValue int) error {
-	if err := ValidateKey(it.Key); err != nil {
+// ValidateWrite checks a Write against the documented rules: the key, every field
+// name and tag, value sizes against maxValue (0 means DefaultMaxValueSize), each
+// field named once, no tag both added and removed. Backends call it before they
+// touch the store.
+func ValidateWrite(key string, w Write, maxValue int) error {
+	if err := ValidateKey(key); err != nil {
 		return err
-	}
-	for _, t := range it.Tags {
-		if err := ValidateKey(t); err != nil {
-			return fmt.Errorf("tag: %w", err)
-		}
-	}
-	if it.TTL < 0 {
-		return fmt.Errorf("cache: negative TTL %v for %q", it.TTL, it.Key)
 	}
 	if maxValue <= 0 {
 		maxValue = DefaultMaxValueSize
 	}
-	if len(it.Value) > maxValue {
-		return fmt.Errorf("%w: %q is %d bytes, limit %d", ErrValueTooLarge, it.Key, len(it.Value), maxValue)
+	for i, f := range w.Fields {
+		if err := ValidateKey(f.Name); err != nil {
+			return fmt.Errorf("field: %w", err)
+		}
+		if !f.Remove && len(f.Value) > maxValue {
+			return fmt.Errorf("%w: field %q of %q is %d bytes, limit %d", ErrValueTooLarge, f.Name, key, len(f.Value), maxValue)
+		}
+		for _, g := range w.Fields[:i] {
+			if g.Name == f.Name {
+				return fmt.Errorf("%w: field %q written twice in one write", ErrInvalidKey, f.Name)
+			}
+		}
+	}
+	for _, t := range w.AddTags {
+		if err := ValidateKey(t); err != nil {
+			return fmt.Errorf("tag: %w", err)
+		}
+		if slices.Contains(w.RemoveTags, t) {
+			return fmt.Errorf("%w: tag %q both added and removed", ErrInvalidKey, t)
+		}
+	}
+	for _, t := range w.RemoveTags {
+		if err := ValidateKey(t); err != nil {
+			return fmt.Errorf("tag: %w", err)
+		}
+	}
+	return nil
+}
+
+// ValidateKeys checks a key and the field names of a read.
+func ValidateKeys(key string, fields []string) error {
+	if err := ValidateKey(key); err != nil {
+		return err
+	}
+	for _, f := range fields {
+		if err := ValidateKey(f); err != nil {
+			return fmt.Errorf("field: %w", err)
+		}
 	}
 	return nil
 }
@@ -236,29 +369,39 @@ func Unavailable(op string, err error) error {
 	return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
 }
 
-// WaitLock takes the lock called name on b, retrying with a growing, jittered pause
-// while another owner holds it, until wait has passed or ctx ends. It returns the
-// owner token or an error wrapping ErrLocked.
-func WaitLock(ctx context.Context, b Backend, name string, ttl, wait time.Duration) (string, error) {
-	deadline := time.Now().Add(wait)
-	pause := 2 * time.Millisecond
+// Expired reports whether a record with expiry expires has expired at now (the
+// zero time never expires).
+func Expired(expires, now time.Time) bool {
+	return !expires.IsZero() && !expires.After(now)
+}
+
+// NextVersion returns the version a write made at now gives a record whose last
+// version was last: larger than last, and at least now in microseconds since the
+// Unix epoch, so that a record deleted and created again never repeats a version
+// of its earlier life. Backends use it to number their writes.
+func NextVersion(last Version, now time.Time) Version {
+	v := Version(now.UnixMicro())
+	if v <= last {
+		v = last + 1
+	}
+	return v
+}
+
+// WaitLock takes the lock called name on s, retrying with a growing, jittered
+// pause while another owner holds it, until wait has passed or ctx ends. It
+// returns the owner token or an error wrapping ErrLocked.
+func WaitLock(ctx context.Context, s Store, name string, ttl, wait time.Duration) (string, error) {
+	b := backoff.Backoff{Min: 2 * time.Millisecond, Max: 100 * time.Millisecond, Deadline: time.Now().Add(wait)}
 	for {
-		token, err := b.Lock(ctx, name, ttl)
+		token, err := s.Lock(ctx, name, ttl)
 		if err == nil || !errors.Is(err, ErrLocked) {
 			return token, err
 		}
-		left := time.Until(deadline)
-		if left <= 0 {
+		if !b.Wait(ctx) {
+			if ctx.Err() != nil {
+				return "", fmt.Errorf("cache: waiting for lock %q: %w", name, ctx.Err())
+			}
 			return "", err
 		}
-		d := min(pause/2+rand.N(pause), left)
-		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return "", fmt.Errorf("cache: waiting for lock %q: %w", name, ctx.Err())
-		case <-t.C:
-		}
-		pause = min(pause*2, 100*time.Millisecond)
 	}
 }

@@ -22,13 +22,12 @@ type decState struct {
 }
 
 // pendingRef is an entity reference waiting for its repository: slot receives the
-// entity (slot's type is the entity type or an interface it implements); miss,
-// when set, is raised if the entity is gone so that the container drops it.
+// entity (slot's type is the entity type or an interface it implements), or its
+// zero value when the entity is gone.
 type pendingRef struct {
 	ent  *entityInfo
 	id   string
 	slot reflect.Value
-	miss *bool
 }
 
 func newDecState(r *Registry) *decState {
@@ -101,11 +100,7 @@ func (s *decState) readStr() ([]byte, error) {
 	return s.data[o : o+n], nil
 }
 
-// direct reports whether a container's elements can themselves be entities that
-// go missing (and are then dropped).
-func direct(n *node) bool { return n.kind == kEntity || n.kind == kIface }
-
-func (s *decState) decode(n *node, v reflect.Value, miss *bool) error {
+func (s *decState) decode(n *node, v reflect.Value) error {
 	if !n.walk {
 		return s.dec.DecodeValue(v)
 	}
@@ -118,7 +113,7 @@ func (s *decState) decode(n *node, v reflect.Value, miss *bool) error {
 		if v.IsNil() {
 			v.Set(reflect.New(n.t.Elem()))
 		}
-		return s.decode(n.elem, v.Elem(), nil)
+		return s.decode(n.elem, v.Elem())
 	case kSlice:
 		return s.decodeSlice(n, v)
 	case kArray:
@@ -134,7 +129,7 @@ func (s *decState) decode(n *node, v reflect.Value, miss *bool) error {
 				}
 				continue
 			}
-			if err := s.decode(n.elem, v.Index(i), nil); err != nil {
+			if err := s.decode(n.elem, v.Index(i)); err != nil {
 				return err
 			}
 		}
@@ -144,9 +139,9 @@ func (s *decState) decode(n *node, v reflect.Value, miss *bool) error {
 	case kStruct:
 		return s.decodeStruct(n, v)
 	case kIface:
-		return s.decodeIface(n, v, miss)
+		return s.decodeIface(n, v)
 	case kEntity:
-		return s.decodeEntity(n, v, miss)
+		return s.decodeEntity(n, v)
 	}
 	return s.dec.DecodeValue(v)
 }
@@ -162,42 +157,13 @@ func (s *decState) decodeSlice(n *node, v reflect.Value) error {
 	}
 	sl := reflect.MakeSlice(n.t, l, l) // l is bounded by the input size (msgpackcheck)
 	v.Set(sl)
-	var missing []bool
-	if direct(n.elem) {
-		missing = make([]bool, l)
-	}
-	before := len(s.refs)
+	// A missing entity leaves its element nil: positions never shift.
 	for i := range l {
-		var m *bool
-		if missing != nil {
-			m = &missing[i]
-		}
-		if err := s.decode(n.elem, sl.Index(i), m); err != nil {
+		if err := s.decode(n.elem, sl.Index(i)); err != nil {
 			return err
 		}
 	}
-	if missing != nil && len(s.refs) > before {
-		s.fixups = append(s.fixups, func() { compact(v, missing) })
-	}
 	return nil
-}
-
-// compact drops the elements whose entity went missing.
-func compact(v reflect.Value, missing []bool) {
-	j := 0
-	for i := range v.Len() {
-		if missing[i] {
-			continue
-		}
-		if i != j {
-			v.Index(j).Set(v.Index(i))
-		}
-		j++
-	}
-	for i := j; i < v.Len(); i++ {
-		v.Index(i).SetZero()
-	}
-	v.Set(v.Slice(0, j))
 }
 
 func (s *decState) decodeMap(n *node, v reflect.Value) error {
@@ -214,25 +180,21 @@ func (s *decState) decodeMap(n *node, v reflect.Value) error {
 	kt, et := n.t.Key(), n.t.Elem()
 	for range l {
 		k := reflect.New(kt).Elem()
-		if err := s.decode(n.key, k, nil); err != nil {
+		if err := s.decode(n.key, k); err != nil {
 			return err
 		}
 		val := reflect.New(et).Elem()
 		before := len(s.refs)
-		miss := new(bool)
-		if err := s.decode(n.elem, val, miss); err != nil {
+		if err := s.decode(n.elem, val); err != nil {
 			return err
 		}
 		if len(s.refs) == before {
 			m.SetMapIndex(k, val)
 			continue
 		}
-		// val holds references resolved later: store it once they are.
-		s.fixups = append(s.fixups, func() {
-			if !*miss {
-				m.SetMapIndex(k, val)
-			}
-		})
+		// val holds references resolved later: store it once they are (a
+		// missing entity leaves the key with a nil value).
+		s.fixups = append(s.fixups, func() { m.SetMapIndex(k, val) })
 	}
 	return nil
 }
@@ -272,14 +234,14 @@ func (s *decState) decodeStruct(n *node, v reflect.Value) error {
 		}
 		fv := fieldOf(v, f.index)
 		fv.SetZero()
-		if err := s.decode(f.node, fv, nil); err != nil {
+		if err := s.decode(f.node, fv); err != nil {
 			return fmt.Errorf("%s: %w", f.goName, err)
 		}
 	}
 	return nil
 }
 
-func (s *decState) decodeIface(n *node, v reflect.Value, miss *bool) error {
+func (s *decState) decodeIface(n *node, v reflect.Value) error {
 	if s.peekNil() {
 		v.SetZero()
 		return nil
@@ -300,11 +262,11 @@ func (s *decState) decodeIface(n *node, v reflect.Value, miss *bool) error {
 		return incompatible(n.t, "%q is not a registered implementation", name)
 	}
 	if im.node.kind == kEntity {
-		return s.decodeEntity(im.node, v, miss)
+		return s.decodeEntity(im.node, v)
 	}
 	val := reflect.New(im.t).Elem()
 	before := len(s.refs)
-	if err := s.decode(im.node, val, nil); err != nil {
+	if err := s.decode(im.node, val); err != nil {
 		return err
 	}
 	v.Set(val)
@@ -314,7 +276,7 @@ func (s *decState) decodeIface(n *node, v reflect.Value, miss *bool) error {
 	return nil
 }
 
-func (s *decState) decodeEntity(n *node, slot reflect.Value, miss *bool) error {
+func (s *decState) decodeEntity(n *node, slot reflect.Value) error {
 	if s.peekNil() {
 		slot.SetZero()
 		return nil
@@ -340,12 +302,12 @@ func (s *decState) decodeEntity(n *node, slot reflect.Value, miss *bool) error {
 			return incompatible(n.t, "entity reference without an ID")
 		}
 		slot.SetZero()
-		s.refs = append(s.refs, pendingRef{ent: n.ent, id: id, slot: slot, miss: miss})
+		s.refs = append(s.refs, pendingRef{ent: n.ent, id: id, slot: slot})
 		return nil
 	case entityWholeTag:
 		val := reflect.New(n.ent.t).Elem()
 		before := len(s.refs)
-		if err := s.decode(n.ent.inner, val, nil); err != nil {
+		if err := s.decode(n.ent.inner, val); err != nil {
 			return err
 		}
 		slot.Set(val)
@@ -408,9 +370,6 @@ func (s *decState) resolve(ctx context.Context) error {
 			v, ok := found[r.ent][r.id]
 			if !ok {
 				r.slot.SetZero()
-				if r.miss != nil {
-					*r.miss = true
-				}
 				continue
 			}
 			r.slot.Set(v)

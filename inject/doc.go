@@ -56,8 +56,11 @@
 //     two whole copies load as two values.
 //
 // On load, references are fetched in one batch per entity type when the repository
-// has FindMany. A reference whose entity is gone loads as absent: a nil pointer or
-// interface, dropped from its slice or map, with a slog warning.
+// has FindMany. A reference whose entity is gone loads as the zero value of its
+// place, with a slog warning, and everything else stays where it was: a nil
+// pointer or interface field; a nil element at its position in a slice or array
+// (the elements after it keep their indexes); a nil value under its key in a map
+// (the key stays). Code that reads entities from loaded state checks for nil.
 //
 // # Hostile and outdated input
 //

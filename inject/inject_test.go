@@ -447,6 +447,9 @@ func (b Banner) Label() string { return b.Text }
 
 func (p *Product) Label() string { return p.Name }
 
+// TestMissingEntityLoadsAsAbsent: a deleted entity loads as the zero value of
+// its place, everywhere, and nothing around it moves: the positions after it in
+// a slice keep their indexes (it used to be dropped, shifting them).
 func TestMissingEntityLoadsAsAbsent(t *testing.T) {
 	w := newWorld(t, true)
 	if err := w.reg.AddImplementations(reflect.TypeFor[Featured](), reflect.TypeFor[Banner](), reflect.TypeFor[*Product]()); err != nil {
@@ -481,17 +484,17 @@ func TestMissingEntityLoadsAsAbsent(t *testing.T) {
 	if got.Single != nil || got.Featured != nil || got.Fixed[0] != nil || got.Fixed[1].SKU != "plum" {
 		t.Fatalf("single=%v featured=%v fixed=%v", got.Single, got.Featured, got.Fixed)
 	}
-	if len(got.List) != 2 || got.List[0].SKU != "apple" || got.List[1].SKU != "plum" {
-		t.Fatalf("list = %v", got.List)
+	if len(got.List) != 3 || got.List[0].SKU != "apple" || got.List[1] != nil || got.List[2].SKU != "plum" {
+		t.Fatalf("list = %v, want [apple <nil> plum]: positions must not shift", got.List)
 	}
-	if len(got.ByName) != 1 || got.ByName["a"].SKU != "apple" {
-		t.Fatalf("map = %v", got.ByName)
+	if p, ok := got.ByName["p"]; len(got.ByName) != 2 || got.ByName["a"].SKU != "apple" || !ok || p != nil {
+		t.Fatalf("map = %v, want a: apple and p: <nil> (the key stays)", got.ByName)
 	}
 	if it, ok := got.Items["x"]; !ok || it.Product != nil || it.Qty != 7 {
 		t.Fatalf("map of structs = %+v (the item stays, its product is absent)", got.Items)
 	}
-	if len(got.Anything) != 2 || got.Anything[0].Label() != "sale" || got.Anything[1].Label() != "APPLE" {
-		t.Fatalf("interfaces = %v", got.Anything)
+	if len(got.Anything) != 3 || got.Anything[0].Label() != "sale" || got.Anything[1] != nil || got.Anything[2].Label() != "APPLE" {
+		t.Fatalf("interfaces = %v, want [sale <nil> APPLE]", got.Anything)
 	}
 	if !strings.Contains(w.logs.String(), "no longer resolves") || !strings.Contains(w.logs.String(), "id=pear") {
 		t.Fatalf("no warning logged: %s", w.logs)

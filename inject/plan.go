@@ -394,7 +394,7 @@ func (p *Plan) Decode(ctx context.Context, data []byte, obj any, tr *Tracker) er
 	}
 	s := p.reg.getDec(data, tr)
 	defer p.reg.putDec(s)
-	if err := s.decode(p.root, v, nil); err != nil {
+	if err := s.decode(p.root, v); err != nil {
 		if errors.Is(err, ErrIncompatible) {
 			return err
 		}

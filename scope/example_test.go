@@ -87,7 +87,7 @@ func Example() {
 	)
 	app := fx.New(
 		fx.NopLogger,
-		fx.Provide(func() cache.Backend { return memstore.New(memstore.Options{JanitorInterval: -1}) }),
+		fx.Provide(func() cache.Store { return memstore.New(memstore.Options{}) }),
 		fx.Supply(session.Config{GCInterval: session.Never}),
 		session.Module,
 		fx.Supply(&Shelf{teas: map[string]Tea{"sencha": {"sencha", "Sencha"}, "assam": {"assam", "Assam"}}}),
@@ -151,7 +151,7 @@ func ExampleAutostart() {
 	)
 	app := fx.New(
 		fx.NopLogger,
-		fx.Provide(func() cache.Backend { return memstore.New(memstore.Options{JanitorInterval: -1}) }),
+		fx.Provide(func() cache.Store { return memstore.New(memstore.Options{}) }),
 		fx.Supply(session.Config{GCInterval: session.Never}),
 		session.Module,
 		scope.Provide(func() *Prefs2 { return &Prefs2{Theme: "light"} }),

@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/fxsession/fxsession/cache"
-	"github.com/fxsession/fxsession/session"
 )
 
 // FuzzLoad stores arbitrary bytes as a session's basket and loads it: Get must
@@ -37,13 +36,7 @@ func FuzzLoad(f *testing.F) {
 		f.Fatalf("%d stored baskets", len(entries))
 	}
 	stored := entries[0]
-	data, err := e.backend.Sub(session.DefaultNamespace)
-	if err == nil {
-		data, err = data.Sub("data")
-	}
-	if err != nil {
-		f.Fatal(err)
-	}
+	data := e.sessions()
 	f.Add(stored.Value)
 	f.Add([]byte{0x81, 0xa5, 'i', 't', 'e', 'm', 's', 0xa3, 'x', 'y', 'z'})
 	f.Add([]byte{0x81, 0xa5, 'i', 't', 'e', 'm', 's', 0xdd, 0xff, 0xff, 0xff, 0xff})
@@ -53,7 +46,7 @@ func FuzzLoad(f *testing.F) {
 		}
 		e.logs.Reset() // warnings about the undecodable bytes pile up otherwise
 		bg := context.Background()
-		if _, err := data.Set(bg, cache.Item{Key: stored.Key, Value: value, Tags: stored.Tags}); err != nil {
+		if _, err := data.Write(bg, stored.Ref, cache.Write{Fields: []cache.FieldWrite{cache.Set(stored.Name, value)}}); err != nil {
 			t.Fatal(err)
 		}
 		ctx, s := e.mgr.NewContext(bg, id)

@@ -22,12 +22,38 @@ import (
 // context.
 //
 // Handle is an fx parameter object (it embeds fx.In), which is how it can be
-// injected for every T without a provider per type; fx fills Registrations.
+// injected for every T without a provider per type; fx fills its fields.
+//
+// A Handle for a type that no [Provide] registered fails fx start: the app
+// reports "missing type: func(scope.registeredByScopeProvide) T". Register T
+// with scope.Provide(<constructor returning T>).
 type Handle[T any] struct {
 	fx.In
 	// Registrations links the handle to the app's session-scoped types; fx fills
 	// it. Do not set it yourself.
 	Registrations []*Registration `group:"fxsession.scope.registrations"`
+	// Registered is provided by scope.Provide for its type only, so that fx
+	// start fails for a Handle of a type never registered. Do not set it
+	// yourself; it is never called.
+	Registered func(registeredByScopeProvide) T
+}
+
+// registeredByScopeProvide is the parameter of the marker function
+// scope.Provide provides for its type: the type fx names when a Handle's type
+// was never registered.
+type registeredByScopeProvide struct{}
+
+// markerType is the type of Handle[T].Registered for t.
+func markerType(t reflect.Type) reflect.Type {
+	return reflect.FuncOf([]reflect.Type{reflect.TypeFor[registeredByScopeProvide]()}, []reflect.Type{t}, false)
+}
+
+// isMarker reports whether t is the marker type of some T, and returns T.
+func isMarker(t reflect.Type) (reflect.Type, bool) {
+	if t.Kind() != reflect.Func || t.NumIn() != 1 || t.NumOut() != 1 || t.In(0) != reflect.TypeFor[registeredByScopeProvide]() {
+		return nil, false
+	}
+	return t.Out(0), true
 }
 
 func (h Handle[T]) lookup() (*registry, *entry, error) {
@@ -47,10 +73,10 @@ func (h Handle[T]) lookup() (*registry, *entry, error) {
 
 func (r *registry) request(ctx context.Context) (*reqState, error) {
 	s, ok := session.FromContext(ctx)
-	if !ok {
+	if !ok || s == nil {
 		return nil, ErrNoSession
 	}
-	return r.state(s), nil
+	return r.state(s)
 }
 
 // Get returns the request's instance of T. Every Get of one request returns the
@@ -92,8 +118,14 @@ func (h Handle[T]) Get(ctx context.Context) (T, error) {
 //
 // Before the session starts, fn changes the request's instance; when that
 // triggers autostart (an autostart field changed, or StartSession was called) the
-// session starts and the object is written at once.
-func (h Handle[T]) Update(ctx context.Context, fn func(T) error) error {
+// session starts and the object is written at once. When it does not — T has no
+// autostart field, or fn left them alone — the change stays on the request's
+// instance and is stored only if something else starts the session during the
+// request (Neos Flow's semantics): otherwise it is gone with the request, and
+// Update still returns nil. In development mode (session Config.Development)
+// that is logged as a warning, once per type. Pass [MustStore] to be told
+// instead: Update then returns an error matching [ErrNotStored].
+func (h Handle[T]) Update(ctx context.Context, fn func(T) error, opts ...UpdateOption) error {
 	r, e, err := h.lookup()
 	if err != nil {
 		return err
@@ -102,8 +134,28 @@ func (h Handle[T]) Update(ctx context.Context, fn func(T) error) error {
 	if err != nil {
 		return err
 	}
-	return st.update(ctx, e, func(obj any) error { return fn(obj.(T)) })
+	var o updateOptions
+	for _, opt := range opts {
+		opt.applyUpdate(&o)
+	}
+	return st.update(ctx, e, o, func(obj any) error { return fn(obj.(T)) })
 }
+
+// UpdateOption changes how one [Handle.Update] behaves.
+type UpdateOption interface{ applyUpdate(*updateOptions) }
+
+type updateOptions struct {
+	mustStore bool
+}
+
+type mustStore struct{}
+
+func (mustStore) applyUpdate(o *updateOptions) { o.mustStore = true }
+
+// MustStore makes [Handle.Update] return an error matching [ErrNotStored] when
+// the visitor has no session and the change does not start one (the change then
+// lives only as long as the request), instead of nil.
+func MustStore() UpdateOption { return mustStore{} }
 
 // Autostart, embedded in a session-scoped type, lets a method start the session,
 // the Go form of Neos Flow's @Flow\Session(autoStart = TRUE):
@@ -135,7 +187,7 @@ func (a *Autostart) StartSession() {
 }
 
 // update is Handle.Update without the type parameter.
-func (st *reqState) update(ctx context.Context, e *entry, fn func(any) error) error {
+func (st *reqState) update(ctx context.Context, e *entry, o updateOptions, fn func(any) error) error {
 	started, err := st.sess.IsStarted(ctx)
 	if err != nil {
 		return err
@@ -153,8 +205,15 @@ func (st *reqState) update(ctx context.Context, e *entry, fn func(any) error) er
 		sl.mu.Lock()
 		defer sl.mu.Unlock()
 		trigger, err := inst.triggered(e)
-		if err != nil || !trigger || inst.stored {
+		if err != nil || inst.stored {
 			return err
+		}
+		if !trigger {
+			inst.updated = true
+			if o.mustStore {
+				return fmt.Errorf("%w: %s changed without a session, and the change does not start one", ErrNotStored, e.t)
+			}
+			return nil
 		}
 		if err := st.sess.Start(ctx); err != nil {
 			return err
@@ -163,14 +222,14 @@ func (st *reqState) update(ctx context.Context, e *entry, fn func(any) error) er
 		if err != nil {
 			return err
 		}
-		if _, err := st.sess.CompareAndPutEntry(ctx, e.key, enc, 0); err != nil {
+		if _, err := st.ext.WriteField(ctx, e.key, enc, 0); err != nil {
 			return err
 		}
 		inst.baseline, inst.stored = enc, true
 		return nil
 	}
 
-	key := lockKey{sess: st.sess.HashedID(), idx: e.idx}
+	key := lockKey{sess: st.sess.Ref(), idx: e.idx}
 	l, err := st.reg.updates.lock(ctx, key)
 	if err != nil {
 		return fmt.Errorf("scope: update of %s: %w", e.t, err)
@@ -200,7 +259,7 @@ func (st *reqState) update(ctx context.Context, e *entry, fn func(any) error) er
 		if useSeen {
 			data, version, useSeen = seen, seenVersion, false
 		} else {
-			data, version, err = st.sess.GetEntry(ctx, e.key)
+			data, version, err = st.ext.ReadField(ctx, e.key)
 			if err != nil && !errors.Is(err, cache.ErrNotFound) {
 				return err
 			}
@@ -235,7 +294,7 @@ func (st *reqState) update(ctx context.Context, e *entry, fn func(any) error) er
 			sl.install(inst)
 			return nil
 		}
-		newVersion, err := st.sess.CompareAndPutEntry(ctx, e.key, enc, version)
+		newVersion, err := st.ext.WriteField(ctx, e.key, enc, version)
 		if err == nil {
 			inst.baseline = enc
 			inst.seen, inst.seenVersion, inst.seenKnown = enc, newVersion, true
@@ -251,7 +310,7 @@ func (st *reqState) update(ctx context.Context, e *entry, fn func(any) error) er
 			continue
 		}
 		if attempt >= e.retries {
-			return fmt.Errorf("%w: %s in session %s after %d attempts: %w", ErrConflict, e.t, st.sess.HashedID(), attempt, err)
+			return fmt.Errorf("%w: %s in session %s after %d attempts: %w", ErrConflict, e.t, st.sess.Ref(), attempt, err)
 		}
 		d := pause/2 + rand.N(pause)
 		t := time.NewTimer(d)

@@ -21,6 +21,7 @@ import (
 	"go.uber.org/fx/fxtest"
 
 	"github.com/fxsession/fxsession/cache"
+	"github.com/fxsession/fxsession/cache/cachetest"
 	"github.com/fxsession/fxsession/cache/filestore"
 	"github.com/fxsession/fxsession/cache/memstore"
 	"github.com/fxsession/fxsession/cache/redisstore"
@@ -144,21 +145,18 @@ type Checkout struct {
 
 func NewCheckout(b *ShoppingBasket, c *Catalog) *Checkout { return &Checkout{basket: b, cat: c} }
 
-// ---- backends ----
+// ---- stores ----
 
-type backendCase struct {
+type storeCase struct {
 	name string
-	open func(t *testing.T) cache.Backend
+	open func(t *testing.T) cache.Store
 }
 
-func backends(redis bool) []backendCase {
-	out := []backendCase{
-		{"memory", func(t *testing.T) cache.Backend {
-			s := memstore.New(memstore.Options{JanitorInterval: -1})
-			t.Cleanup(func() { _ = s.Close() })
-			return s
-		}},
-		{"file", func(t *testing.T) cache.Backend {
+// stores lists the real stores the behaviour tests run on.
+func stores(redis bool) []storeCase {
+	out := []storeCase{
+		{"memory", func(t *testing.T) cache.Store { return newMemory(t) }},
+		{"file", func(t *testing.T) cache.Store {
 			s, err := filestore.Open(filestore.Options{Dir: t.TempDir()})
 			if err != nil {
 				t.Fatalf("filestore.Open: %v", err)
@@ -168,7 +166,7 @@ func backends(redis bool) []backendCase {
 		}},
 	}
 	if redis {
-		out = append(out, backendCase{"redis", func(t *testing.T) cache.Backend {
+		out = append(out, storeCase{"redis", func(t *testing.T) cache.Store {
 			srv := testserver.StartRedis(t)
 			s, err := redisstore.New(srv.Client(), redisstore.Options{Namespace: "scopetest"})
 			if err != nil {
@@ -187,7 +185,7 @@ type env struct {
 	t       testing.TB
 	srv     *httptest.Server
 	mgr     *session.Manager
-	backend cache.Backend
+	store   cache.Store
 	catalog *Catalog
 	logger  *slog.Logger
 	logs    *syncBuffer
@@ -378,16 +376,16 @@ func routes(d routeDeps) {
 	})
 }
 
-func newEnv(t testing.TB, backend cache.Backend, extra ...fx.Option) *env {
+func newEnv(t testing.TB, store cache.Store, extra ...fx.Option) *env {
 	t.Helper()
-	e := &env{t: t, backend: backend, catalog: NewCatalog(), logs: &syncBuffer{}}
+	e := &env{t: t, store: store, catalog: NewCatalog(), logs: &syncBuffer{}}
 	e.logger = slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	var mux *http.ServeMux
 	opts := []fx.Option{
 		fx.NopLogger,
 		fx.Supply(e.logger),
 		fx.Supply(session.Config{GCInterval: session.Never}),
-		fx.Provide(func() cache.Backend { return backend }),
+		fx.Provide(func() cache.Store { return store }),
 		session.Module,
 		fx.Supply(e.catalog),
 		scope.Repository[*Catalog](),
@@ -464,115 +462,96 @@ func (c *client) cookie() string {
 	return ""
 }
 
-// stored returns the raw session data entries of the store whose key mentions
-// substr.
-func (e *env) stored(substr string) []cache.Entry {
+// storedField is one field of a session's record in the store.
+type storedField struct {
+	Ref   string // the session's reference (record key)
+	Name  string // the field's name ("e:scope:ShoppingBasket.…" for an object)
+	Value []byte
+}
+
+// sessions returns the store namespace the sessions live in.
+func (e *env) sessions() cache.Store {
 	e.t.Helper()
-	data, err := e.backend.Sub(session.DefaultNamespace)
-	if err == nil {
-		data, err = data.Sub("data")
-	}
+	ns, err := e.store.Sub(session.DefaultNamespace)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	var out []cache.Entry
-	for en, err := range data.All(context.Background()) {
+	return ns
+}
+
+// stored returns the fields of every session record whose name mentions substr.
+func (e *env) stored(substr string) []storedField {
+	e.t.Helper()
+	ns := e.sessions()
+	var out []storedField
+	for ref, err := range ns.Keys(context.Background()) {
 		if err != nil {
 			e.t.Fatal(err)
 		}
-		if strings.Contains(en.Key, substr) {
-			out = append(out, en)
+		rec, err := ns.Read(context.Background(), ref)
+		if err != nil {
+			continue
+		}
+		for _, f := range rec.Fields {
+			if strings.Contains(f.Name, substr) {
+				out = append(out, storedField{Ref: ref, Name: f.Name, Value: f.Value})
+			}
 		}
 	}
 	return out
 }
 
-// entryCount counts every entry of the session namespaces (metadata and data).
+// entryCount counts the session records of the store.
 func (e *env) entryCount() int {
 	e.t.Helper()
 	n := 0
-	root, err := e.backend.Sub(session.DefaultNamespace)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	for _, ns := range []string{"meta", "data"} {
-		b, err := root.Sub(ns)
+	for _, err := range e.sessions().Keys(context.Background()) {
 		if err != nil {
 			e.t.Fatal(err)
 		}
-		for _, err := range b.All(context.Background()) {
-			if err != nil {
-				e.t.Fatal(err)
-			}
-			n++
-		}
+		n++
 	}
 	return n
 }
 
-// counting wraps a backend and counts writes of entries whose key mentions
-// "scope:", across Subs.
+// counting is a store whose calls are counted: writes counts the scope objects
+// written (fields "e:scope:…" of Writes), reads the store reads (Read and
+// ReadMany calls: a resume, or an Update's fresh read). With conflict set,
+// every conditional write of a scope object fails with cache.ErrConflict
+// (counted as a write).
 type counting struct {
-	cache.Backend
-	writes *atomic.Int64
-	reads  *atomic.Int64
+	*cachetest.Wrapped
+	writes   *atomic.Int64
+	reads    *atomic.Int64
+	conflict bool
 }
 
-func newCounting(b cache.Backend) *counting {
-	return &counting{Backend: b, writes: &atomic.Int64{}, reads: &atomic.Int64{}}
-}
+func newCounting(s cache.Store) *counting { return wrapCounting(s, false) }
 
-func (c *counting) Sub(name string) (cache.Backend, error) {
-	s, err := c.Backend.Sub(name)
-	if err != nil {
-		return nil, err
-	}
-	return &counting{Backend: s, writes: c.writes, reads: c.reads}, nil
-}
-
-func isScope(key string) bool { return strings.Contains(key, "scope:") }
-
-func (c *counting) Get(ctx context.Context, key string) (cache.Entry, error) {
-	if isScope(key) {
-		c.reads.Add(1)
-	}
-	return c.Backend.Get(ctx, key)
-}
-
-func (c *counting) GetMany(ctx context.Context, keys []string) ([]cache.Entry, error) {
-	for _, k := range keys {
-		if isScope(k) {
+func wrapCounting(s cache.Store, conflict bool) *counting {
+	c := &counting{writes: &atomic.Int64{}, reads: &atomic.Int64{}, conflict: conflict}
+	c.Wrapped = cachetest.Wrap(s, func(_ context.Context, call cachetest.Call) error {
+		switch call.Op {
+		case cachetest.OpRead, cachetest.OpReadMany:
 			c.reads.Add(1)
+		case cachetest.OpWrite:
+			for _, f := range call.Write.Fields {
+				if !strings.HasPrefix(f.Name, "e:scope:") {
+					continue
+				}
+				c.writes.Add(1)
+				if c.conflict && f.Check {
+					return fmt.Errorf("test: %w", cache.ErrConflict)
+				}
+			}
 		}
-	}
-	return c.Backend.GetMany(ctx, keys)
+		return nil
+	})
+	return c
 }
 
-func (c *counting) Set(ctx context.Context, it cache.Item) (cache.Version, error) {
-	if isScope(it.Key) {
-		c.writes.Add(1)
-	}
-	return c.Backend.Set(ctx, it)
-}
-
-func (c *counting) SetMany(ctx context.Context, items []cache.Item) error {
-	for _, it := range items {
-		if isScope(it.Key) {
-			c.writes.Add(1)
-		}
-	}
-	return c.Backend.SetMany(ctx, items)
-}
-
-func (c *counting) CompareAndSet(ctx context.Context, it cache.Item, v cache.Version) (cache.Version, error) {
-	if isScope(it.Key) {
-		c.writes.Add(1)
-	}
-	return c.Backend.CompareAndSet(ctx, it, v)
-}
-
-func newMemory(t testing.TB) cache.Backend {
-	s := memstore.New(memstore.Options{JanitorInterval: -1})
+func newMemory(t testing.TB) cache.Store {
+	s := memstore.New(memstore.Options{})
 	t.Cleanup(func() { _ = s.Close() })
 	return s
 }

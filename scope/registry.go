@@ -13,9 +13,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/fxsession/fxsession/inject"
-	"github.com/fxsession/fxsession/session"
 )
 
 // registry is an app's set of session-scoped types, built when the fx app is
@@ -44,6 +44,9 @@ type entry struct {
 	auto    []int // index path of an embedded Autostart
 	retries int
 	deps    []*entry
+	// warnedUnstored: the development-mode warning about changes no session
+	// holds was logged for this type.
+	warnedUnstored atomic.Bool
 }
 
 type scopedArg struct {
@@ -87,7 +90,7 @@ func typeKey(t reflect.Type) string {
 			name.WriteRune(c)
 		}
 	}
-	return session.ReservedPrefix + name.String() + "." + base64.RawURLEncoding.EncodeToString(sum[:9])
+	return keyPrefix + name.String() + "." + base64.RawURLEncoding.EncodeToString(sum[:9])
 }
 
 // depGraph is what the registry reads from fx's DOT graph: which constructors
@@ -252,6 +255,9 @@ func build(regs []*Registration) error {
 	missing := func(d *descriptor, l leaf, v reflect.Value) error {
 		if !v.IsZero() || l.optional || l.group != "" || graph.provided[l.key()] {
 			return nil
+		}
+		if t, ok := isMarker(l.t); ok {
+			return fmt.Errorf("scope.Provide(%s): it takes a scope.Handle[%s], but %s is not session-scoped: register it with scope.Provide(<constructor returning %s>)", d.name, t, t, t)
 		}
 		return fmt.Errorf("scope.Provide(%s): %s is not provided to the app: add fx.Provide(<its constructor>) or fx.Supply(<a value>), or mark it optional", d.name, l.what)
 	}

@@ -17,6 +17,7 @@ import (
 type reqState struct {
 	reg    *registry
 	sess   *session.Session
+	ext    session.Extension
 	slots  []slot
 	inline [2]slot // slots' array when the registry has at most two types
 }
@@ -47,27 +48,35 @@ type instance struct {
 	seen        []byte
 	seenVersion cache.Version
 	seenKnown   bool
+	// updated: Update changed it while the visitor had no session and the change
+	// did not start one (development mode warns if nothing else does).
+	updated bool
 }
 
 // state returns the request's state, creating it (and its commit hook) once.
-func (r *registry) state(s *session.Session) *reqState {
-	if st, ok := s.Local(r).(*reqState); ok {
-		return st
+func (r *registry) state(s *session.Session) (*reqState, error) {
+	ext := session.ExtensionOf(s)
+	if st, ok := ext.Local(r).(*reqState); ok {
+		return st, nil
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if st, ok := s.Local(r).(*reqState); ok {
-		return st
+	if st, ok := ext.Local(r).(*reqState); ok {
+		return st, nil
 	}
-	st := &reqState{reg: r, sess: s}
+	st := &reqState{reg: r, sess: s, ext: ext}
 	if n := len(r.entries); n <= len(st.inline) {
 		st.slots = st.inline[:n]
 	} else {
 		st.slots = make([]slot, n)
 	}
-	s.SetLocal(r, st)
-	s.OnCommit(st.commit)
-	return st
+	if err := ext.SetLocal(r, st); err != nil {
+		return nil, err
+	}
+	if err := ext.OnCommit(st.commit); err != nil {
+		return nil, err
+	}
+	return st, nil
 }
 
 // instance returns the request's instance of e, resolving it on first use.
@@ -98,7 +107,7 @@ func (st *reqState) instance(ctx context.Context, e *entry) (*instance, error) {
 			}
 		}
 	} else {
-		data, version, err := st.sess.GetEntry(ctx, e.key)
+		data, version, err := st.ext.Field(ctx, e.key)
 		if err != nil && !errors.Is(err, cache.ErrNotFound) {
 			return nil, err
 		}
@@ -146,7 +155,7 @@ func (st *reqState) build(ctx context.Context, e *entry, data []byte) (*instance
 		return inst, nil
 	case errors.Is(err, inject.ErrIncompatible):
 		st.reg.logger.WarnContext(ctx, "fxsession: a stored session-scoped object no longer fits its type; starting it afresh",
-			"type", e.t.String(), "session", st.sess.HashedID(), "error", err)
+			"type", e.t.String(), "session", st.sess.Ref(), "error", err)
 		fresh, err := st.construct(ctx, e)
 		if err != nil {
 			return nil, err
@@ -231,7 +240,7 @@ func (inst *instance) triggered(e *entry) (bool, error) {
 	return print != inst.print, err
 }
 
-// commit runs at each commit point of the request (session.OnCommit): it starts
+// commit runs at each commit point of the request (session.Extension.OnCommit): it starts
 // the session when an instance triggers autostart, then stages the instances
 // whose encoding changed.
 func (st *reqState) commit(ctx context.Context) error {
@@ -256,6 +265,7 @@ func (st *reqState) commit(ctx context.Context) error {
 			return err
 		}
 		if !trigger {
+			st.warnUnstored()
 			return nil
 		}
 		if err := st.sess.Start(ctx); err != nil {
@@ -267,13 +277,24 @@ func (st *reqState) commit(ctx context.Context) error {
 		sl := &st.slots[i]
 		sl.mu.Lock()
 		if inst := sl.inst.Load(); inst != nil && !(inst.clean.Load() && inst.baseline != nil) {
-			enc, changed, err := e.plan.EncodeChanged(ctx, inst.obj, inst.tracker, inst.baseline)
+			baseline := inst.baseline
+			if baseline == nil && !inst.stored {
+				// Built before the session existed: store it only if it differs
+				// from a fresh instance (autostart started the session for
+				// another object, or this one changed).
+				if baseline, err = st.freshEncoding(ctx, e); err != nil {
+					errs = append(errs, err)
+					sl.mu.Unlock()
+					continue
+				}
+			}
+			enc, changed, err := e.plan.EncodeChanged(ctx, inst.obj, inst.tracker, baseline)
 			switch {
 			case err != nil:
 				errs = append(errs, fmt.Errorf("scope: encoding %s: %w", e.t, err))
 			case !changed:
 			default:
-				if err := st.sess.PutEntry(ctx, e.key, enc); err != nil {
+				if err := st.ext.StageField(ctx, e.key, enc); err != nil {
 					errs = append(errs, fmt.Errorf("scope: storing %s: %w", e.t, err))
 				} else {
 					inst.baseline = enc
@@ -284,4 +305,38 @@ func (st *reqState) commit(ctx context.Context) error {
 		sl.mu.Unlock()
 	}
 	return errors.Join(errs...)
+}
+
+// freshEncoding is the encoding of a fresh instance of e, made by its
+// constructor: what an object built before the session started is compared
+// with. Slot lock held.
+func (st *reqState) freshEncoding(ctx context.Context, e *entry) ([]byte, error) {
+	fresh, err := st.construct(ctx, e)
+	if err != nil {
+		return nil, err
+	}
+	enc, err := e.plan.Encode(ctx, fresh.obj, fresh.tracker)
+	if err != nil {
+		return nil, fmt.Errorf("scope: encoding %s: %w", e.t, err)
+	}
+	return enc, nil
+}
+
+// warnUnstored logs, in development mode and once per type, the Updates whose
+// change ends with the request because no session holds it.
+func (st *reqState) warnUnstored() {
+	if !st.ext.Development() {
+		return
+	}
+	for i, e := range st.reg.entries {
+		sl := &st.slots[i]
+		sl.mu.Lock()
+		inst := sl.inst.Load()
+		updated := inst != nil && inst.updated
+		sl.mu.Unlock()
+		if updated && e.warnedUnstored.CompareAndSwap(false, true) {
+			st.ext.Logger().Warn("fxsession: Handle.Update changed a session-scoped object of a visitor without a session, and nothing started one: the change ends with the request (give the type an autostart field, start the session first, or pass scope.MustStore() to be told)",
+				"type", e.t.String())
+		}
+	}
 }

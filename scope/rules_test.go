@@ -12,12 +12,14 @@ import (
 
 	"github.com/vmihailenco/msgpack/v5"
 
+	"go.uber.org/fx"
+
 	"github.com/fxsession/fxsession/cache"
 	"github.com/fxsession/fxsession/scope"
 	"github.com/fxsession/fxsession/session"
 )
 
-func memory(t *testing.T) cache.Backend { return backends(false)[0].open(t) }
+func memory(t *testing.T) cache.Store { return newMemory(t) }
 
 func TestAutostart(t *testing.T) {
 	e := newEnv(t, memory(t))
@@ -133,7 +135,7 @@ func TestChangedTypeAfterDeploy(t *testing.T) {
 		t.Fatalf("want a fresh instance, got %+v", p)
 	}
 	if !strings.Contains(e2.logs.String(), "no longer fits") || !strings.Contains(e2.logs.String(), "PrefsV2") ||
-		!strings.Contains(e2.logs.String(), "session="+s2.HashedID()) {
+		!strings.Contains(e2.logs.String(), "session="+s2.Ref()) {
 		t.Fatalf("no warning naming the type and session: %s", e2.logs.String())
 	}
 	// The session's other objects are unaffected.
@@ -203,31 +205,12 @@ func TestNoSessionInContext(t *testing.T) {
 	}
 }
 
-// conflicting makes every compare-and-set of a scope entry fail.
-type conflicting struct{ *counting }
-
-func (c conflicting) Sub(name string) (cache.Backend, error) {
-	s, err := c.counting.Sub(name)
-	if err != nil {
-		return nil, err
-	}
-	return conflicting{s.(*counting)}, nil
-}
-
-func (c conflicting) CompareAndSet(ctx context.Context, it cache.Item, v cache.Version) (cache.Version, error) {
-	if isScope(it.Key) {
-		c.writes.Add(1)
-		return 0, cache.ErrConflict
-	}
-	return c.counting.CompareAndSet(ctx, it, v)
-}
-
 type Counter struct {
 	N int `msgpack:"n"`
 }
 
 func TestUpdateGivesUpWithErrConflict(t *testing.T) {
-	cb := conflicting{newCounting(memory(t))}
+	cb := wrapCounting(memory(t), true)
 	e := newEnv(t, cb, scope.Provide(func() *Counter { return &Counter{} }, scope.Retries(3)))
 	var h scope.Handle[*Counter]
 	populate(t, e, &h)
@@ -258,7 +241,7 @@ func TestUpdateGivesUpWithErrConflict(t *testing.T) {
 // managers) on one store update one object of one session concurrently; the
 // version check and the retries lose nothing.
 func TestUpdatesAcrossProcesses(t *testing.T) {
-	for _, bc := range backends(true) {
+	for _, bc := range stores(true) {
 		t.Run(bc.name, func(t *testing.T) {
 			backend := bc.open(t)
 			e1 := newEnv(t, backend, scope.Provide(func() *Counter { return &Counter{} }))
@@ -375,6 +358,92 @@ func TestUpdateBeforeStartWithoutAutostart(t *testing.T) {
 	}
 	if n := e.entryCount(); n != 0 {
 		t.Fatalf("store has %d entries", n)
+	}
+	// Issue 11: a caller that wants to know is told with MustStore; the
+	// request's instance still has the change.
+	ctx, _ = e.mgr.NewContext(context.Background(), "")
+	err := h.Update(ctx, func(c *Counter) error { c.N = 7; return nil }, scope.MustStore())
+	if !errors.Is(err, scope.ErrNotStored) {
+		t.Fatalf("Update with MustStore and no session = %v, want ErrNotStored", err)
+	}
+	if c, _ := h.Get(ctx); c.N != 7 {
+		t.Fatalf("instance after MustStore = %+v", c)
+	}
+	// A session that exists: MustStore changes nothing.
+	ctx, s = e.mgr.NewContext(context.Background(), "")
+	if err := s.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Update(ctx, func(c *Counter) error { c.N = 8; return nil }, scope.MustStore()); err != nil {
+		t.Fatalf("Update with MustStore in a session: %v", err)
+	}
+}
+
+// TestUpdateWithoutSessionWarnsInDevelopment: in development mode a change no
+// session holds is logged, once per type, when the request ends without one.
+func TestUpdateWithoutSessionWarnsInDevelopment(t *testing.T) {
+	for _, dev := range []bool{false, true} {
+		e := newEnv(t, memory(t), scope.Provide(func() *Counter { return &Counter{} }),
+			fx.Decorate(func(c session.Config) session.Config { c.Development = dev; return c }))
+		var h scope.Handle[*Counter]
+		populate(t, e, &h)
+		for range 3 {
+			ctx, s := e.mgr.NewContext(context.Background(), "")
+			if err := h.Update(ctx, func(c *Counter) error { c.N++; return nil }); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Commit(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got := strings.Count(e.logs.String(), "the change ends with the request")
+		if want := map[bool]int{false: 0, true: 1}[dev]; got != want {
+			t.Fatalf("development=%v: %d warnings, want %d:\n%s", dev, got, want, e.logs.String())
+		}
+	}
+}
+
+// TestAutostartWritesOnlyChangedObjects: when an autostart field starts the
+// session, the request's other objects are written only if they differ from a
+// fresh instance (issue 11: an untouched Prefs used to be written too).
+func TestAutostartWritesOnlyChangedObjects(t *testing.T) {
+	e := newEnv(t, memory(t))
+	ctx, s := e.mgr.NewContext(context.Background(), "")
+	if _, err := e.h.prefs.Get(ctx); err != nil { // built, never changed
+		t.Fatal(err)
+	}
+	b, err := e.h.basket.Get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Add(ctx, "tea", 1); err != nil { // autostart
+		t.Fatal(err)
+	}
+	if err := s.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if started, _ := s.IsStarted(ctx); !started {
+		t.Fatal("autostart did not start the session")
+	}
+	if n := len(e.stored("scope:ShoppingBasket.")); n != 1 {
+		t.Fatalf("%d baskets stored, want 1", n)
+	}
+	if got := e.stored("scope:Prefs."); len(got) != 0 {
+		t.Fatalf("an untouched Prefs was written: %q", got[0].Value)
+	}
+	// A Prefs changed before the start is written.
+	ctx, s = e.mgr.NewContext(context.Background(), "")
+	p, _ := e.h.prefs.Get(ctx)
+	p.Theme = "dark"
+	b, _ = e.h.basket.Get(ctx)
+	if err := b.Add(ctx, "tea", 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.stored("scope:Prefs."); len(got) != 1 {
+		t.Fatalf("%d changed Prefs stored, want 1", len(got))
 	}
 }
 

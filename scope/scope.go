@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"strings"
 
 	"go.uber.org/fx"
 
@@ -26,9 +27,15 @@ var (
 	ErrConflict = errors.New("scope: update conflict")
 	// ErrNotRegistered: a [Handle] for a type no scope.Provide registered.
 	ErrNotRegistered = errors.New("scope: type is not session-scoped")
-	// ErrNoSession: the context carries no session; serve the handler through
-	// session.Manager.Middleware (or use Manager.NewContext outside HTTP).
-	ErrNoSession = errors.New("scope: no session in the context")
+	// ErrNoSession is session.ErrNoSession: the context carries no session;
+	// serve the handler through session.Manager.Middleware (or use
+	// Manager.NewContext outside HTTP).
+	ErrNoSession = session.ErrNoSession
+	// ErrNotStored: [Handle.Update] with [MustStore] changed an object of a
+	// visitor who has no session, and the change did not start one: it lives
+	// only as long as the request. Start the session first (session.Session.Start)
+	// or give the type an autostart field.
+	ErrNotStored = errors.New("scope: change not stored: no session")
 	// ErrNotReady: a Handle was used before the fx app finished constructing.
 	ErrNotReady = errors.New("scope: the fx app has not been constructed yet")
 )
@@ -86,15 +93,18 @@ type optionFunc func(*options) error
 
 func (f optionFunc) apply(o *options) error { return f(o) }
 
+// keyPrefix starts the names of the session fields scope stores objects under.
+const keyPrefix = "scope:"
+
 // Key fixes the name the type is stored under ("scope:" + name) instead of the
 // one derived from its package path and name, so that moving or renaming the
 // type keeps the sessions' stored objects. name uses the cache key alphabet.
 func Key(name string) Option {
 	return optionFunc(func(o *options) error {
-		if err := cache.ValidateKey(session.ReservedPrefix + name); err != nil {
+		if err := cache.ValidateKey(keyPrefix + name); err != nil {
 			return fmt.Errorf("scope.Key(%q): %w", name, err)
 		}
-		o.key = session.ReservedPrefix + name
+		o.key = keyPrefix + name
 		return nil
 	})
 }
@@ -238,10 +248,56 @@ func Implementations[I any](impls ...I) fx.Option {
 // runs before the application's own invokes) with the registration in the value
 // group and the invoke that resolves its parameters.
 func (d *descriptor) options() fx.Option {
-	return fx.Module("fxsession.scope",
+	opts := []fx.Option{
 		fx.Provide(fx.Annotate(func() *Registration { return &Registration{desc: d} }, fx.ResultTags(`group:"`+group+`"`))),
 		fx.Invoke(d.invoke()),
-	)
+	}
+	if d.kind == kindProvider {
+		opts = append(opts, fx.Provide(d.marker()), fx.ErrorHook(directUse{t: d.ctor.result}))
+	}
+	return fx.Module("fxsession.scope", opts...)
+}
+
+// marker returns a constructor of the marker function of the descriptor's type,
+// which Handle requires (see Handle.Registered).
+func (d *descriptor) marker() any {
+	mt := markerType(d.ctor.result)
+	fn := reflect.MakeFunc(mt, func([]reflect.Value) []reflect.Value {
+		return []reflect.Value{reflect.Zero(d.ctor.result)}
+	})
+	ctor := reflect.FuncOf(nil, []reflect.Type{mt}, false)
+	return reflect.MakeFunc(ctor, func([]reflect.Value) []reflect.Value { return []reflect.Value{fn} }).Interface()
+}
+
+// directUse explains an fx start that failed because something took the
+// session-scoped type t directly ("missing type: *T"): fx cannot say that it
+// is session-scoped and that a Handle reaches it.
+type directUse struct{ t reflect.Type }
+
+// HandleError logs the explanation next to fx's error.
+func (u directUse) HandleError(err error) {
+	if err == nil || !mentionsMissing(err.Error(), u.t.String()) {
+		return
+	}
+	slog.Default().Error(fmt.Sprintf("fxsession: %s is session-scoped, so fx does not provide it: take a scope.Handle[%s] instead and call its Get(ctx) in each request", u.t, u.t),
+		"type", u.t.String())
+}
+
+// mentionsMissing reports whether msg says that type t is missing (dig's
+// "missing type: T", T followed by the end, a space, a comma or a parenthesis).
+func mentionsMissing(msg, t string) bool {
+	const prefix = "missing type: "
+	for {
+		i := strings.Index(msg, prefix+t)
+		if i < 0 {
+			return false
+		}
+		rest := msg[i+len(prefix)+len(t):]
+		if rest == "" || strings.ContainsRune(" ,)\n;", rune(rest[0])) {
+			return true
+		}
+		msg = rest
+	}
 }
 
 // invoke builds the startup invoke: a function whose single fx.In parameter asks

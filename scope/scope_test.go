@@ -21,7 +21,7 @@ func TestMain(m *testing.M) {
 
 // TestSeedStory is the story of the seed document, end to end, on every backend.
 func TestSeedStory(t *testing.T) {
-	for _, bc := range backends(true) {
+	for _, bc := range stores(true) {
 		t.Run(bc.name, func(t *testing.T) {
 			e := newEnv(t, bc.open(t))
 			browser := e.client()
@@ -121,7 +121,7 @@ func TestSeedStory(t *testing.T) {
 }
 
 func TestFreshInstancePerRequestBeforeStart(t *testing.T) {
-	e := newEnv(t, backends(false)[0].open(t))
+	e := newEnv(t, memory(t))
 	c := e.client()
 	a, b := c.basket(), c.basket()
 	if a.Ptr == b.Ptr {
@@ -138,7 +138,7 @@ func TestFreshInstancePerRequestBeforeStart(t *testing.T) {
 }
 
 func TestGetSameInstanceAcrossGoroutines(t *testing.T) {
-	e := newEnv(t, backends(false)[0].open(t))
+	e := newEnv(t, memory(t))
 	ctx, s := e.mgr.NewContext(context.Background(), "")
 	if err := s.Start(ctx); err != nil {
 		t.Fatal(err)
@@ -177,7 +177,7 @@ func TestGetSameInstanceAcrossGoroutines(t *testing.T) {
 // TestConcurrentUpdates: 64 requests of one session, each adding one unit
 // through Update, end at exactly 64.
 func TestConcurrentUpdates(t *testing.T) {
-	for _, bc := range backends(true) {
+	for _, bc := range stores(true) {
 		t.Run(bc.name, func(t *testing.T) {
 			e := newEnv(t, bc.open(t))
 			c := e.client()

@@ -51,7 +51,7 @@ func startErr(t *testing.T, opts ...fx.Option) string {
 	base := []fx.Option{
 		fx.NopLogger,
 		fx.Supply(session.Config{GCInterval: session.Never}),
-		fx.Provide(func() cache.Backend { return memstore.New(memstore.Options{JanitorInterval: -1}) }),
+		fx.Provide(func() cache.Store { return memstore.New(memstore.Options{}) }),
 		session.Module,
 	}
 	app := fx.New(append(base, opts...)...)
@@ -78,8 +78,19 @@ func TestStartupValidation(t *testing.T) {
 			[]string{"*scope_test.WithFunc field OnDone (func())", "a func cannot be stored", "field Ch (chan int)", "session:\"-\""}},
 		{"interface without implementations", []fx.Option{scope.Provide(func() *Drawing { return &Drawing{} })},
 			[]string{"field Shapes[] (scope_test.Shape)", "scope.Implementations[scope_test.Shape]"}},
+		// fx itself refuses the second registration (its Handle marker is
+		// provided twice), naming the type.
 		{"registered twice", []fx.Option{scope.Provide(NewPrefs), scope.Provide(func() *Prefs { return &Prefs{} })},
-			[]string{"*scope_test.Prefs is registered twice", "scope.Provide(scope_test.NewPrefs)"}},
+			[]string{"func(scope.registeredByScopeProvide) *scope_test.Prefs", "already provided"}},
+		// Issue 11: a Handle of a type never registered fails fx start instead of
+		// the first Get.
+		{"handle of an unregistered type", []fx.Option{fx.Invoke(func(scope.Handle[*Counter]) {})},
+			[]string{"missing type: func(scope.registeredByScopeProvide) *scope_test.Counter"}},
+		{"handle of an unregistered type in a constructor", []fx.Option{scope.Provide(NewPrefs),
+			fx.Provide(func(scope.Handle[*Counter]) *Till { return &Till{} }), fx.Invoke(func(*Till) {})},
+			[]string{"missing type: func(scope.registeredByScopeProvide) *scope_test.Counter"}},
+		{"handle of an unregistered type in a session-scoped type", []fx.Option{scope.Provide(func(h scope.Handle[*Counter]) *Prefs { return &Prefs{} })},
+			[]string{"scope.Handle[*scope_test.Counter]", "*scope_test.Counter is not session-scoped", "scope.Provide(<constructor returning *scope_test.Counter>)"}},
 		{"entity without repository", []fx.Option{fx.Supply(NewCatalog()), scope.Provide(NewShoppingBasket)},
 			[]string{"field Items[].Product (*scope_test.Product)", "no repository", "scope.Entities"}},
 		{"result not a pointer to a struct", []fx.Option{scope.Provide(func() Prefs { return Prefs{} })},
@@ -266,5 +277,28 @@ func TestEntitiesFromAnnotatedConstructor(t *testing.T) {
 	}
 	if msg := startErr(t, scope.Entities(fx.Annotate(NewLeafRepo, fx.ResultTags(`name:"r"`)))); !strings.Contains(msg, "scope.Entities(fx.Annotate(scope_test.NewLeafRepo)): fx.ResultTags") {
 		t.Fatalf("annotated repository with result tags: %s", msg)
+	}
+}
+
+// TestDirectInjectionExplained: an app that takes a session-scoped *T directly
+// (not through a Handle) fails fx start, and the reason is said in so many words
+// next to fx's "missing type".
+func TestDirectInjectionExplained(t *testing.T) {
+	var logs syncBuffer
+	old := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&logs, nil)))
+	defer slog.SetDefault(old)
+	err := startErr(t, scope.Provide(NewPrefs), fx.Invoke(func(*Prefs) {}))
+	if !strings.Contains(err, "missing type: *scope_test.Prefs") {
+		t.Fatalf("start error: %q", err)
+	}
+	if !strings.Contains(logs.String(), "*scope_test.Prefs is session-scoped") || !strings.Contains(logs.String(), "scope.Handle[*scope_test.Prefs]") {
+		t.Fatalf("no explanation logged: %q", logs.String())
+	}
+	// Another type's error says nothing of Prefs.
+	logs.Reset()
+	_ = startErr(t, scope.Provide(NewPrefs), fx.Invoke(func(*Till) {}))
+	if strings.Contains(logs.String(), "Prefs") {
+		t.Fatalf("explanation for an unrelated failure: %q", logs.String())
 	}
 }

@@ -6,70 +6,72 @@ import (
 	"strings"
 )
 
-// StoredValue describes one value a session holds in the store, for admin tools.
+// StoredValue is one field a session's record holds in the store, for admin
+// tools.
 type StoredValue struct {
-	// Key is the value's logical key: "<kind>:<name>" (user values, bags, the flash
-	// bag, session-scoped objects), without the session's storage ID.
+	// Key is the field's name in the record: "v:<key>" for a value
+	// ([Session.Put]), "b:<name>" for a bag, "f" for the flash bag, "e:<name>"
+	// for an extension's field (package scope's objects), "m" and "a" for the
+	// session's metadata and activity.
 	Key string
-	// Size is the stored size in bytes.
-	Size int
+	// Kind is "value", "bag", "flashes", "object", "metadata" or "activity".
+	Kind string
+	// Name is the key without its kind prefix (the Put key, the bag's name, the
+	// extension's name).
+	Name string
+	// Value is the stored bytes (msgpack).
+	Value []byte
 }
 
-// Entries lists the values a session holds in the store (by ID or hash, as
-// [Manager.Session]), reading them in batches. An unknown session matches
+// Size is the stored size in bytes.
+func (v StoredValue) Size() int { return len(v.Value) }
+
+// Entries lists the fields a session's record holds (by reference or ID, as
+// [Manager.Session]), in one store read. An unknown session matches
 // ErrNotFound.
-func (m *Manager) Entries(ctx context.Context, idOrHash string) ([]StoredValue, error) {
-	storageID, err := m.storageIDOf(ctx, idOrHash)
+func (m *Manager) Entries(ctx context.Context, refOrID string) ([]StoredValue, error) {
+	ref, _, err := refOf(refOrID)
 	if err != nil {
 		return nil, err
 	}
-	var keys []string
-	for k, err := range m.data.Tagged(ctx, storageID) {
-		if err != nil {
-			return nil, fmt.Errorf("session: entries: %w", err)
-		}
-		keys = append(keys, k)
+	rec, err := m.store.Read(ctx, ref)
+	if err != nil {
+		return nil, fmt.Errorf("session %s: %w", ref, err)
 	}
-	out := make([]StoredValue, 0, len(keys))
-	for len(keys) > 0 {
-		batch := keys[:min(len(keys), 100)]
-		keys = keys[len(batch):]
-		entries, err := m.data.GetMany(ctx, batch)
-		if err != nil {
-			return nil, fmt.Errorf("session: entries: %w", err)
+	if _, err := m.open(rec, m.cfg.now()); err != nil {
+		return nil, fmt.Errorf("session %s: %w", ref, err)
+	}
+	out := make([]StoredValue, 0, len(rec.Fields))
+	for _, f := range rec.Fields {
+		v := StoredValue{Key: f.Name, Name: f.Name, Value: f.Value}
+		switch {
+		case f.Name == fieldMeta:
+			v.Kind = "metadata"
+		case f.Name == fieldActivity:
+			v.Kind = "activity"
+		case f.Name == fieldFlash:
+			v.Kind = "flashes"
+		case strings.HasPrefix(f.Name, prefixValue):
+			v.Kind, v.Name = "value", f.Name[len(prefixValue):]
+		case strings.HasPrefix(f.Name, prefixBag):
+			v.Kind, v.Name = "bag", f.Name[len(prefixBag):]
+		case strings.HasPrefix(f.Name, prefixExt):
+			v.Kind, v.Name = "object", f.Name[len(prefixExt):]
+		default:
+			v.Kind = "unknown"
 		}
-		for _, e := range entries {
-			if e.Exists() {
-				out = append(out, StoredValue{Key: strings.TrimPrefix(e.Key, storageID+":"), Size: len(e.Value)})
-			}
-		}
+		out = append(out, v)
 	}
 	return out, nil
 }
 
-// Size is the number of bytes a session's values take in the store (its
-// metadata not counted). An unknown session matches ErrNotFound.
-func (m *Manager) Size(ctx context.Context, idOrHash string) (int, error) {
-	entries, err := m.Entries(ctx, idOrHash)
+// Size is the number of bytes a session's record takes in the store (its
+// fields' values). An unknown session matches ErrNotFound.
+func (m *Manager) Size(ctx context.Context, refOrID string) (int, error) {
+	entries, err := m.Entries(ctx, refOrID)
 	n := 0
 	for _, e := range entries {
-		n += e.Size
+		n += len(e.Value)
 	}
 	return n, err
-}
-
-func (m *Manager) storageIDOf(ctx context.Context, idOrHash string) (string, error) {
-	hash, err := m.hashOf(idOrHash)
-	if err != nil {
-		return "", err
-	}
-	e, err := m.meta.Get(ctx, hash)
-	if err != nil {
-		return "", fmt.Errorf("session %s: %w", short(hash), err)
-	}
-	md, err := decodeMetadata(e.Value)
-	if err != nil {
-		return "", fmt.Errorf("session %s: %w", short(hash), err)
-	}
-	return md.storageID, nil
 }

@@ -24,7 +24,7 @@ type Value []byte
 func (v Value) Decode(dst any) error { return decodeValue("bag value", v, dst) }
 
 // Bag is a named attribute bag of a session (Symfony's AttributeBag): a small
-// map of values stored as one entry, loaded on first use and written at the next
+// map of values stored as one field, loaded on first use and written at the next
 // commit when it changed. Register bags with [RegisterBag] or
 // [Manager.RegisterBag] before the manager starts serving.
 //
@@ -33,19 +33,55 @@ func (v Value) Decode(dst any) error { return decodeValue("bag value", v, dst) }
 type Bag struct {
 	s    *Session
 	name string
+	err  error // why the bag cannot be used: no session, or an unknown name
 }
 
 // Bag returns the bag registered as name; an unregistered name wraps
-// ErrUnknownBag.
+// ErrUnknownBag, and a nil session gives ErrNoSession. The Bag returned with an
+// error is not nil: its methods return that error.
 func (s *Session) Bag(name string) (*Bag, error) {
-	if _, ok := (*s.st.m.bags.Load())[name]; !ok {
-		return nil, fmt.Errorf("%w %q", ErrUnknownBag, name)
+	b := &Bag{s: s, name: name}
+	switch {
+	case s == nil || s.st == nil:
+		b.err = ErrNoSession
+	case !s.st.m.hasBag(name):
+		b.err = fmt.Errorf("%w %q", ErrUnknownBag, name)
 	}
-	return &Bag{s: s, name: name}, nil
+	return b, b.err
+}
+
+// hasBag reports whether a bag called name is registered.
+func (m *Manager) hasBag(name string) bool {
+	_, ok := (*m.bags.Load())[name]
+	return ok
 }
 
 // Name is the bag's registered name.
-func (b *Bag) Name() string { return b.name }
+func (b *Bag) Name() string {
+	if b == nil {
+		return ""
+	}
+	return b.name
+}
+
+// usable reports why the bag cannot be used, if it cannot.
+func (b *Bag) usable() error {
+	switch {
+	case b == nil || b.s == nil || b.s.st == nil:
+		return ErrNoSession
+	case b.err != nil:
+		return b.err
+	}
+	return nil
+}
+
+// use checks that the bag can be used and takes its session's lock.
+func (b *Bag) use() error {
+	if err := b.usable(); err != nil {
+		return err
+	}
+	return b.s.use()
+}
 
 // load returns the bag's state, reading it on first use; nil without a session.
 // Called with the lock held.
@@ -64,7 +100,7 @@ func (b *Bag) load(ctx context.Context, write bool) (*bagState, error) {
 	if bs, ok := st.bags[b.name]; ok {
 		return bs, nil
 	}
-	bs, err := st.loadBag(ctx, kindBag+b.name)
+	bs, err := st.loadBag(ctx, prefixBag+b.name)
 	if err != nil {
 		return nil, err
 	}
@@ -75,18 +111,15 @@ func (b *Bag) load(ctx context.Context, write bool) (*bagState, error) {
 	return bs, nil
 }
 
-// loadBag reads and decodes a bag entry; a corrupt one is logged and starts empty.
+// loadBag decodes a bag's field; a corrupt one is logged and starts empty.
 func (st *state) loadBag(ctx context.Context, lk string) (*bagState, error) {
 	bs := &bagState{}
-	e, err := st.load(ctx, lk)
-	switch {
-	case errors.Is(err, ErrNotFound):
+	b, _, ok := st.field(lk)
+	if !ok {
 		return bs, nil
-	case err != nil:
-		return nil, err
 	}
-	if err := decodeValue(lk, e.Value, &bs.vals); err != nil {
-		st.m.log.Warn("session bag unreadable; starting it empty", "session", st.hash[:shortHashLength], "bag", lk, "error", err)
+	if err := decodeValue(lk, b, &bs.vals); err != nil {
+		st.m.log.Warn("session bag unreadable; starting it empty", "session", st.ref, "bag", lk, "error", err)
 		bs.vals = nil
 	}
 	return bs, nil
@@ -95,12 +128,12 @@ func (st *state) loadBag(ctx context.Context, lk string) (*bagState, error) {
 // stageBags encodes changed bags and the flash bag into the staged set.
 func (st *state) stageBags() error {
 	for name, bs := range st.bags {
-		if err := st.stageBag(kindBag+name, bs); err != nil {
+		if err := st.stageBag(prefixBag+name, bs); err != nil {
 			return err
 		}
 	}
 	if st.flash != nil {
-		return st.stageBag(keyFlash, st.flash)
+		return st.stageBag(fieldFlash, st.flash)
 	}
 	return nil
 }
@@ -127,7 +160,9 @@ func (st *state) stageBag(lk string, bs *bagState) error {
 
 // Get decodes the value under key into dst; a missing key matches ErrNotFound.
 func (b *Bag) Get(ctx context.Context, key string, dst any) error {
-	b.s.lock()
+	if err := b.use(); err != nil {
+		return err
+	}
 	bs, err := b.load(ctx, false)
 	var raw msgpack.RawMessage
 	if bs != nil {
@@ -145,11 +180,16 @@ func (b *Bag) Get(ctx context.Context, key string, dst any) error {
 
 // Set stores v (msgpack) under key.
 func (b *Bag) Set(ctx context.Context, key string, v any) error {
+	if err := b.usable(); err != nil {
+		return err
+	}
 	enc, err := encodeValue(key, v, b.s.st.m.cfg.maxPayload)
 	if err != nil {
 		return err
 	}
-	b.s.lock()
+	if err := b.use(); err != nil {
+		return err
+	}
 	defer b.s.unlock()
 	bs, err := b.load(ctx, true)
 	if err != nil {
@@ -165,7 +205,9 @@ func (b *Bag) Set(ctx context.Context, key string, v any) error {
 
 // Has reports whether key is set.
 func (b *Bag) Has(ctx context.Context, key string) (bool, error) {
-	b.s.lock()
+	if err := b.use(); err != nil {
+		return false, err
+	}
 	defer b.s.unlock()
 	bs, err := b.load(ctx, false)
 	if err != nil || bs == nil {
@@ -177,7 +219,9 @@ func (b *Bag) Has(ctx context.Context, key string) (bool, error) {
 
 // Remove deletes key (nothing without a session).
 func (b *Bag) Remove(ctx context.Context, key string) error {
-	b.s.lock()
+	if err := b.use(); err != nil {
+		return err
+	}
 	defer b.s.unlock()
 	bs, err := b.load(ctx, true)
 	if errors.Is(err, ErrNotStarted) {
@@ -195,7 +239,9 @@ func (b *Bag) Remove(ctx context.Context, key string) error {
 
 // Keys returns the bag's keys, sorted.
 func (b *Bag) Keys(ctx context.Context) ([]string, error) {
-	b.s.lock()
+	if err := b.use(); err != nil {
+		return nil, err
+	}
 	defer b.s.unlock()
 	bs, err := b.load(ctx, false)
 	if err != nil || bs == nil {
@@ -206,7 +252,9 @@ func (b *Bag) Keys(ctx context.Context) ([]string, error) {
 
 // All returns a copy of the bag's values, still encoded (see [Value.Decode]).
 func (b *Bag) All(ctx context.Context) (map[string]Value, error) {
-	b.s.lock()
+	if err := b.use(); err != nil {
+		return nil, err
+	}
 	defer b.s.unlock()
 	bs, err := b.load(ctx, false)
 	if err != nil || bs == nil {
@@ -221,7 +269,9 @@ func (b *Bag) All(ctx context.Context) (map[string]Value, error) {
 
 // Clear removes every value of the bag (nothing without a session).
 func (b *Bag) Clear(ctx context.Context) error {
-	b.s.lock()
+	if err := b.use(); err != nil {
+		return err
+	}
 	defer b.s.unlock()
 	bs, err := b.load(ctx, true)
 	if errors.Is(err, ErrNotStarted) {
@@ -239,7 +289,7 @@ func (b *Bag) Clear(ctx context.Context) error {
 
 // Flashes is the session's flash bag: messages by type ("notice", "error", ...)
 // that live until they are read, typically shown once after a redirect. It is
-// stored as one entry. Reads on a request without a session see no messages;
+// stored as one field. Reads on a request without a session see no messages;
 // Add needs a started session (ErrNotStarted).
 type Flashes struct {
 	s *Session
@@ -262,7 +312,7 @@ func (f *Flashes) load(ctx context.Context, write bool) (*bagState, error) {
 		return nil, nil
 	}
 	if st.flash == nil {
-		bs, err := st.loadBag(ctx, keyFlash)
+		bs, err := st.loadBag(ctx, fieldFlash)
 		if err != nil {
 			return nil, err
 		}
@@ -286,7 +336,9 @@ func (f *Flashes) messages(bs *bagState, typ string) []string {
 
 // Add appends a message of type typ.
 func (f *Flashes) Add(ctx context.Context, typ, msg string) error {
-	f.s.lock()
+	if err := f.s.use(); err != nil {
+		return err
+	}
 	defer f.s.unlock()
 	bs, err := f.load(ctx, true)
 	if err != nil {
@@ -307,7 +359,9 @@ func (f *Flashes) Add(ctx context.Context, typ, msg string) error {
 
 // Peek returns the messages of type typ and keeps them.
 func (f *Flashes) Peek(ctx context.Context, typ string) ([]string, error) {
-	f.s.lock()
+	if err := f.s.use(); err != nil {
+		return nil, err
+	}
 	defer f.s.unlock()
 	bs, err := f.load(ctx, false)
 	if err != nil || bs == nil {
@@ -319,7 +373,9 @@ func (f *Flashes) Peek(ctx context.Context, typ string) ([]string, error) {
 // Get returns the messages of type typ and removes them. On a read-only session
 // it is ErrReadOnly (use Peek).
 func (f *Flashes) Get(ctx context.Context, typ string) ([]string, error) {
-	f.s.lock()
+	if err := f.s.use(); err != nil {
+		return nil, err
+	}
 	defer f.s.unlock()
 	bs, err := f.load(ctx, true)
 	if errors.Is(err, ErrNotStarted) {
@@ -338,7 +394,9 @@ func (f *Flashes) Get(ctx context.Context, typ string) ([]string, error) {
 
 // Has reports whether there are messages of type typ.
 func (f *Flashes) Has(ctx context.Context, typ string) (bool, error) {
-	f.s.lock()
+	if err := f.s.use(); err != nil {
+		return false, err
+	}
 	defer f.s.unlock()
 	bs, err := f.load(ctx, false)
 	if err != nil || bs == nil {
@@ -350,7 +408,9 @@ func (f *Flashes) Has(ctx context.Context, typ string) (bool, error) {
 
 // PeekAll returns every message by type and keeps them.
 func (f *Flashes) PeekAll(ctx context.Context) (map[string][]string, error) {
-	f.s.lock()
+	if err := f.s.use(); err != nil {
+		return nil, err
+	}
 	defer f.s.unlock()
 	bs, err := f.load(ctx, false)
 	if err != nil || bs == nil {
@@ -368,7 +428,9 @@ func (f *Flashes) PeekAll(ctx context.Context) (map[string][]string, error) {
 // All returns every message by type and removes them. On a read-only session it
 // is ErrReadOnly (use PeekAll).
 func (f *Flashes) All(ctx context.Context) (map[string][]string, error) {
-	f.s.lock()
+	if err := f.s.use(); err != nil {
+		return nil, err
+	}
 	defer f.s.unlock()
 	bs, err := f.load(ctx, true)
 	if errors.Is(err, ErrNotStarted) {

@@ -4,14 +4,17 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/fxsession/fxsession/cache"
+	"github.com/fxsession/fxsession/cache/cachetest"
 )
 
 func TestBags(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, b cache.Backend) {
+	forEachBackend(t, func(t *testing.T, b *backend) {
 		h := newHarness(t, b, Config{})
 		if err := h.m.RegisterBag("cart"); err != nil {
 			t.Fatal(err)
@@ -54,15 +57,10 @@ func TestBags(t *testing.T) {
 			}
 			return bag.Set(ctx, "tmp", true)
 		})
-		dataEntries := 0
-		for _, e := range h.storedEntries() {
-			if e.Key[:5] == "data/" {
-				dataEntries++
-			}
+		if got, want := fieldNames(h.record(id)), []string{"a", "b:cart", "m"}; !slices.Equal(got, want) {
+			t.Errorf("a bag should be one field; fields = %v, want %v", got, want)
 		}
-		if dataEntries != 1 {
-			t.Errorf("a bag should be one entry; data entries = %d", dataEntries)
-		}
+		h.calls.Reset()
 		h.do(id, func(w http.ResponseWriter, r *http.Request) {
 			ctx := r.Context()
 			bag, _ := sess(t, r).Bag("cart")
@@ -88,6 +86,10 @@ func TestBags(t *testing.T) {
 				t.Errorf("Keys = %v", keys)
 			}
 		})
+		h.wantCalls("reading and changing a bag", cachetest.OpRead, cachetest.OpWrite)
+		if w := h.calls.Calls()[1].Write; len(w.Fields) != 1 || w.Fields[0].Name != "b:cart" {
+			t.Errorf("the bag's change wrote %+v, want its one field", w)
+		}
 		h.do(id, func(w http.ResponseWriter, r *http.Request) {
 			bag, _ := sess(t, r).Bag("cart")
 			if ok, _ := bag.Has(r.Context(), "tmp"); ok {
@@ -103,19 +105,23 @@ func TestBags(t *testing.T) {
 				t.Errorf("Keys after Clear = %v", keys)
 			}
 		})
-		for _, e := range h.storedEntries() {
-			if e.Key[:5] == "data/" {
-				t.Errorf("a cleared bag left its entry %s", e.Key)
-			}
+		if _, ok := h.record(id).Field("b:cart"); ok {
+			t.Error("a cleared bag left its field")
 		}
 	})
 }
 
 func TestFlashes(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, b cache.Backend) {
+	forEachBackend(t, func(t *testing.T, b *backend) {
 		h := newHarness(t, b, Config{})
 		id := h.startSession(func(ctx context.Context, s *Session) error {
 			f := s.Flashes()
+			if err := f.Add(ctx, "notice", "dropped"); err != nil {
+				return err
+			}
+			if msgs, err := f.Get(ctx, "notice"); err != nil || !slices.Equal(msgs, []string{"dropped"}) {
+				t.Errorf("Get in the request that added = %v, %v", msgs, err)
+			}
 			if err := f.Add(ctx, "notice", "saved"); err != nil {
 				return err
 			}
@@ -124,6 +130,10 @@ func TestFlashes(t *testing.T) {
 			}
 			return f.Add(ctx, "error", "oops")
 		})
+		if got, want := fieldNames(h.record(id)), []string{"a", "f", "m"}; !slices.Equal(got, want) {
+			t.Errorf("the flash bag should be one field; fields = %v, want %v", got, want)
+		}
+		h.calls.Reset()
 		h.do(id, func(w http.ResponseWriter, r *http.Request) {
 			f := sess(t, r).Flashes()
 			if msgs, _ := f.Peek(r.Context(), "notice"); !slices.Equal(msgs, []string{"saved", "again"}) {
@@ -133,6 +143,7 @@ func TestFlashes(t *testing.T) {
 				t.Error("Has(error) = false")
 			}
 		})
+		h.wantCalls("peeking at flashes", cachetest.OpRead)
 		h.do(id, func(w http.ResponseWriter, r *http.Request) {
 			f := sess(t, r).Flashes()
 			if msgs, _ := f.Get(r.Context(), "notice"); !slices.Equal(msgs, []string{"saved", "again"}) {
@@ -166,7 +177,7 @@ func TestFlashes(t *testing.T) {
 }
 
 func TestReadOnly(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, b cache.Backend) {
+	forEachBackend(t, func(t *testing.T, b *backend) {
 		h := newHarness(t, b, Config{})
 		_ = h.m.RegisterBag("admin")
 		id := h.startSession(func(ctx context.Context, s *Session) error {
@@ -183,17 +194,23 @@ func TestReadOnly(t *testing.T) {
 				t.Errorf("Peek = %v, %v", msgs, err)
 			}
 			bag, _ := s.Bag("admin")
+			x := ExtensionOf(s)
+			_, werr := x.WriteField(ctx, "x", []byte{1}, 0)
 			for name, err := range map[string]error{
-				"Put":      s.Put(ctx, "k", "w"),
-				"Remove":   s.Remove(ctx, "k"),
-				"Start":    s.Start(ctx),
-				"RenewID":  s.RenewID(ctx),
-				"Destroy":  s.Destroy(ctx, "x"),
-				"AddTag":   s.AddTag(ctx, "t"),
-				"Touch":    s.Touch(ctx),
-				"PutEntry": s.PutEntry(ctx, "scope:x", []byte{1}),
-				"BagSet":   bag.Set(ctx, "a", 1),
-				"FlashAdd": s.Flashes().Add(ctx, "n", "m"),
+				"Put":        s.Put(ctx, "k", "w"),
+				"Remove":     s.Remove(ctx, "k"),
+				"Start":      s.Start(ctx),
+				"RenewID":    s.RenewID(ctx),
+				"Destroy":    s.Destroy(ctx, "x"),
+				"AddTag":     s.AddTag(ctx, "t"),
+				"RemoveTag":  s.RemoveTag(ctx, "t"),
+				"Touch":      s.Touch(ctx),
+				"StageField": x.StageField(ctx, "x", []byte{1}),
+				"WriteField": werr,
+				"BagSet":     bag.Set(ctx, "a", 1),
+				"BagRemove":  bag.Remove(ctx, "a"),
+				"BagClear":   bag.Clear(ctx),
+				"FlashAdd":   s.Flashes().Add(ctx, "n", "m"),
 			} {
 				if !errors.Is(err, ErrReadOnly) {
 					t.Errorf("%s on a read-only session = %v, want ErrReadOnly", name, err)
@@ -202,26 +219,31 @@ func TestReadOnly(t *testing.T) {
 			if _, err := s.Flashes().Get(ctx, "notice"); !errors.Is(err, ErrReadOnly) {
 				t.Errorf("consuming flashes read-only = %v", err)
 			}
+			if _, err := s.Flashes().All(ctx); !errors.Is(err, ErrReadOnly) {
+				t.Errorf("consuming all flashes read-only = %v", err)
+			}
 			if !s.IsReadOnly() {
 				t.Error("IsReadOnly = false")
 			}
 		}
 		t.Run("route", func(t *testing.T) {
-			h.clock.Add(10 * 60e9) // past the touch threshold: a read-only request still writes nothing
-			w0 := h.counts.writes.Load()
-			r, _ := http.NewRequest(http.MethodGet, "/", nil)
-			r.Header.Set("Cookie", "fxsession="+id)
-			w := newRecorder()
-			h.m.Middleware(ReadOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h.clock.Add(10 * time.Minute) // past the touch threshold: a read-only request still writes nothing
+			h.calls.Reset()
+			w := h.do(id, ReadOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				s := sess(t, r)
-				s.OnCommit(func(context.Context) error { t.Error("a hook ran on a read-only route"); return nil })
+				_ = ExtensionOf(s).OnCommit(func(context.Context) error { t.Error("a hook ran on a read-only route"); return nil })
 				writesOK(t, s, r.Context())
-			}))).ServeHTTP(w, r)
-			if got := h.counts.writes.Load() - w0; got != 0 {
-				t.Errorf("a read-only request wrote %d times", got)
+			})).ServeHTTP)
+			h.wantCalls("a read-only request", cachetest.OpRead)
+			if w.Code != 200 || len(w.Header().Values("Set-Cookie")) != 0 {
+				t.Errorf("status %d, Set-Cookie %q", w.Code, w.Header().Values("Set-Cookie"))
 			}
-			if w.Code != 200 {
-				t.Errorf("status %d", w.Code)
+			// A read-only request with a dead cookie leaves the cookie alone too.
+			w = h.do(newID(), ReadOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				_, _ = sess(t, r).IsStarted(r.Context())
+			})).ServeHTTP)
+			if len(w.Header().Values("Set-Cookie")) != 0 {
+				t.Errorf("a read-only route changed the cookie: %q", w.Header().Values("Set-Cookie"))
 			}
 		})
 		t.Run("view", func(t *testing.T) {
@@ -240,13 +262,13 @@ func TestReadOnly(t *testing.T) {
 }
 
 func TestStateless(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, b cache.Backend) {
+	forEachBackend(t, func(t *testing.T, b *backend) {
 		for _, dev := range []bool{true, false} {
 			name := map[bool]string{true: "development", false: "production"}[dev]
 			t.Run(name, func(t *testing.T) {
 				h := newHarness(t, b, Config{Development: dev, Namespace: name})
-				r, _ := http.NewRequest(http.MethodGet, "/api/health", nil)
-				w := newRecorder()
+				r := httptest.NewRequest(http.MethodGet, "/api/health", nil)
+				w := httptest.NewRecorder()
 				h.m.Middleware(Stateless(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 					s := sess(t, r)
 					_, err := s.IsStarted(r.Context())
@@ -265,97 +287,5 @@ func TestStateless(t *testing.T) {
 				}
 			})
 		}
-	})
-}
-
-func TestEntriesContract(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, b cache.Backend) {
-		h := newHarness(t, b, Config{})
-		type localKey struct{}
-		// PutEntry before Start is written once a hook starts the session.
-		w := h.do("", func(w http.ResponseWriter, r *http.Request) {
-			s := sess(t, r)
-			if _, _, err := s.GetEntry(r.Context(), "scope:basket"); !errors.Is(err, ErrNotStarted) {
-				t.Errorf("GetEntry without a session = %v", err)
-			}
-			if _, err := s.CompareAndPutEntry(r.Context(), "scope:basket", []byte("x"), 0); !errors.Is(err, ErrNotStarted) {
-				t.Errorf("CompareAndPutEntry without a session = %v", err)
-			}
-			s.SetLocal(localKey{}, 42)
-			if s.Local(localKey{}) != 42 {
-				t.Error("Local")
-			}
-			if err := s.PutEntry(r.Context(), "scope:basket", []byte("v1")); err != nil {
-				t.Fatal(err)
-			}
-			if err := s.PutEntry(r.Context(), "scope:basket", []byte("v2")); err != nil {
-				t.Fatal(err)
-			}
-			calls := 0
-			s.OnCommit(func(ctx context.Context) error {
-				calls++
-				if calls == 1 {
-					return s.Start(ctx)
-				}
-				return nil
-			})
-			_, _ = w.Write([]byte("body"))
-			if calls != 1 {
-				t.Errorf("hook calls at the first commit point = %d", calls)
-			}
-		})
-		c := sessionCookie(t, w, "fxsession")
-		if c == nil {
-			t.Fatal("a hook's Start did not set the cookie")
-		}
-		var ver cache.Version
-		h.do(c.Value, func(w http.ResponseWriter, r *http.Request) {
-			s := sess(t, r)
-			if s.Local(localKey{}) != nil {
-				t.Error("locals leaked into another request")
-			}
-			v, version, err := s.GetEntry(r.Context(), "scope:basket")
-			if err != nil || string(v) != "v2" || version == 0 {
-				t.Fatalf("GetEntry = %q, %d, %v; want the last staged value", v, version, err)
-			}
-			ver = version
-			many, err := s.GetEntries(r.Context(), []string{"scope:other", "scope:basket"})
-			if err != nil || len(many) != 2 || many[0].Exists() || many[0].Key != "scope:other" ||
-				string(many[1].Value) != "v2" || many[1].Version != version || many[1].Key != "scope:basket" {
-				t.Errorf("GetEntries = %+v, %v", many, err)
-			}
-			if _, _, err := s.GetEntry(r.Context(), "scope:other"); !errors.Is(err, cache.ErrNotFound) {
-				t.Errorf("absent entry = %v", err)
-			}
-			// A staged value is cleared by an immediate CompareAndPut.
-			_ = s.PutEntry(r.Context(), "scope:basket", []byte("staged"))
-			nv, err := s.CompareAndPutEntry(r.Context(), "scope:basket", []byte("v3"), version)
-			if err != nil || nv == version {
-				t.Fatalf("CompareAndPutEntry = %d, %v", nv, err)
-			}
-			if _, err := s.CompareAndPutEntry(r.Context(), "scope:basket", []byte("v4"), version); !errors.Is(err, cache.ErrConflict) {
-				t.Errorf("stale CompareAndPutEntry = %v, want ErrConflict", err)
-			}
-		})
-		h.do(c.Value, func(w http.ResponseWriter, r *http.Request) {
-			v, version, _ := sess(t, r).GetEntry(r.Context(), "scope:basket")
-			if string(v) != "v3" || version == ver {
-				t.Errorf("after CompareAndPutEntry: %q (a staged PutEntry must not override it)", v)
-			}
-		})
-		// CompareAndPutEntry on a session started in this request saves it first.
-		w = h.do("", func(w http.ResponseWriter, r *http.Request) {
-			s := sess(t, r)
-			_ = s.Start(r.Context())
-			if _, err := s.CompareAndPutEntry(r.Context(), "scope:x", []byte("1"), 0); err != nil {
-				t.Fatal(err)
-			}
-		})
-		c = sessionCookie(t, w, "fxsession")
-		h.do(c.Value, func(w http.ResponseWriter, r *http.Request) {
-			if v, _, err := sess(t, r).GetEntry(r.Context(), "scope:x"); err != nil || string(v) != "1" {
-				t.Errorf("entry of a new session = %q, %v", v, err)
-			}
-		})
 	})
 }

@@ -26,7 +26,7 @@ var okBody = []byte("ok")
 
 func benchManager(b *testing.B) *Manager {
 	b.Helper()
-	s := memstore.New(memstore.Options{JanitorInterval: -1})
+	s := memstore.New(memstore.Options{})
 	b.Cleanup(func() { _ = s.Close() })
 	m, err := New(s, Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {

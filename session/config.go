@@ -111,11 +111,11 @@ type Config struct {
 	GCMaxPerRun int
 
 	// MaxPayload bounds the encoded size of one stored value: a user value, a bag,
-	// the flash bag or an extension entry (default 1 MiB). The backend's own limit
+	// the flash bag or an extension's field (default 1 MiB). The store's own limit
 	// still applies.
 	MaxPayload int
-	// Namespace is the cache namespace (a Sub of the backend) the sessions live in
-	// (default "session"). Metadata lives in its "meta" child, values in "data".
+	// Namespace is the cache namespace (a Sub of the store) the sessions live in
+	// (default "session"), one record per session.
 	Namespace string
 	// CommitTimeout bounds the store writes of one commit, which run detached from
 	// the request's cancellation so that a client going away loses no data
@@ -131,6 +131,41 @@ type Config struct {
 	// ErrLockTimeout (the default: 503).
 	LockWait time.Duration
 
+	// RotateAfter renews a session's ID on its first request after the ID is this
+	// old (OWASP's renewal timeout), keeping its data; 0 (the default) never
+	// rotates. The previous ID still opens the session for RotationGrace, so
+	// that requests already in flight with it are neither logged out nor given a
+	// second session.
+	RotateAfter time.Duration
+	// RotationGrace is how long a rotated-out ID keeps working (default 30 s).
+	// Renewals by RenewID (login) have no grace: the old ID dies at once.
+	RotationGrace time.Duration
+
+	// ClientAddress says whether and how a session records its client's address
+	// beside its device (the User-Agent, always recorded, truncated to 200
+	// bytes), at start and whenever its activity is written. Default
+	// AddressNone: not recorded. See docs/security.md on privacy.
+	ClientAddress AddressMode
+	// AddressKey is the key of AddressHashed (at least 16 bytes; required
+	// with it). Keep it secret and the same across processes.
+	AddressKey []byte
+
+	// MaxSessionsPerUser caps the sessions one user may hold (0, the default: no
+	// cap). A user is a tag starting with UserTagPrefix; when a session gains
+	// such a tag (or starts with it) and the user then has more sessions than the
+	// cap, the least recently used others are destroyed (reason "cap"). The
+	// check runs under a store lock, so concurrent logins in several processes
+	// never leave more than the cap.
+	MaxSessionsPerUser int
+	// UserTagPrefix marks the tags that name a user (default "user:"), for
+	// MaxSessionsPerUser and [Manager.UserSessions].
+	UserTagPrefix string
+
+	// EventBuffer is how many lifecycle events wait for the listeners (default
+	// 1024). A listener that cannot keep up never blocks a request: events
+	// beyond the buffer are dropped, and counted in the log.
+	EventBuffer int
+
 	// Development makes misuse fail loudly: using the session on a [Stateless]
 	// route returns ErrStateless instead of logging a warning.
 	Development bool
@@ -144,6 +179,30 @@ type Config struct {
 	// Now is the clock (default time.Now); tests set it to move time.
 	Now func() time.Time
 }
+
+// AddressMode says how a session records its client's address.
+type AddressMode uint8
+
+const (
+	// AddressNone (the default) records no address.
+	AddressNone AddressMode = iota
+	// AddressTruncated records the network, not the host: the /24 of an IPv4
+	// address, the /48 of an IPv6 one.
+	AddressTruncated
+	// AddressHashed records an HMAC-SHA-256 of the address under AddressKey
+	// (16 hex digits): equal addresses compare equal, and the address cannot be
+	// read back.
+	AddressHashed
+	// AddressFull records the whole address.
+	AddressFull
+)
+
+// Defaults of the features above.
+const (
+	DefaultRotationGrace = 30 * time.Second
+	DefaultUserTagPrefix = "user:"
+	DefaultEventBuffer   = 1024
+)
 
 // settings is a Config with its defaults applied and validated.
 type settings struct {
@@ -168,6 +227,13 @@ type settings struct {
 	lockTTL        time.Duration
 	lockWait       time.Duration
 	development    bool
+	rotateAfter    time.Duration
+	rotationGrace  time.Duration
+	address        AddressMode
+	addressKey     []byte
+	maxPerUser     int
+	userPrefix     string
+	eventBuffer    int
 	errorHandler   func(http.ResponseWriter, *http.Request, error)
 	logger         *slog.Logger
 	now            func() time.Time
@@ -279,6 +345,31 @@ func (c Config) settings() (settings, error) {
 	}
 	if s.lockWait <= 0 {
 		s.lockWait = DefaultLockWait
+	}
+	if c.RotateAfter < 0 || c.RotationGrace < 0 {
+		return s, fmt.Errorf("%w: negative RotateAfter or RotationGrace", ErrConfig)
+	}
+	s.rotateAfter, s.rotationGrace = c.RotateAfter, c.RotationGrace
+	if s.rotationGrace == 0 {
+		s.rotationGrace = DefaultRotationGrace
+	}
+	if c.ClientAddress > AddressFull {
+		return s, fmt.Errorf("%w: unknown AddressMode %d", ErrConfig, c.ClientAddress)
+	}
+	if c.ClientAddress == AddressHashed && len(c.AddressKey) < 16 {
+		return s, fmt.Errorf("%w: AddressHashed needs an AddressKey of at least 16 bytes", ErrConfig)
+	}
+	s.address, s.addressKey = c.ClientAddress, c.AddressKey
+	if c.MaxSessionsPerUser < 0 {
+		return s, fmt.Errorf("%w: negative MaxSessionsPerUser %d", ErrConfig, c.MaxSessionsPerUser)
+	}
+	s.maxPerUser, s.userPrefix = c.MaxSessionsPerUser, c.UserTagPrefix
+	if s.userPrefix == "" {
+		s.userPrefix = DefaultUserTagPrefix
+	}
+	s.eventBuffer = c.EventBuffer
+	if s.eventBuffer <= 0 {
+		s.eventBuffer = DefaultEventBuffer
 	}
 	if s.logger == nil {
 		s.logger = slog.Default()

@@ -11,7 +11,7 @@ import (
 )
 
 func TestConfigErrorsMatch(t *testing.T) {
-	b := memstore.New(memstore.Options{JanitorInterval: -1})
+	b := memstore.New(memstore.Options{})
 	defer b.Close()
 	for name, cfg := range map[string]Config{
 		"cookie name": {CookieName: "bad name"},
@@ -28,7 +28,7 @@ func TestConfigErrorsMatch(t *testing.T) {
 // TestSecureAutoRemoteAddr: SecureAuto believes X-Forwarded-Proto from a trusted
 // proxy whether RemoteAddr is host:port or a bare IP, and never from others.
 func TestSecureAutoRemoteAddr(t *testing.T) {
-	b := memstore.New(memstore.Options{JanitorInterval: -1})
+	b := memstore.New(memstore.Options{})
 	defer b.Close()
 	m, err := New(b, Config{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}})
 	if err != nil {

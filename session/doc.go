@@ -1,6 +1,6 @@
 // Package session is fxsession's low-level session layer: a visitor's session,
 // its manager, the HTTP middleware, cookies, metadata, bags and flashes, tags, ID
-// renewal and garbage collection. It stores through a [cache.Backend] (memory,
+// renewal and garbage collection. It stores through a [cache.Store] (memory,
 // file, Redis, SQL). The session lifetime for fx objects (package scope) is
 // built on it.
 //
@@ -10,7 +10,7 @@
 // router with [Manager.Middleware]. Handlers find the request's [Session] with
 // [FromContext]:
 //
-//	m, _ := session.New(backend, session.Config{})
+//	m, _ := session.New(store, session.Config{})
 //	mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
 //		s, _ := session.FromContext(r.Context())
 //		_ = s.RenewID(r.Context())          // starts one if needed; new ID on login
@@ -43,28 +43,39 @@
 //
 // # Storage
 //
-// Each session has a metadata entry in the namespace "<ns>.meta", keyed by the
-// hex SHA-256 of the session ID and holding a random storage ID, the creation
-// and last-activity times and the tags; its values live in "<ns>.data", one entry
-// per value, keyed "<storageID>:<kind>:<name>" and tagged with the storage ID.
-// Renewing the ID rewrites only the metadata; destroying a session flushes the
-// storage ID's tag. Metadata writes are version-checked (cache CompareAndSet) and
-// retried, so concurrent requests of one session lose no tag or touch.
+// A session is one record of the store's namespace Config.Namespace (default
+// "session"), keyed by its reference ([Session.Ref], the public part of its ID).
+// The record's fields are the metadata ("m": the start, the SHA-256 of the ID's
+// secret part, the session's own lifetime), the last activity ("a"), one field
+// per value ("v:<key>"), per bag ("b:<name>"), the flash bag ("f") and per
+// extension object ("e:<name>", package scope's objects); the record's tags are
+// the session's tags and its expiry the session's. Resuming a session reads its
+// whole record in one store round trip; a commit is one write of the fields
+// that changed. The metadata is written only when it changes (start, renewal),
+// conditional on its version: a renewal that meets another one reads it again
+// and retries, and tags are added and removed by the store, so concurrent
+// requests of one session lose no tag or touch. Renewing the ID replaces the
+// secret's hash and moves no data. Destroying a session deletes its record in
+// one call, and a request racing the destroy never brings it back (its write
+// needs the record to exist).
 //
 // # Security
 //
-//   - Session IDs are 256 bits from crypto/rand, as 43 characters of unpadded
-//     base64url ([IDLength]).
-//   - The store never holds an ID, only its SHA-256: a leaked store, backup or
-//     admin listing gives no usable cookie. The session's own log lines show
-//     [Session.HashedID], a prefix of that hash; errors passed up from a
-//     backend may quote the full hash (a store key), never the ID.
+//   - A session ID is 65 characters of unpadded base64url ([IDLength]) from
+//     crypto/rand: a 128-bit selector, the session's public reference
+//     ([Session.Ref], [RefLength]: the key of its record, what logs and admin
+//     tools show), and a 256-bit verifier, the secret.
+//   - The store never holds an ID nor a verifier, only the verifier's SHA-256,
+//     compared in constant time: a leaked store, backup or admin listing gives
+//     no usable cookie. Renewal replaces the verifier, so the previous cookie
+//     stops working at the commit.
 //   - Cookie values are checked for exact length, alphabet and canonical
 //     encoding ([ValidID]) before any store access; anything else counts as no
 //     session.
-//   - Strict mode, always: an ID the server did not issue (or that expired or was
-//     destroyed) is never adopted; starting always mints a new ID. Call
-//     [Session.RenewID] on login and on every privilege change (session
+//   - Strict mode, always: an ID the server did not issue (or that expired, was
+//     destroyed or renewed) is never adopted: the request proceeds without a
+//     session and its response expires the cookie; starting always mints a new
+//     ID. Call [Session.RenewID] on login and on every privilege change (session
 //     fixation).
 //   - The cookie is HttpOnly and SameSite=Lax by default; Secure follows the
 //     request (TLS, or X-Forwarded-Proto from [Config.TrustedProxies]) unless
@@ -83,7 +94,7 @@
 // # Bags, flashes, read-only and stateless routes
 //
 // Named attribute bags ([Session.Bag], registered with [RegisterBag] or
-// [Manager.RegisterBag] before serving) keep a group of values in one entry, as
+// [Manager.RegisterBag] before serving) keep a group of values in one field, as
 // Symfony's registerBag. [Session.Flashes] holds messages read once.
 // [Session.ReadOnly] returns a view that refuses writes with [ErrReadOnly]; the
 // [ReadOnly] route wrapper does it for a whole route, which then writes nothing
@@ -92,9 +103,9 @@
 //
 // # Concurrent requests of one session
 //
-// Every value is its own store entry, so two requests of a session that change
-// different values (or different session-scoped objects, or different bags) both
-// survive. For one object changed concurrently, scope's Handle.Update is an
+// Every value is its own field of the session's record, so two requests of a
+// session that change different values (or different session-scoped objects, or
+// different bags) both survive. For one object changed concurrently, scope's Handle.Update is an
 // optimistic, version-checked write. Handlers that cannot be written that way
 // (read, decide, write) opt into a per-session lock with the [Exclusive] route
 // wrapper: it serialises the session's requests across processes through a
@@ -103,7 +114,7 @@
 //
 // # Administration
 //
-// [Manager.All], [Manager.ByTag], [Manager.Session] (by ID or hash),
+// [Manager.All], [Manager.ByTag], [Manager.Session] (by ID or reference),
 // [Manager.Destroy], [Manager.DestroyByTag], [Manager.DestroyAll] and
 // [Manager.CollectGarbage] serve admin commands.
 package session

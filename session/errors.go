@@ -8,6 +8,10 @@ import (
 
 // Sentinel errors; match them with [errors.Is].
 var (
+	// ErrNoSession: there is no session to use: the context carries none (the
+	// handler is not served through [Manager.Middleware], and no
+	// [Manager.NewContext] made one), so [FromContext] returned a nil *Session.
+	ErrNoSession = errors.New("session: no session in the context (serve the handler through Manager.Middleware, or use Manager.NewContext outside HTTP)")
 	// ErrNotStarted: the operation needs a started session and the request has
 	// none (call [Session.Start] first).
 	ErrNotStarted = errors.New("session: not started")

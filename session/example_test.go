@@ -1,12 +1,16 @@
 package session_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 
+	"github.com/fxsession/fxsession/cache"
+	"github.com/fxsession/fxsession/cache/cachetest"
 	"github.com/fxsession/fxsession/cache/memstore"
 	"github.com/fxsession/fxsession/session"
 )
@@ -159,4 +163,121 @@ func ExampleReadOnly() {
 	fmt.Println(get(h, jar, "GET", "/admin"))
 	// Output:
 	// theme dark; write: session: read-only
+}
+
+// Renewing the ID on login keeps the session's data and its reference; the
+// previous cookie stops working as soon as the request commits.
+func ExampleSession_RenewID() {
+	store := memstore.New(memstore.Options{})
+	defer store.Close()
+	m, _ := session.New(store, session.Config{})
+	var refs []string
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /basket", func(w http.ResponseWriter, r *http.Request) {
+		s, _ := session.FromContext(r.Context())
+		_ = s.Start(r.Context())
+		_ = s.Put(r.Context(), "basket", []string{"apple"})
+		refs = append(refs, s.Ref())
+	})
+	mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
+		s, _ := session.FromContext(r.Context())
+		_ = s.RenewID(r.Context())
+		_ = s.AddTag(r.Context(), "user:alice")
+		refs = append(refs, s.Ref())
+	})
+	mux.HandleFunc("GET /basket", func(w http.ResponseWriter, r *http.Request) {
+		s, _ := session.FromContext(r.Context())
+		var basket []string
+		_ = s.Get(r.Context(), "basket", &basket)
+		fmt.Fprint(w, basket)
+	})
+	h := m.Middleware(mux)
+	jar := map[string]string{}
+	get(h, jar, "POST", "/basket")
+	before := jar["fxsession"]
+	get(h, jar, "POST", "/login")
+	fmt.Println("new ID:", jar["fxsession"] != before, "| same reference:", refs[0] == refs[1])
+	fmt.Println("basket:", get(h, jar, "GET", "/basket"))
+	fmt.Println("old cookie:", get(h, map[string]string{"fxsession": before}, "GET", "/basket"))
+	// Output:
+	// new ID: true | same reference: true
+	// basket: [apple]
+	// old cookie: []
+}
+
+// A session is one record in the store: a request that reads it costs one store
+// call, a request that changes it one more, and a request without a session
+// none. cachetest.Wrap counts the calls.
+func Example_roundTrips() {
+	store := memstore.New(memstore.Options{})
+	defer store.Close()
+	var calls cachetest.Counter
+	m, _ := session.New(cachetest.Wrap(store, calls.Hook), session.Config{})
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /", func(w http.ResponseWriter, r *http.Request) {
+		s, _ := session.FromContext(r.Context())
+		var n int
+		_ = s.Get(r.Context(), "visits", &n)
+		fmt.Fprint(w, n)
+	})
+	mux.HandleFunc("POST /visit", func(w http.ResponseWriter, r *http.Request) {
+		s, _ := session.FromContext(r.Context())
+		_ = s.Start(r.Context())
+		var n int
+		_ = s.Get(r.Context(), "visits", &n)
+		_ = s.Put(r.Context(), "visits", n+1)
+	})
+	h := m.Middleware(mux)
+	jar := map[string]string{}
+	for _, req := range []struct{ method, path string }{{"GET", "/"}, {"POST", "/visit"}, {"POST", "/visit"}, {"GET", "/"}} {
+		calls.Reset()
+		get(h, jar, req.method, req.path)
+		fmt.Printf("%-4s %-6s reads %d, writes %d\n", req.method, req.path, calls.Count(cachetest.OpRead), calls.Count(cachetest.OpWrite))
+	}
+	// Output:
+	// GET  /      reads 0, writes 0
+	// POST /visit reads 0, writes 1
+	// POST /visit reads 1, writes 1
+	// GET  /      reads 1, writes 0
+}
+
+// Expired sessions are removed by the collector (Module runs it in the
+// background); DestroyAll reports its progress on long runs.
+func ExampleManager_DestroyAll() {
+	store := memstore.New(memstore.Options{})
+	defer store.Close()
+	m, _ := session.New(store, session.Config{GCInterval: session.Never})
+	for range 3 {
+		ctx, s := m.NewContext(context.Background(), "")
+		_ = s.Start(ctx)
+		_ = s.Commit(ctx)
+	}
+	n, err := m.DestroyAll(context.Background(), func(done int) { fmt.Println("...", done) })
+	fmt.Println(n, err)
+	// Output:
+	// ... 3
+	// 3 <nil>
+}
+
+// Extensions (package scope) keep their objects in fields of the session's
+// record under their own names, staged for the commit or written at once with a
+// version check.
+func ExampleExtensionOf() {
+	store := memstore.New(memstore.Options{})
+	defer store.Close()
+	m, _ := session.New(store, session.Config{})
+	ctx, s := m.NewContext(context.Background(), "")
+	_ = s.Start(ctx)
+	x := session.ExtensionOf(s)
+	v1, _ := x.WriteField(ctx, "basket", []byte("1 apple"), 0) // only if absent
+	_, err := x.WriteField(ctx, "basket", []byte("2 apples"), v1)
+	fmt.Println(err)
+	_, err = x.WriteField(ctx, "basket", []byte("stale"), v1)
+	fmt.Println(errors.Is(err, cache.ErrConflict))
+	b, _, _ := x.Field(ctx, "basket")
+	fmt.Println(string(b))
+	// Output:
+	// <nil>
+	// true
+	// 2 apples
 }

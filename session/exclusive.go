@@ -12,7 +12,7 @@ import (
 // Exclusive serialises the requests through h that belong to one session, across
 // every process sharing the store: the opt-in per-session lock for handlers that
 // cannot express their change as an atomic scope Handle.Update (read, decide,
-// write). It takes a cache-layer lock named after the session's hash, with
+// write). It takes a cache-layer lock named after the session's reference, with
 // Config.LockTTL as its lifetime, waits at most Config.LockWait for it (then the
 // ErrorHandler answers with an error matching ErrLockTimeout; by default a 503),
 // runs h, commits the session while still holding the lock, and releases it with
@@ -41,13 +41,14 @@ func Exclusive(h http.Handler) http.Handler {
 			return
 		}
 		m := rs.m
-		name := "lock." + hashID(id)
-		token, err := cache.WaitLock(r.Context(), m.meta, name, m.cfg.lockTTL, m.cfg.lockWait)
+		ref, _ := splitID(id)
+		name := "lock." + ref
+		token, err := cache.WaitLock(r.Context(), m.store, name, m.cfg.lockTTL, m.cfg.lockWait)
 		if err != nil {
 			if errors.Is(err, cache.ErrLocked) {
 				err = fmt.Errorf("%w (%v): %w", ErrLockTimeout, m.cfg.lockWait, err)
 			}
-			m.log.Warn("session lock not taken", "session", short(hashID(id)), "method", r.Method, "path", r.URL.Path, "error", err)
+			m.log.Warn("session lock not taken", "session", ref, "method", r.Method, "path", r.URL.Path, "error", err)
 			rs.mu.Lock()
 			rs.aborted, rs.headersDone = true, true
 			rs.mu.Unlock()
@@ -61,8 +62,8 @@ func Exclusive(h http.Handler) http.Handler {
 		defer func() {
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), m.cfg.commitTimeout)
 			defer cancel()
-			if ok, err := m.meta.Unlock(ctx, name, token); err != nil || !ok {
-				m.log.Warn("session lock lost or not released", "session", short(hashID(id)), "released", ok, "error", err)
+			if ok, err := m.store.Unlock(ctx, name, token); err != nil || !ok {
+				m.log.Warn("session lock lost or not released", "session", ref, "released", ok, "error", err)
 			}
 		}()
 		h.ServeHTTP(w, r)

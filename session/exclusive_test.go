@@ -7,16 +7,15 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/fxsession/fxsession/cache"
 )
 
 // TestExclusive: a read-modify-write handler that is not atomic loses updates
 // under concurrency; through Exclusive, 64 concurrent requests of one session
 // lose none.
 func TestExclusive(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, b cache.Backend) {
-		h := newHarness(t, b, Config{})
+	forEachBackend(t, func(t *testing.T, b *backend) {
+		// A generous LockWait: 64 requests queue for one lock on a loaded machine.
+		h := newHarness(t, b, Config{LockWait: time.Minute})
 		id := h.startSession(func(ctx context.Context, s *Session) error { return s.Put(ctx, "n", 0) })
 		incr := func(w http.ResponseWriter, r *http.Request) {
 			s := sess(t, r)
@@ -56,16 +55,15 @@ func TestExclusive(t *testing.T) {
 // TestExclusiveTimeout: a request that cannot get the lock within LockWait is
 // answered by the error handler with ErrLockTimeout, and writes nothing.
 func TestExclusiveTimeout(t *testing.T) {
-	b := backends()[0].open(t)
 	var handled error
-	h := newHarness(t, b, Config{LockWait: 50 * time.Millisecond, ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+	h := newHarness(t, memoryBackend(t), Config{LockWait: 50 * time.Millisecond, ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 		handled = err
 		http.Error(w, "busy", http.StatusServiceUnavailable)
 	}})
 	id := h.startSession(func(ctx context.Context, s *Session) error { return s.Put(ctx, "v", "old") })
 
 	// Another process holds the session's lock.
-	token, err := h.m.meta.Lock(context.Background(), "lock."+hashID(id), time.Minute)
+	token, err := h.m.store.Lock(context.Background(), "lock."+id[:RefLength], time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +79,7 @@ func TestExclusiveTimeout(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("gave up after %v, LockWait is 50ms", d)
 	}
-	if ok, err := h.m.meta.Unlock(context.Background(), "lock."+hashID(id), token); !ok || err != nil {
+	if ok, err := h.m.store.Unlock(context.Background(), "lock."+id[:RefLength], token); !ok || err != nil {
 		t.Fatalf("the other owner's lock was disturbed: %v %v", ok, err)
 	}
 	var v string
@@ -93,10 +91,9 @@ func TestExclusiveTimeout(t *testing.T) {
 
 // TestExclusiveSkips: read-only routes and requests without a session never lock.
 func TestExclusiveSkips(t *testing.T) {
-	b := backends()[0].open(t)
-	h := newHarness(t, b, Config{LockWait: 20 * time.Millisecond})
+	h := newHarness(t, memoryBackend(t), Config{LockWait: 20 * time.Millisecond})
 	id := h.startSession(nil)
-	if _, err := h.m.meta.Lock(context.Background(), "lock."+hashID(id), time.Minute); err != nil {
+	if _, err := h.m.store.Lock(context.Background(), "lock."+id[:RefLength], time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	ran := 0

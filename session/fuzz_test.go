@@ -3,24 +3,30 @@ package session
 import (
 	"encoding/base64"
 	"errors"
-	"slices"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/fxsession/fxsession/internal/msgpackcheck"
 	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/fxsession/fxsession/cache"
+	"github.com/fxsession/fxsession/cache/memstore"
 )
 
 // FuzzCookie feeds arbitrary Cookie header lines to the cookie scanner: it must
-// never panic, and what it accepts must be a canonical 256-bit base64url ID found
-// in the line.
+// never panic, and what it accepts must be a canonical base64url ID (a 128-bit
+// selector and a 256-bit verifier) found in the line.
 func FuzzCookie(f *testing.F) {
 	id := newID()
 	for _, s := range []string{
 		"fxsession=" + id,
 		"a=1; fxsession=" + id + "; b=2",
-		"fxsession=" + id[:42],
+		"fxsession=" + id[:IDLength-1],
+		"fxsession=" + id[:RefLength],
+		"fxsession=" + id[:RefLength-1] + "B" + id[RefLength:],
+		"fxsession=JeSa17l83tm9hXMS23E64iMZ_d_0gIqxAhnDYeum6Ew", // an ID of the earlier layout
 		"fxsession=" + id + "=",
 		"fxsession=\"" + id + "\"",
 		"fxsession= " + id + " ",
@@ -39,10 +45,14 @@ func FuzzCookie(f *testing.F) {
 				t.Fatalf("accepted %q from %q", v, line)
 			}
 		}
-		// ValidID agrees with a strict base64url decoder.
+		// ValidID agrees with a strict base64url decoder of its two parts.
 		for _, cand := range []string{line, v} {
-			b, err := base64.RawURLEncoding.Strict().DecodeString(cand)
-			strict := err == nil && len(b) == idBytes && len(cand) == IDLength
+			strict := false
+			if len(cand) == IDLength {
+				sel, err1 := base64.RawURLEncoding.Strict().DecodeString(cand[:RefLength])
+				ver, err2 := base64.RawURLEncoding.Strict().DecodeString(cand[RefLength:])
+				strict = err1 == nil && err2 == nil && len(sel) == selectorBytes && len(ver) == verifierBytes
+			}
 			if ValidID(cand) != strict {
 				t.Fatalf("ValidID(%q) = %v, strict decoding says %v", cand, ValidID(cand), strict)
 			}
@@ -50,29 +60,47 @@ func FuzzCookie(f *testing.F) {
 	})
 }
 
-// FuzzDecodeMetadata feeds arbitrary bytes to the metadata decoder: it must never
-// panic, and whatever it accepts must survive an encode/decode round trip.
+// FuzzDecodeMetadata feeds arbitrary bytes to the decoders of a session
+// record's metadata and activity fields: they must never panic, and whatever
+// they accept must survive an encode/decode round trip. A manager opening a
+// record with those fields must not panic either.
 func FuzzDecodeMetadata(f *testing.F) {
 	now := time.UnixMilli(1_900_000_000_000)
-	md := metadata{storageID: newStorageID(), created: now, lastActivity: now.Add(time.Minute), tags: []string{"user:42", "admin"}}
+	md := metadata{created: now, verifier: verifierHash(newVerifier())}
 	f.Add(md.encode())
-	md.tags = nil
+	md.timeout = 30 * 24 * time.Hour
 	f.Add(md.encode())
-	f.Add([]byte{0x95, 0x02})
+	f.Add(append(md.encode()[:len(md.encode()):len(md.encode())], 0xa6, 'f', 'u', 't', 'u', 'r', 'e'))
+	f.Add((&activity{last: now}).encode())
+	f.Add([]byte{0x94, 0x02})
 	f.Add([]byte{0xdd, 0xff, 0xff, 0xff, 0xff})
 	f.Add([]byte{})
+	m, err := New(memstore.New(memstore.Options{}), Config{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		f.Fatal(err)
+	}
+	valid := md.encode()
 	f.Fuzz(func(t *testing.T, b []byte) {
-		got, err := decodeMetadata(b)
-		if err != nil {
-			return
+		if got, err := decodeMetadata(b); err == nil {
+			again, err := decodeMetadata(got.encode())
+			if err != nil {
+				t.Fatalf("re-encoded metadata does not decode: %v", err)
+			}
+			if again != got {
+				t.Fatalf("round trip changed %+v into %+v", got, again)
+			}
 		}
-		again, err := decodeMetadata(got.encode())
-		if err != nil {
-			t.Fatalf("re-encoded metadata does not decode: %v", err)
+		if got, err := decodeActivity(b); err == nil {
+			again, err := decodeActivity(got.encode())
+			if err != nil || !again.last.Equal(got.last) {
+				t.Fatalf("activity round trip changed %+v into %+v (%v)", got, again, err)
+			}
 		}
-		if again.storageID != got.storageID || !again.created.Equal(got.created) ||
-			!again.lastActivity.Equal(got.lastActivity) || !slices.Equal(again.tags, got.tags) {
-			t.Fatalf("round trip changed %+v into %+v", got, again)
+		for _, fields := range [][]cache.Field{
+			{{Name: fieldMeta, Value: b, Version: 1}},
+			{{Name: fieldMeta, Value: valid, Version: 1}, {Name: fieldActivity, Value: b, Version: 1}},
+		} {
+			_, _ = m.open(cache.Record{Key: "AAAAAAAAAAAAAAAAAAAAAA", Fields: fields, Version: 1}, now)
 		}
 	})
 }

@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -21,12 +22,16 @@ type bagName string
 //
 //   - Config is taken from the graph when one is supplied (fx.Supply(session.Config{...}));
 //     otherwise the zero Config (every default) is used.
-//   - cache.Backend is taken from the graph when one is provided (a cache
-//     module such as memstore.Module); otherwise a file store is opened in
-//     DefaultDir ("var/sessions") and closed when the app stops.
+//   - cache.Store is taken from the graph: provide one with a store module
+//     (filestore.Module, redisstore.Module, memstore.Module, ...). Package
+//     fxsession's Module adds a default (a file store in ./var/sessions) used
+//     when the app provides none; without either, fx start fails with
+//     [ErrNoStore].
 //   - *slog.Logger is taken from the graph when Config.Logger is nil and one is
 //     provided.
-//   - Bags registered with [RegisterBag] are registered before the app starts.
+//   - Bags registered with [RegisterBag] and listeners registered with [Listen]
+//     are registered before the app starts; queued events are delivered before
+//     it stops.
 //
 // The background garbage collector starts and stops with the app.
 var Module = fx.Module("fxsession.session", fx.Provide(newModuleManager))
@@ -43,13 +48,35 @@ func RegisterBag(name string) fx.Option {
 	))
 }
 
+// defaultStore opens the store Module uses when the app provides none.
+type defaultStore func() (cache.Store, error)
+
+// defaultStoreName is the dig name of the defaultStore.
+const defaultStoreName = "fxsession.session.default-store"
+
+// DefaultStore supplies the store [Module] uses when the application provides no
+// cache.Store: open is called only then, and the store it returns is closed when
+// the app stops. Package fxsession's Module uses it to default to a file store in
+// ./var/sessions; an application rarely needs it.
+func DefaultStore(open func() (cache.Store, error)) fx.Option {
+	if open == nil {
+		return fx.Error(errors.New("session.DefaultStore(nil): want a function opening a store"))
+	}
+	return fx.Provide(fx.Annotate(func() defaultStore { return open }, fx.ResultTags(`name:"`+defaultStoreName+`"`)))
+}
+
+// ErrNoStore: [Module] found no cache.Store in the app and no [DefaultStore].
+var ErrNoStore = errors.New("session.Module: no cache.Store in the app: add a store module (filestore.Module, redisstore.Module, memstore.Module, pgstore.Module, sqlitestore.Module) or use fxsession.Module, which defaults to a file store in ./var/sessions")
+
 type moduleIn struct {
 	fx.In
 	Lifecycle fx.Lifecycle
-	Config    Config        `optional:"true"`
-	Backend   cache.Backend `optional:"true"`
-	Logger    *slog.Logger  `optional:"true"`
-	Bags      []bagName     `group:"fxsession.session.bags"`
+	Config    Config       `optional:"true"`
+	Store     cache.Store  `optional:"true"`
+	Default   defaultStore `name:"fxsession.session.default-store" optional:"true"`
+	Logger    *slog.Logger `optional:"true"`
+	Bags      []bagName    `group:"fxsession.session.bags"`
+	Listeners []Listener   `group:"fxsession.session.listeners"`
 }
 
 func newModuleManager(in moduleIn) (*Manager, error) {
@@ -57,26 +84,34 @@ func newModuleManager(in moduleIn) (*Manager, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = in.Logger
 	}
-	backend := in.Backend
-	var closeBackend func() error
-	if backend == nil {
-		b, err := openDefaultBackend()
-		if err != nil {
-			return nil, err
+	store := in.Store
+	var closeStore func() error
+	if store == nil {
+		if in.Default == nil {
+			return nil, ErrNoStore
 		}
-		backend, closeBackend = b, b.Close
+		s, err := in.Default()
+		if err != nil {
+			return nil, fmt.Errorf("session.Module: opening the default store: %w", err)
+		}
+		store, closeStore = s, s.Close
 	}
-	m, err := New(backend, cfg)
+	m, err := New(store, cfg)
 	if err == nil {
 		for _, name := range in.Bags {
 			if err = m.RegisterBag(string(name)); err != nil {
 				break
 			}
 		}
+		for _, fn := range in.Listeners {
+			if err == nil {
+				err = m.Listen(fn)
+			}
+		}
 	}
 	if err != nil {
-		if closeBackend != nil {
-			_ = closeBackend()
+		if closeStore != nil {
+			_ = closeStore()
 		}
 		return nil, err
 	}
@@ -97,8 +132,9 @@ func newModuleManager(in moduleIn) (*Manager, error) {
 				cancel()
 			}
 			wg.Wait()
-			if closeBackend != nil {
-				return closeBackend()
+			_ = m.Close() // delivers the queued events
+			if closeStore != nil {
+				return closeStore()
 			}
 			return nil
 		},

@@ -3,10 +3,10 @@ package session
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,11 +18,11 @@ import (
 )
 
 func TestModule(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, b cache.Backend) {
+	forEachBackend(t, func(t *testing.T, b *backend) {
 		var m *Manager
 		app := fxtest.New(t,
 			Module,
-			fx.Supply(fx.Annotate(b, fx.As(new(cache.Backend)))),
+			fx.Supply(fx.Annotate(b.store, fx.As(new(cache.Store)))),
 			fx.Supply(Config{GCInterval: 10 * time.Millisecond, CookieName: "shop"}),
 			RegisterBag("cart"),
 			RegisterBag("admin"),
@@ -54,14 +54,16 @@ func TestModule(t *testing.T) {
 			t.Errorf("cookies %v", w.Result().Cookies())
 		}
 		app.RequireStop() // the collector goroutine stops (goleak checks in TestMain)
+		// The app's own store is not closed by the session module.
+		if _, err := b.store.Sub("still-open"); err != nil {
+			t.Errorf("the application's store was closed by session.Module: %v", err)
+		}
 	})
 }
 
 func TestModuleZeroConfig(t *testing.T) {
-	s := memstore.New(memstore.Options{JanitorInterval: -1})
-	defer s.Close()
 	var m *Manager
-	app := fxtest.New(t, Module, fx.Provide(func() cache.Backend { return s }), fx.Populate(&m))
+	app := fxtest.New(t, Module, memstore.Module(memstore.Options{}), fx.Populate(&m))
 	app.RequireStart()
 	if m.cfg.timeout != DefaultInactivityTimeout || m.cfg.cookieName != DefaultCookieName {
 		t.Errorf("zero config settings %+v", m.cfg)
@@ -69,20 +71,89 @@ func TestModuleZeroConfig(t *testing.T) {
 	app.RequireStop()
 }
 
+// TestModuleNoStore: session.Module alone has nowhere to keep sessions: fx
+// start fails with ErrNoStore, whose message names the fix.
+func TestModuleNoStore(t *testing.T) {
+	app := fx.New(fx.NopLogger, Module, fx.Invoke(func(*Manager) {}))
+	err := app.Err()
+	if !errors.Is(err, ErrNoStore) {
+		t.Fatalf("fx start without a store = %v, want ErrNoStore", err)
+	}
+	for _, want := range []string{"memstore.Module", "fxsession.Module"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the error does not name %s: %v", want, err)
+		}
+	}
+}
+
+// TestModuleDefaultStore: DefaultStore's store is opened only when the app
+// provides none, and closed when the app stops.
+func TestModuleDefaultStore(t *testing.T) {
+	var opened []*memstore.Store
+	open := func() (cache.Store, error) {
+		s := memstore.New(memstore.Options{})
+		opened = append(opened, s)
+		return s, nil
+	}
+	var m *Manager
+	app := fxtest.New(t, Module, DefaultStore(open), fx.Populate(&m))
+	app.RequireStart()
+	if len(opened) != 1 {
+		t.Fatalf("the default store was opened %d times, want once", len(opened))
+	}
+	ctx, s := m.NewContext(context.Background(), "")
+	_ = s.Start(ctx)
+	if err := s.Commit(ctx); err != nil {
+		t.Fatalf("a session in the default store: %v", err)
+	}
+	app.RequireStop()
+	if _, err := opened[0].Read(context.Background(), "k"); !errors.Is(err, cache.ErrClosed) {
+		t.Errorf("the default store after the app stopped: %v, want ErrClosed", err)
+	}
+
+	// With a store of the app's own, the default is never opened.
+	opened = nil
+	app = fxtest.New(t, Module, DefaultStore(open), memstore.Module(memstore.Options{}), fx.Populate(&m))
+	app.RequireStart()
+	app.RequireStop()
+	if len(opened) != 0 {
+		t.Errorf("the default store was opened although the app provides one")
+	}
+
+	// A default that fails to open fails fx start.
+	boom := errors.New("disk full")
+	app2 := fx.New(fx.NopLogger, Module, DefaultStore(func() (cache.Store, error) { return nil, boom }), fx.Populate(&m))
+	if err := app2.Err(); !errors.Is(err, boom) {
+		t.Errorf("a failing default store = %v", err)
+	}
+	app3 := fx.New(fx.NopLogger, Module, DefaultStore(nil), fx.Populate(&m))
+	if app3.Err() == nil {
+		t.Error("DefaultStore(nil) was accepted")
+	}
+}
+
 func TestRegisterBagInvalid(t *testing.T) {
-	app := fx.New(fx.NopLogger, Module, RegisterBag("no spaces allowed"), fx.Invoke(func(*Manager) {}))
+	app := fx.New(fx.NopLogger, Module, memstore.Module(memstore.Options{}), RegisterBag("no spaces allowed"), fx.Invoke(func(*Manager) {}))
 	if err := app.Err(); !errors.Is(err, cache.ErrInvalidKey) {
 		t.Errorf("RegisterBag(invalid) = %v", err)
 	}
 }
 
+func TestModuleInvalidConfig(t *testing.T) {
+	app := fx.New(fx.NopLogger, Module, memstore.Module(memstore.Options{}), fx.Supply(Config{CookieName: "bad name"}), fx.Invoke(func(*Manager) {}))
+	if err := app.Err(); !errors.Is(err, ErrConfig) {
+		t.Errorf("an invalid Config = %v, want ErrConfig", err)
+	}
+}
+
 func TestModuleRunsCollector(t *testing.T) {
-	b := backends()[0].open(t)
-	c := newClock()
+	b := memoryBackend(t)
+	logs := &logBuffer{}
 	var m *Manager
 	app := fxtest.New(t, Module,
-		fx.Provide(func() cache.Backend { return b }),
-		fx.Supply(Config{GCInterval: 5 * time.Millisecond, Now: c.Now}),
+		fx.Provide(func() cache.Store { return b.store }),
+		fx.Supply(Config{GCInterval: 5 * time.Millisecond, Now: b.clock.Now,
+			Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}),
 		fx.Populate(&m))
 	app.RequireStart()
 	defer app.RequireStop()
@@ -91,55 +162,13 @@ func TestModuleRunsCollector(t *testing.T) {
 	if err := s.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
-	c.Add(2 * time.Hour)
+	b.clock.Add(2 * time.Hour)
+	want := "session=" + s.Ref() + " reason=expired"
 	deadline := time.Now().Add(10 * time.Second)
-	for {
-		n := 0
-		for range m.All(context.Background()) {
-			n++
-		}
-		raw := 0
-		for range m.meta.All(context.Background()) {
-			raw++
-		}
-		if raw == 0 {
-			break
-		}
+	for !strings.Contains(logs.String(), want) {
 		if time.Now().After(deadline) {
-			t.Fatal("the collector started by the module did not remove the expired session")
+			t.Fatalf("the collector started by the module did not remove the expired session; logs:\n%s", logs)
 		}
 		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-func TestModuleDefaultFileStore(t *testing.T) {
-	dir := t.TempDir()
-	t.Chdir(dir)
-	var m *Manager
-	app := fxtest.New(t, Module, fx.Populate(&m))
-	app.RequireStart()
-	ctx, s := m.NewContext(context.Background(), "")
-	_ = s.Start(ctx)
-	_ = s.Put(ctx, "k", "v")
-	if err := s.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
-	id, _ := s.ID(ctx)
-	app.RequireStop()
-
-	// A second app (a restart) finds the session in var/sessions.
-	app = fxtest.New(t, Module, fx.Populate(&m))
-	app.RequireStart()
-	defer app.RequireStop()
-	s2, err := m.Session(context.Background(), id)
-	if err != nil {
-		t.Fatalf("session after a restart: %v", err)
-	}
-	var v string
-	if err := s2.Get(context.Background(), "k", &v); err != nil || v != "v" {
-		t.Errorf("value after a restart = %q, %v", v, err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, DefaultDir)); err != nil {
-		t.Errorf("default folder: %v", err)
 	}
 }

@@ -15,52 +15,37 @@ const gcLockName = "session-gc"
 // gcLockTTL bounds how long a crashed collector keeps others out.
 const gcLockTTL = 5 * time.Minute
 
-// CollectGarbage removes expired sessions (inactivity timeout or absolute
-// lifetime), at most Config.GCMaxPerRun per call, and returns how many it
-// removed. Corrupt metadata entries are removed too, and the backend's own
-// CollectGarbage runs on the metadata and value namespaces. It holds the cache lock
+// CollectGarbage removes expired sessions (inactivity timeout, the session's own
+// lifetime, or the absolute lifetime), at most Config.GCMaxPerRun per call,
+// reports each to the listeners (EventExpired: exactly one collector among the
+// processes sharing the store reports a session) and returns how many it
+// removed; the store's own leftovers go too. It holds the cache lock
 // "session-gc" while it runs: when another process is collecting, it returns an
 // error matching cache.ErrLocked. Requests never collect.
 func (m *Manager) CollectGarbage(ctx context.Context) (int, error) {
-	token, err := m.meta.Lock(ctx, gcLockName, gcLockTTL)
+	token, err := m.store.Lock(ctx, gcLockName, gcLockTTL)
 	if err != nil {
 		return 0, fmt.Errorf("session: garbage collection: %w", err)
 	}
 	defer func() {
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.cfg.commitTimeout)
 		defer cancel()
-		if _, err := m.meta.Unlock(uctx, gcLockName, token); err != nil {
+		if _, err := m.store.Unlock(uctx, gcLockName, token); err != nil {
 			m.log.Warn("releasing the session collector lock", "error", err)
 		}
 	}()
 	now := m.cfg.now()
-	var victims []cache.Entry
-	for e, err := range m.meta.All(ctx) {
-		if err != nil {
-			return 0, fmt.Errorf("session: garbage collection: %w", err)
-		}
-		md, derr := decodeMetadata(e.Value)
-		if derr == nil && !m.expired(&md, now) {
-			continue
-		}
-		victims = append(victims, cache.Entry{Key: e.Key, Value: e.Value})
-		if len(victims) >= m.cfg.gcMax {
-			break
-		}
-	}
-	n := 0
-	for _, e := range victims {
-		if err := m.destroyEntry(ctx, e, "expired"); err != nil {
-			return n, fmt.Errorf("session: garbage collection: %w", err)
-		}
-		n++
-	}
-	// The store's own housekeeping (expired entries of backends without native
-	// expiry, leftovers of interrupted writes), bounded by the backend.
-	for _, b := range []cache.Backend{m.meta, m.data} {
-		if _, err := b.CollectGarbage(ctx); err != nil {
-			return n, fmt.Errorf("session: garbage collection: %w", err)
-		}
+	n, err := m.store.CollectGarbage(ctx, cache.GCOptions{
+		Before: now,
+		Max:    m.cfg.gcMax,
+		Fields: []string{fieldMeta, fieldActivity},
+		Removed: func(r cache.Record) {
+			m.log.Debug("session destroyed", "session", r.Key, "reason", "expired")
+			m.emit(Event{Kind: EventExpired, Ref: r.Key, Time: now, Metadata: m.recordMetadata(r)})
+		},
+	})
+	if err != nil {
+		return n, fmt.Errorf("session: garbage collection: %w", err)
 	}
 	return n, nil
 }

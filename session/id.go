@@ -3,25 +3,30 @@ package session
 import (
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
-	"encoding/hex"
 	"net/http"
 	"strings"
 )
 
+// A session ID — the cookie's value — is two random parts in unpadded base64url:
+//
+//   - the selector, 128 bits: the session's public reference ([Session.Ref]), the
+//     key of its record in the store. It stays for the session's whole life, so
+//     renewing the ID moves no data. Knowing it does not let anyone use the session.
+//   - the verifier, 256 bits: the secret. The store keeps only its SHA-256;
+//     renewal replaces it, so the previous cookie dies at once. It is compared in
+//     constant time.
 const (
-	// idBytes is the entropy of a session ID: 256 bits.
-	idBytes = 32
-	// IDLength is the length of a session ID: 32 random bytes in unpadded
-	// base64url.
-	IDLength = 43
-	// HashLength is the length of a session's hash (hex SHA-256 of its ID), the
-	// handle admin tools use: the store never holds the ID itself.
-	HashLength = 64
-	// storageIDBytes is the entropy of a storage ID (the prefix of data keys).
-	storageIDBytes = 16
-	// shortHashLength is the length of HashedID, for logs.
-	shortHashLength = 16
+	selectorBytes = 16
+	verifierBytes = 32
+	// RefLength is the length of a session's public reference (the selector).
+	RefLength = 22
+	// verifierLength is the length of the verifier part of an ID.
+	verifierLength = 43
+	// IDLength is the length of a session ID: the selector and the verifier, 65
+	// characters of unpadded base64url.
+	IDLength = RefLength + verifierLength
 )
 
 // b64 is the base64url alphabet's reverse table: index+1 of each byte, 0 when not
@@ -34,64 +39,58 @@ var b64 = func() (t [256]uint8) {
 	return t
 }()
 
-// ValidID reports whether id has the form of a session ID this package issues:
-// exactly 43 characters of unpadded base64url, canonically encoded (the unused low
-// bits of the last character are zero). It looks at nothing but the string.
-func ValidID(id string) bool {
-	if len(id) != IDLength {
-		return false
-	}
-	for i := 0; i < IDLength; i++ {
-		if b64[id[i]] == 0 {
+// canonical reports whether s is canonical unpadded base64url of its length: every
+// byte in the alphabet and the unused low bits of the last character zero (pad is
+// how many low bits are unused: 2 for 16 bytes, 2 for 32 bytes).
+func canonical(s string, pad uint8) bool {
+	for i := 0; i < len(s); i++ {
+		if b64[s[i]] == 0 {
 			return false
 		}
 	}
-	// 43 characters carry 258 bits; the last character's two low bits are padding.
-	return (b64[id[IDLength-1]]-1)&3 == 0
+	return len(s) > 0 && (b64[s[len(s)-1]]-1)&(1<<pad-1) == 0
 }
 
-// newID mints a session ID: 256 bits from crypto/rand.
+// ValidID reports whether id has the form of a session ID this package issues:
+// exactly 65 characters of canonical unpadded base64url (a 22-character selector
+// and a 43-character verifier). It looks at nothing but the string.
+func ValidID(id string) bool {
+	return len(id) == IDLength && canonical(id[:RefLength], 4) && canonical(id[RefLength:], 2)
+}
+
+// validRef reports whether s has the form of a session's reference (a selector).
+func validRef(s string) bool { return len(s) == RefLength && canonical(s, 4) }
+
+// splitID returns the selector and verifier of a valid ID.
+func splitID(id string) (ref, verifier string) { return id[:RefLength], id[RefLength:] }
+
+// newID mints a session ID: 128 bits of selector and 256 bits of verifier from
+// crypto/rand.
 func newID() string {
-	var b [idBytes]byte
+	var b [selectorBytes + verifierBytes]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (it crashes the program instead)
-	return base64.RawURLEncoding.EncodeToString(b[:])
+	out := make([]byte, IDLength)
+	base64.RawURLEncoding.Encode(out[:RefLength], b[:selectorBytes])
+	base64.RawURLEncoding.Encode(out[RefLength:], b[selectorBytes:])
+	return string(out)
 }
 
-// newStorageID mints the prefix of a session's data keys (128 random bits).
-func newStorageID() string {
-	var b [storageIDBytes]byte
+// newVerifier mints a fresh verifier for a session whose selector stays.
+func newVerifier() string {
+	var b [verifierBytes]byte
 	_, _ = rand.Read(b[:])
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// hashID is the metadata key of a session: hex SHA-256 of its ID.
-func hashID(id string) string {
-	var sum [sha256.Size]byte
-	if len(id) == IDLength {
-		var buf [IDLength]byte // no allocation for the usual case
-		copy(buf[:], id)
-		sum = sha256.Sum256(buf[:])
-	} else {
-		sum = sha256.Sum256([]byte(id))
-	}
-	var out [2 * sha256.Size]byte
-	hex.Encode(out[:], sum[:])
-	return string(out[:])
+// verifierHash is what the store keeps of a verifier: its SHA-256.
+func verifierHash(verifier string) [sha256.Size]byte {
+	var buf [verifierLength]byte // no allocation
+	n := copy(buf[:], verifier)
+	return sha256.Sum256(buf[:n])
 }
 
-// validHash reports whether h has the form of hashID's result.
-func validHash(h string) bool {
-	if len(h) != HashLength {
-		return false
-	}
-	for i := 0; i < len(h); i++ {
-		c := h[i]
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
-}
+// sameHash compares two verifier hashes in constant time.
+func sameHash(a, b [sha256.Size]byte) bool { return subtle.ConstantTimeCompare(a[:], b[:]) == 1 }
 
 // cookieValue returns the value of the first cookie called name in the request's
 // Cookie headers whose value is a well-formed session ID, without allocating.

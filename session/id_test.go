@@ -2,29 +2,49 @@ package session
 
 import (
 	"crypto/sha256"
-	"encoding/hex"
+	"encoding/base64"
 	"net/http"
+	"strings"
 	"testing"
 )
 
 func TestIDs(t *testing.T) {
 	seen := map[string]bool{}
+	refs := map[string]bool{}
 	for range 1000 {
 		id := newID()
 		if !ValidID(id) || len(id) != IDLength || seen[id] {
 			t.Fatalf("newID = %q (valid %v, repeated %v)", id, ValidID(id), seen[id])
 		}
 		seen[id] = true
-		sum := sha256.Sum256([]byte(id))
-		if got, want := hashID(id), hex.EncodeToString(sum[:]); got != want || !validHash(got) {
-			t.Fatalf("hashID = %s, want %s", got, want)
+		ref, verifier := splitID(id)
+		if ref+verifier != id || len(ref) != RefLength || len(verifier) != verifierLength || !validRef(ref) || refs[ref] {
+			t.Fatalf("splitID(%q) = %q, %q", id, ref, verifier)
 		}
-		if sid := newStorageID(); !validStorageID(sid) {
-			t.Fatalf("newStorageID = %q", sid)
+		refs[ref] = true
+		sel, err := base64.RawURLEncoding.Strict().DecodeString(ref)
+		if err != nil || len(sel) != selectorBytes {
+			t.Fatalf("selector %q: %d bytes, %v", ref, len(sel), err)
+		}
+		sec, err := base64.RawURLEncoding.Strict().DecodeString(verifier)
+		if err != nil || len(sec) != verifierBytes || verifierBytes*8 != 256 {
+			t.Fatalf("verifier %q: %d bytes, %v; want 256 bits", verifier, len(sec), err)
+		}
+		if got, want := verifierHash(verifier), sha256.Sum256([]byte(verifier)); got != want || !sameHash(got, want) {
+			t.Fatalf("verifierHash = %x, want %x", got, want)
+		}
+		v := newVerifier()
+		if !ValidID(ref+v) || v == verifier {
+			t.Fatalf("newVerifier = %q", v)
 		}
 	}
-	if validHash(newID()) || validHash("ABCDEF"+hashID("x")[6:]) {
-		t.Error("validHash accepts non-hashes")
+	if sameHash(verifierHash("a"), verifierHash("b")) {
+		t.Error("sameHash of different hashes")
+	}
+	for _, bad := range []string{"", newID()[:RefLength-1], strings.Repeat("A", RefLength-1) + "B", newID(), strings.Repeat("!", RefLength)} {
+		if validRef(bad) {
+			t.Errorf("validRef(%q) = true", bad)
+		}
 	}
 }
 
@@ -42,7 +62,8 @@ func TestCookieValue(t *testing.T) {
 		{[]string{"xfxsession=" + id}, ""},
 		{[]string{"fxsession=bad", "fxsession=" + id}, id},
 		{[]string{"fxsession=" + id + "; fxsession=" + other}, id},
-		{[]string{"fxsession=" + id[:42]}, ""},
+		{[]string{"fxsession=" + id[:IDLength-1]}, ""},
+		{[]string{"fxsession=" + id[:RefLength]}, ""},
 	} {
 		h := http.Header{}
 		for _, l := range tc.lines {

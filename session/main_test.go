@@ -11,7 +11,7 @@ import (
 )
 
 // testRedis is the package's redis-server, started by TestMain (a real server:
-// the Redis backend is tested against the real thing, never a fake).
+// the Redis store is tested against the real thing, never a fake).
 var testRedis *testserver.Redis
 
 func TestMain(m *testing.M) {

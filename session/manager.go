@@ -7,50 +7,43 @@ import (
 	"iter"
 	"log/slog"
 	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/fxsession/fxsession/cache"
 )
 
-// Manager owns the sessions of one namespace of a cache backend: it provides the
+// Manager owns the sessions of one namespace of a cache store: it provides the
 // HTTP middleware, the admin operations and garbage collection. Create it with
 // [New] or through [Module].
 type Manager struct {
-	cfg  settings
-	log  *slog.Logger
-	meta cache.Backend // metadata entries, keyed by hashID
-	data cache.Backend // values, keyed "<storageID>:<kind>:<name>", tagged storageID
+	cfg   settings
+	log   *slog.Logger
+	store cache.Store // one record per session, keyed by its reference
 
 	regMu  sync.Mutex
 	bags   atomic.Pointer[map[string]struct{}]
 	sealed atomic.Bool
+	ev     events
 }
 
-// New returns a manager storing sessions in backend, in the namespace
-// cfg.Namespace (default "session"). The zero Config is a working one.
-func New(backend cache.Backend, cfg Config) (*Manager, error) {
-	if backend == nil {
-		return nil, errors.New("session: New: nil backend")
+// New returns a manager storing sessions in store, in the namespace
+// cfg.Namespace (default "session", a Sub of store). The zero Config is a
+// working one.
+func New(store cache.Store, cfg Config) (*Manager, error) {
+	if store == nil {
+		return nil, errors.New("session: New: nil store")
 	}
 	s, err := cfg.settings()
 	if err != nil {
 		return nil, err
 	}
-	root, err := backend.Sub(s.namespace)
+	sub, err := store.Sub(s.namespace)
 	if err != nil {
 		return nil, fmt.Errorf("session: namespace: %w", err)
 	}
-	meta, err := root.Sub("meta")
-	if err != nil {
-		return nil, fmt.Errorf("session: namespace: %w", err)
-	}
-	data, err := root.Sub("data")
-	if err != nil {
-		return nil, fmt.Errorf("session: namespace: %w", err)
-	}
-	m := &Manager{cfg: s, log: s.logger, meta: meta, data: data}
+	m := &Manager{cfg: s, log: s.logger, store: sub}
 	m.bags.Store(&map[string]struct{}{})
 	return m, nil
 }
@@ -88,54 +81,6 @@ func (m *Manager) seal() {
 	m.regMu.Unlock()
 }
 
-// expired reports whether a session has outlived the inactivity timeout or the
-// absolute lifetime at now.
-func (m *Manager) expired(md *metadata, now time.Time) bool {
-	if t := m.cfg.timeout; t > 0 && now.Sub(md.lastActivity) > t {
-		return true
-	}
-	if a := m.cfg.absolute; a > 0 && now.Sub(md.created) > a {
-		return true
-	}
-	return false
-}
-
-// expiry is when a session ends if unused (zero: never).
-func (m *Manager) expiry(md *metadata) time.Time {
-	var t time.Time
-	if m.cfg.timeout > 0 {
-		t = md.lastActivity.Add(m.cfg.timeout)
-	}
-	if m.cfg.absolute > 0 {
-		if a := md.created.Add(m.cfg.absolute); t.IsZero() || a.Before(t) {
-			t = a
-		}
-	}
-	return t
-}
-
-func (m *Manager) metadataOf(hash string, md *metadata) Metadata {
-	return Metadata{
-		Hash:     hash,
-		Created:  md.created,
-		LastUsed: md.lastActivity,
-		Lifetime: m.cfg.cookieLifetime,
-		Expires:  m.expiry(md),
-		Tags:     append([]string(nil), md.tags...),
-	}
-}
-
-// destroyStored removes a session's values and then its metadata.
-func (m *Manager) destroyStored(ctx context.Context, hash, storageID string) error {
-	if storageID != "" {
-		if _, err := m.data.FlushByTag(ctx, storageID); err != nil {
-			return err
-		}
-	}
-	_, err := m.meta.Delete(ctx, hash)
-	return err
-}
-
 // Current returns the session of the request whose context is ctx (the same as
 // [FromContext]).
 func (m *Manager) Current(ctx context.Context) (*Session, bool) { return FromContext(ctx) }
@@ -156,197 +101,252 @@ func (m *Manager) NewContext(parent context.Context, id string) (context.Context
 	return context.WithValue(parent, ctxKey{}, s), s
 }
 
-// Session opens an existing session for admin tools, by its ID or by its hash
-// ([Metadata.Hash], as listed by [Manager.All]). Nothing is written unless the
-// caller changes it and calls [Session.Commit]. An unknown, malformed or expired
-// session matches ErrNotFound.
-func (m *Manager) Session(ctx context.Context, idOrHash string) (*Session, error) {
+// refOf returns the reference named by a session ID or reference, and the ID's
+// verifier when an ID was given.
+func refOf(refOrID string) (ref, verifier string, err error) {
+	switch {
+	case ValidID(refOrID):
+		ref, verifier = splitID(refOrID)
+		return ref, verifier, nil
+	case validRef(refOrID):
+		return refOrID, "", nil
+	}
+	return "", "", fmt.Errorf("session: %q is neither a session ID nor a session reference: %w", refOrID, ErrNotFound)
+}
+
+// Session opens an existing session for admin tools, by its reference
+// ([Metadata.Ref], as listed by [Manager.All]) or its ID. Nothing is written
+// unless the caller changes it and calls [Session.Commit]. An unknown, malformed
+// or expired session (or an ID whose secret does not match) matches ErrNotFound.
+func (m *Manager) Session(ctx context.Context, refOrID string) (*Session, error) {
 	m.seal()
-	hash, err := m.hashOf(idOrHash)
+	ref, verifier, err := refOf(refOrID)
 	if err != nil {
 		return nil, err
 	}
-	e, err := m.meta.Get(ctx, hash)
+	rec, err := m.store.Read(ctx, ref)
 	if err != nil {
-		return nil, fmt.Errorf("session %s: %w", short(hash), err)
+		return nil, fmt.Errorf("session %s: %w", ref, err)
 	}
-	md, err := decodeMetadata(e.Value)
+	lv, err := m.open(rec, m.cfg.now())
 	if err != nil {
-		return nil, fmt.Errorf("session %s: %w", short(hash), err)
+		return nil, fmt.Errorf("session %s: %w", ref, err)
 	}
-	if m.expired(&md, m.cfg.now()) {
-		return nil, fmt.Errorf("session %s: expired: %w", short(hash), ErrNotFound)
+	if verifier != "" {
+		if !sameHash(lv.meta.verifier, verifierHash(verifier)) {
+			return nil, fmt.Errorf("session %s: the ID is not the session's current one: %w", ref, ErrNotFound)
+		}
+		lv.id = refOrID
 	}
-	st := &state{m: m, phase: phaseResumed, live: &live{
-		hash: hash, meta: md, metaVer: e.Version, storedLast: md.lastActivity, persisted: true,
-	}}
-	if len(idOrHash) == IDLength {
-		st.id = idOrHash
-	}
-	return &Session{st: st}, nil
+	return &Session{st: &state{m: m, phase: phaseResumed, live: lv}}, nil
 }
 
-func (m *Manager) hashOf(idOrHash string) (string, error) {
-	switch {
-	case ValidID(idOrHash):
-		return hashID(idOrHash), nil
-	case validHash(idOrHash):
-		return idOrHash, nil
-	}
-	return "", fmt.Errorf("session: %q is neither a session ID nor a session hash: %w", idOrHash, ErrNotFound)
-}
-
-func short(hash string) string {
-	if len(hash) > shortHashLength {
-		return hash[:shortHashLength]
-	}
-	return hash
-}
-
-// Destroy destroys a session by ID or hash; reason is logged. It reports whether
-// the session existed.
-func (m *Manager) Destroy(ctx context.Context, idOrHash, reason string) (bool, error) {
-	hash, err := m.hashOf(idOrHash)
+// Destroy destroys a session by reference or ID (one store call); reason is
+// logged. It reports whether the session existed.
+func (m *Manager) Destroy(ctx context.Context, refOrID, reason string) (bool, error) {
+	ref, _, err := refOf(refOrID)
 	if err != nil {
 		return false, err
 	}
-	e, err := m.meta.Get(ctx, hash)
-	if errors.Is(err, cache.ErrNotFound) {
-		return false, nil
+	if reason == "" {
+		reason = ReasonAdmin
 	}
+	n, err := m.destroy(ctx, []string{ref}, reason)
 	if err != nil {
-		return false, fmt.Errorf("session: destroy: %w", err)
+		return false, fmt.Errorf("session: destroy %s: %w", ref, err)
 	}
-	if err := m.destroyEntry(ctx, e, reason); err != nil {
-		return false, err
+	if n > 0 {
+		m.log.Info("session destroyed", "session", ref, "reason", reason)
 	}
-	return true, nil
+	return n > 0, nil
 }
 
-// destroyEntry destroys the session of a metadata entry (a corrupt one loses only
-// its metadata: its values cannot be found any more and stay until DestroyAll).
-func (m *Manager) destroyEntry(ctx context.Context, e cache.Entry, reason string) error {
-	md, derr := decodeMetadata(e.Value)
-	if err := m.destroyStored(ctx, e.Key, md.storageID); err != nil {
-		return fmt.Errorf("session: destroy %s: %w", short(e.Key), err)
+// destroy deletes the sessions of refs (one store call) and reports them to
+// the listeners; with listeners it reads their metadata first (one more).
+func (m *Manager) destroy(ctx context.Context, refs []string, reason string) (int, error) {
+	if len(refs) == 0 {
+		return 0, nil
 	}
-	if derr != nil {
-		m.log.Warn("corrupt session metadata removed", "session", short(e.Key), "error", derr)
+	if !m.listening() {
+		if len(refs) == 1 {
+			ok, err := m.store.Delete(ctx, refs[0])
+			if ok {
+				return 1, err
+			}
+			return 0, err
+		}
+		return m.store.DeleteMany(ctx, refs)
 	}
-	m.log.Info("session destroyed", "session", short(e.Key), "reason", reason)
-	return nil
-}
-
-// All streams the active (unexpired) sessions' metadata, in no particular order.
-// Corrupt metadata entries are skipped with a warning.
-func (m *Manager) All(ctx context.Context) iter.Seq2[Metadata, error] {
-	return func(yield func(Metadata, error) bool) {
-		now := m.cfg.now()
-		for e, err := range m.meta.All(ctx) {
-			if err != nil {
-				yield(Metadata{}, fmt.Errorf("session: listing: %w", err))
-				return
-			}
-			md, err := decodeMetadata(e.Value)
-			if err != nil {
-				m.log.Warn("skipping corrupt session metadata", "session", short(e.Key), "error", err)
-				continue
-			}
-			if m.expired(&md, now) {
-				continue
-			}
-			if !yield(m.metadataOf(e.Key, &md), nil) {
-				return
-			}
-		}
+	recs, err := m.store.ReadMany(ctx, refs, fieldMeta, fieldActivity)
+	if err != nil {
+		return 0, err
 	}
-}
-
-// ByTag streams the active sessions tagged with tag.
-func (m *Manager) ByTag(ctx context.Context, tag string) iter.Seq2[Metadata, error] {
-	return func(yield func(Metadata, error) bool) {
-		if err := cache.ValidateKey(tag); err != nil {
-			yield(Metadata{}, fmt.Errorf("session: tag: %w", err))
-			return
-		}
-		var keys []string
-		for k, err := range m.meta.Tagged(ctx, tag) {
-			if err != nil {
-				yield(Metadata{}, fmt.Errorf("session: by tag: %w", err))
-				return
-			}
-			keys = append(keys, k)
-		}
-		now := m.cfg.now()
-		for len(keys) > 0 {
-			batch := keys[:min(len(keys), 100)]
-			keys = keys[len(batch):]
-			entries, err := m.meta.GetMany(ctx, batch)
-			if err != nil {
-				yield(Metadata{}, fmt.Errorf("session: by tag: %w", err))
-				return
-			}
-			for _, e := range entries {
-				if !e.Exists() {
-					continue
-				}
-				md, err := decodeMetadata(e.Value)
-				if err != nil || m.expired(&md, now) {
-					continue
-				}
-				if !yield(m.metadataOf(e.Key, &md), nil) {
-					return
-				}
-			}
-		}
+	n, err := m.store.DeleteMany(ctx, refs)
+	if err != nil {
+		return n, err
 	}
-}
-
-// DestroyByTag destroys every session tagged with tag (e.g. log a user out
-// everywhere) and returns how many it destroyed.
-func (m *Manager) DestroyByTag(ctx context.Context, tag, reason string) (int, error) {
-	if err := cache.ValidateKey(tag); err != nil {
-		return 0, fmt.Errorf("session: tag: %w", err)
-	}
-	var keys []string
-	for k, err := range m.meta.Tagged(ctx, tag) {
-		if err != nil {
-			return 0, fmt.Errorf("session: destroy by tag: %w", err)
+	now := m.cfg.now()
+	for _, r := range recs {
+		if r.Exists() {
+			m.emit(Event{Kind: EventDestroyed, Ref: r.Key, Reason: reason, Time: now, Metadata: m.recordMetadata(r)})
 		}
-		keys = append(keys, k)
-	}
-	n := 0
-	for _, k := range keys {
-		e, err := m.meta.Get(ctx, k)
-		if errors.Is(err, cache.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return n, fmt.Errorf("session: destroy by tag: %w", err)
-		}
-		if err := m.destroyEntry(ctx, e, reason); err != nil {
-			return n, err
-		}
-		n++
 	}
 	return n, nil
 }
 
-// DestroyAll destroys every session of the namespace and returns how many there
-// were (Flow's destroyAll).
-func (m *Manager) DestroyAll(ctx context.Context) (int, error) {
-	n := 0
-	for _, err := range m.meta.All(ctx) {
-		if err != nil {
-			return 0, fmt.Errorf("session: destroy all: %w", err)
+// recordMetadata is the metadata of a record read with its m and a fields (as
+// much as can be decoded).
+func (m *Manager) recordMetadata(r cache.Record) Metadata {
+	var (
+		md  metadata
+		act activity
+	)
+	if f, ok := r.Field(fieldMeta); ok {
+		md, _ = decodeMetadata(f.Value)
+	}
+	if f, ok := r.Field(fieldActivity); ok {
+		act, _ = decodeActivity(f.Value)
+	}
+	if act.last.IsZero() {
+		act.last = md.created
+	}
+	return m.metadataOf(r.Key, &md, &act, act.last, r.Tags)
+}
+
+// listBatch is how many sessions a listing reads per store round trip.
+const listBatch = 100
+
+// metadata reads the metadata of keys in one round trip and yields the live,
+// readable ones.
+func (m *Manager) metadata(ctx context.Context, keys []string, yield func(Metadata, error) bool) bool {
+	recs, err := m.store.ReadMany(ctx, keys, fieldMeta, fieldActivity)
+	if err != nil {
+		yield(Metadata{}, fmt.Errorf("session: listing: %w", err))
+		return false
+	}
+	now := m.cfg.now()
+	for _, rec := range recs {
+		if !rec.Exists() {
+			continue
 		}
-		n++
+		lv, err := m.open(rec, now)
+		if err != nil {
+			if !errors.Is(err, ErrNotFound) {
+				m.log.Warn("skipping an unreadable session record", "session", rec.Key, "error", err)
+			}
+			continue
+		}
+		if !yield(m.metadataOf(lv.ref, &lv.meta, &lv.act, lv.storedLast, lv.tags), nil) {
+			return false
+		}
 	}
-	if err := m.data.Flush(ctx); err != nil {
-		return 0, fmt.Errorf("session: destroy all: %w", err)
+	return true
+}
+
+// list streams the metadata of the sessions whose references keys yields.
+func (m *Manager) list(ctx context.Context, keys iter.Seq2[string, error]) iter.Seq2[Metadata, error] {
+	return func(yield func(Metadata, error) bool) {
+		batch := make([]string, 0, listBatch)
+		for k, err := range keys {
+			if err != nil {
+				yield(Metadata{}, fmt.Errorf("session: listing: %w", err))
+				return
+			}
+			if !validRef(k) {
+				continue
+			}
+			if batch = append(batch, k); len(batch) == listBatch {
+				if !m.metadata(ctx, batch, yield) {
+					return
+				}
+				batch = batch[:0]
+			}
+		}
+		if len(batch) > 0 {
+			m.metadata(ctx, batch, yield)
+		}
 	}
-	if err := m.meta.Flush(ctx); err != nil {
-		return 0, fmt.Errorf("session: destroy all: %w", err)
+}
+
+// All streams the active (unexpired) sessions' metadata, in no particular order,
+// reading them in batches. Unreadable records are skipped with a warning.
+func (m *Manager) All(ctx context.Context) iter.Seq2[Metadata, error] {
+	return m.list(ctx, m.store.Keys(ctx))
+}
+
+// ByTag streams the active sessions tagged with tag.
+func (m *Manager) ByTag(ctx context.Context, tag string) iter.Seq2[Metadata, error] {
+	if err := cache.ValidateKey(tag); err != nil {
+		return func(yield func(Metadata, error) bool) { yield(Metadata{}, fmt.Errorf("session: tag: %w", err)) }
+	}
+	return m.list(ctx, m.store.Tagged(ctx, tag))
+}
+
+// DestroyByTag destroys every session tagged with tag (e.g. log a user out
+// everywhere), but those whose references are in except (e.g. the current
+// session: "sign out other devices"), and returns how many it destroyed.
+// reason ("" means ReasonByTag) goes to the log and the listeners.
+func (m *Manager) DestroyByTag(ctx context.Context, tag, reason string, except ...string) (int, error) {
+	if err := cache.ValidateKey(tag); err != nil {
+		return 0, fmt.Errorf("session: tag: %w", err)
+	}
+	var keys []string
+	for k, err := range m.store.Tagged(ctx, tag) {
+		if err != nil {
+			return 0, fmt.Errorf("session: destroy by tag: %w", err)
+		}
+		if !slices.Contains(except, k) {
+			keys = append(keys, k)
+		}
+	}
+	if reason == "" {
+		reason = ReasonByTag
+	}
+	n, err := m.destroy(ctx, keys, reason)
+	if err != nil {
+		return n, fmt.Errorf("session: destroy by tag: %w", err)
+	}
+	if n > 0 {
+		m.log.Info("sessions destroyed", "tag", tag, "count", n, "reason", reason)
+	}
+	return n, nil
+}
+
+// destroyBatch is how many sessions DestroyAll deletes per store call.
+const destroyBatch = 1000
+
+// DestroyAll destroys every session of the namespace and returns how many there
+// were (Flow's destroyAll). progress, when not nil, is called after each batch
+// with the count so far.
+func (m *Manager) DestroyAll(ctx context.Context, progress func(destroyed int)) (int, error) {
+	n := 0
+	batch := make([]string, 0, destroyBatch)
+	flush := func() error {
+		d, err := m.destroy(ctx, batch, ReasonAdmin)
+		n += d
+		batch = batch[:0]
+		if err != nil {
+			return fmt.Errorf("session: destroy all: %w", err)
+		}
+		if progress != nil {
+			progress(n)
+		}
+		return nil
+	}
+	for k, err := range m.store.Keys(ctx) {
+		if err != nil {
+			return n, fmt.Errorf("session: destroy all: %w", err)
+		}
+		if batch = append(batch, k); len(batch) == destroyBatch {
+			if err := flush(); err != nil {
+				return n, err
+			}
+		}
+	}
+	if len(batch) > 0 {
+		if err := flush(); err != nil {
+			return n, err
+		}
 	}
 	m.log.Info("all sessions destroyed", "count", n)
 	return n, nil

@@ -133,7 +133,7 @@ func (rs *reqState) cookie() *http.Cookie {
 		return nil
 	case rs.started() && rs.needCookie:
 		rs.needCookie = false
-	case rs.phase == phaseResumed && m.cfg.cookieMaxAge > 0 && rs.metaWritten:
+	case rs.phase == phaseResumed && rs.maxAge() > 0 && rs.metaWritten:
 		// refresh a persistent cookie's expiry
 	case rs.expire:
 		rs.expire = false
@@ -143,7 +143,24 @@ func (rs *reqState) cookie() *http.Cookie {
 	default:
 		return nil
 	}
-	return m.newCookie(rs.req, rs.id)
+	c := m.newCookie(rs.req, rs.id)
+	c.MaxAge = rs.maxAge()
+	return c
+}
+
+// maxAge is the Max-Age of the session's cookie in seconds (0: a browser
+// session cookie): the session's own lifetime (remember me) up to the absolute
+// lifetime, else Config.CookieLifetime. Lock held, session started.
+func (rs *reqState) maxAge() int {
+	m := rs.m
+	if rs.live == nil || rs.meta.timeout <= 0 {
+		return m.cfg.cookieMaxAge
+	}
+	d := rs.meta.timeout
+	if a := m.cfg.absolute; a > 0 {
+		d = min(d, rs.meta.created.Add(a).Sub(m.cfg.now()))
+	}
+	return max(1, int(d/time.Second))
 }
 
 func (m *Manager) newCookie(r *http.Request, value string) *http.Cookie {
@@ -374,8 +391,7 @@ func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter 
 // [Manager.Middleware].
 func ReadOnly(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s, ok := FromContext(r.Context()); ok {
-			s.lock()
+		if s, ok := FromContext(r.Context()); ok && s.use() == nil {
 			s.st.readOnly = true
 			s.unlock()
 		}
@@ -389,8 +405,7 @@ func ReadOnly(h http.Handler) http.Handler {
 // [Manager.Middleware].
 func Stateless(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s, ok := FromContext(r.Context()); ok {
-			s.lock()
+		if s, ok := FromContext(r.Context()); ok && s.use() == nil {
 			s.st.stateless = true
 			s.unlock()
 		}

@@ -18,7 +18,7 @@ import (
 )
 
 func TestCommitBeforeFirstByte(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, b cache.Backend) {
+	forEachBackend(t, func(t *testing.T, b *backend) {
 		h := newHarness(t, b, Config{})
 		// Start, then stream: the cookie is in the headers although the body
 		// was written before the handler returned.
@@ -47,7 +47,7 @@ func TestCommitBeforeFirstByte(t *testing.T) {
 		})
 
 		// Starting after the headers: an error, logged, nothing saved.
-		before := len(h.storedEntries())
+		before := len(h.records())
 		w = h.do("", func(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusOK)
 			if err := sess(t, r).Start(r.Context()); !errors.Is(err, ErrHeadersSent) {
@@ -57,7 +57,7 @@ func TestCommitBeforeFirstByte(t *testing.T) {
 		if len(w.Header().Values("Set-Cookie")) != 0 {
 			t.Error("Set-Cookie after the headers were sent")
 		}
-		if got := len(h.storedEntries()); got != before {
+		if got := len(h.records()); got != before {
 			t.Errorf("a session started after the headers was saved (%d -> %d entries)", before, got)
 		}
 		mustContain(t, "logs", h.logs.String(), "level=ERROR")
@@ -66,8 +66,9 @@ func TestCommitBeforeFirstByte(t *testing.T) {
 		// headers: logged, not saved.
 		w = h.do("", func(w http.ResponseWriter, r *http.Request) {
 			s := sess(t, r)
-			s.OnCommit(func(ctx context.Context) error {
-				if err := s.PutEntry(ctx, "scope:x", []byte{1}); err != nil {
+			x := ExtensionOf(s)
+			_ = x.OnCommit(func(ctx context.Context) error {
+				if err := x.StageField(ctx, "x", []byte{1}); err != nil {
 					return err
 				}
 				_ = s.Start(ctx)
@@ -76,8 +77,36 @@ func TestCommitBeforeFirstByte(t *testing.T) {
 			// The first commit point runs the hook before the headers.
 			_, _ = w.Write([]byte("x"))
 		})
-		if sessionCookie(t, w, "fxsession") == nil {
-			t.Error("a hook starting the session before the headers did not get a cookie")
+		c = sessionCookie(t, w, "fxsession")
+		if c == nil {
+			t.Fatal("a hook starting the session before the headers did not get a cookie")
+		}
+		if _, ok := h.record(c.Value).Field("e:x"); !ok {
+			t.Error("the field a hook staged before starting the session was not written")
+		}
+		// A hook that starts the session only at the end-of-handler commit point,
+		// after the headers: logged, not saved.
+		before = len(h.records())
+		w = h.do("", func(w http.ResponseWriter, r *http.Request) {
+			s := sess(t, r)
+			x := ExtensionOf(s)
+			late := false
+			_ = x.OnCommit(func(ctx context.Context) error {
+				if !late {
+					return nil
+				}
+				_ = x.StageField(ctx, "x", []byte{1})
+				if err := s.Start(ctx); !errors.Is(err, ErrHeadersSent) {
+					t.Errorf("Start in a hook after the headers = %v", err)
+				}
+				return nil
+			})
+			_, _ = w.Write([]byte("x"))
+			late = true
+		})
+		if len(w.Header().Values("Set-Cookie")) != 0 || len(h.records()) != before {
+			t.Errorf("a session started after the headers: Set-Cookie %q, records %d -> %d",
+				w.Header().Values("Set-Cookie"), before, len(h.records()))
 		}
 
 	})
@@ -86,7 +115,7 @@ func TestCommitBeforeFirstByte(t *testing.T) {
 // TestRealServer checks Flusher, ResponseController, ReaderFrom and Hijacker
 // through a real HTTP server.
 func TestRealServer(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, b cache.Backend) {
+	forEachBackend(t, func(t *testing.T, b *backend) {
 		h := newHarness(t, b, Config{})
 		mux := http.NewServeMux()
 		mux.HandleFunc("/flush", func(w http.ResponseWriter, r *http.Request) {
@@ -165,11 +194,11 @@ func TestRealServer(t *testing.T) {
 }
 
 func TestErrorHandler(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, b cache.Backend) {
+	forEachBackend(t, func(t *testing.T, b *backend) {
 		h := newHarness(t, b, Config{})
 		id := h.startSession(nil)
-		h.counts.fail.Store(true)
-		defer h.counts.fail.Store(false)
+		h.fail.Store(true)
+		defer h.fail.Store(false)
 
 		// A request that does not use the session is unaffected.
 		w := h.do(id, func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "fine") })
@@ -200,16 +229,16 @@ func TestErrorHandler(t *testing.T) {
 		h2 := newHarness(t, b, Config{Namespace: "custom", ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			http.Error(w, "custom: "+err.Error(), http.StatusTeapot)
 		}})
-		h2.counts.fail.Store(true)
+		h2.fail.Store(true)
 		w = h2.do(id, func(w http.ResponseWriter, r *http.Request) { _, _ = sess(t, r).IsStarted(r.Context()) })
 		if w.Code != http.StatusTeapot || !strings.HasPrefix(w.Body.String(), "custom: ") {
 			t.Errorf("custom error handler: %d %q", w.Code, w.Body.String())
 		}
 		// A commit failure (store down while saving) also goes to the handler.
-		h2.counts.fail.Store(false)
+		h2.fail.Store(false)
 		w = h2.do("", func(w http.ResponseWriter, r *http.Request) {
 			_ = sess(t, r).Start(r.Context())
-			h2.counts.fail.Store(true)
+			h2.fail.Store(true)
 		})
 		if w.Code != http.StatusTeapot || len(w.Header().Values("Set-Cookie")) != 0 {
 			t.Errorf("commit failure: %d, Set-Cookie %q", w.Code, w.Header().Values("Set-Cookie"))
@@ -218,10 +247,9 @@ func TestErrorHandler(t *testing.T) {
 }
 
 func TestCookieAttributes(t *testing.T) {
-	b := backends()[0]
 	start := func(t *testing.T, cfg Config, prep func(r *http.Request)) *http.Cookie {
 		t.Helper()
-		h := newHarness(t, b.open(t), cfg)
+		h := newHarness(t, memoryBackend(t), cfg)
 		r := httptest.NewRequest(http.MethodGet, "/", nil)
 		if prep != nil {
 			prep(r)
@@ -294,7 +322,7 @@ func TestCookieAttributes(t *testing.T) {
 		}
 	})
 	t.Run("persistent-cookie-refreshed-with-the-touch", func(t *testing.T) {
-		h := newHarness(t, b.open(t), Config{CookieLifetime: time.Hour})
+		h := newHarness(t, memoryBackend(t), Config{CookieLifetime: time.Hour})
 		id := h.startSession(nil)
 		use := func(w http.ResponseWriter, r *http.Request) { _, _ = sess(t, r).IsStarted(r.Context()) }
 		if c := sessionCookie(t, h.do(id, use), "fxsession"); c != nil {
@@ -332,7 +360,7 @@ func TestCacheHeaders(t *testing.T) {
 }
 
 func TestConfigValidation(t *testing.T) {
-	b := backends()[0].open(t)
+	b := memoryBackend(t).store
 	for _, cfg := range []Config{
 		{CookieName: "bad name"},
 		{CookieName: "a;b"},
@@ -351,7 +379,7 @@ func TestConfigValidation(t *testing.T) {
 		}
 	}
 	if _, err := New(nil, Config{}); err == nil {
-		t.Error("New(nil backend) succeeded")
+		t.Error("New(nil store) succeeded")
 	}
 	m, err := New(b, Config{})
 	if err != nil {

@@ -8,76 +8,116 @@ import (
 	"github.com/fxsession/fxsession/cache"
 )
 
-// BenchValueSize is the size of the values [Bench] reads and writes: about a
+// BenchValueSize is the size of the field values [Bench] reads and writes: about a
 // small session's encoded objects.
 const BenchValueSize = 512
 
-// Bench runs the shared benchmarks against the backend opened by open:
+// BenchFields is the number of fields of the records [Bench] reads: a session with
+// its metadata, a few values and objects.
+const BenchFields = 8
+
+// Bench runs the shared benchmarks against the store opened by open:
 //
-//   - Get: one read of one of 1,000 present entries;
-//   - Set: one write (value of [BenchValueSize] bytes, one tag, one-hour lifetime)
-//     over one of 1,000 keys;
-//   - GetMany100: one read of 100 present entries in one call.
+//   - Read: one read of a whole record of [BenchFields] fields (one of 1,000);
+//   - ReadField: one read of one named field of such a record;
+//   - Write: one unconditional write of one field of [BenchValueSize] bytes;
+//   - WriteCAS: one conditional write of one field, against its current version;
+//   - ReadMany100: one read of one field of 100 records in one call.
 //
 // A backend's benchmark calls it: func BenchmarkStore(b *testing.B) { cachetest.Bench(b, open) }.
 func Bench(b *testing.B, open OpenFunc) {
-	const keys = 1000
-	names := make([]string, keys)
-	for i := range names {
-		names[i] = fmt.Sprintf("bench:%04d", i)
+	const records = 1000
+	keys := make([]string, records)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("bench:%04d", i)
 	}
 	value := pattern(BenchValueSize, 3)
-	fill := func(b *testing.B, be cache.Backend, n int) {
+	expires := time.Now().Add(time.Hour)
+	fill := func(b *testing.B, st cache.Store, n int) {
 		b.Helper()
-		var items []cache.Item
 		for i := range n {
-			items = append(items, cache.Item{Key: names[i], Value: value, Tags: []string{"bench"}, TTL: time.Hour})
-		}
-		if err := be.SetMany(b.Context(), items); err != nil {
-			b.Fatal(err)
+			w := cache.Write{Create: true, Expires: expires, AddTags: []string{"bench"}}
+			for f := range BenchFields {
+				w.Fields = append(w.Fields, cache.Set(fmt.Sprintf("f%d", f), value))
+			}
+			if _, err := st.Write(b.Context(), keys[i], w); err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
-
-	b.Run("Get", func(b *testing.B) {
-		be := open(b, Namespace("bg"))
-		fill(b, be, keys)
+	b.Run("Read", func(b *testing.B) {
+		st := open(b, Namespace("br"))
+		fill(b, st, records)
 		ctx := b.Context()
 		b.ReportAllocs()
-		b.SetBytes(BenchValueSize)
+		b.SetBytes(BenchFields * BenchValueSize)
 		i := 0
 		for b.Loop() {
-			if _, err := be.Get(ctx, names[i%keys]); err != nil {
+			if _, err := st.Read(ctx, keys[i%records]); err != nil {
 				b.Fatal(err)
 			}
 			i++
 		}
 	})
-	b.Run("Set", func(b *testing.B) {
-		be := open(b, Namespace("bs"))
+	b.Run("ReadField", func(b *testing.B) {
+		st := open(b, Namespace("bf"))
+		fill(b, st, records)
 		ctx := b.Context()
 		b.ReportAllocs()
 		b.SetBytes(BenchValueSize)
 		i := 0
 		for b.Loop() {
-			if _, err := be.Set(ctx, cache.Item{Key: names[i%keys], Value: value, Tags: []string{"bench"}, TTL: time.Hour}); err != nil {
+			if _, err := st.Read(ctx, keys[i%records], "f3"); err != nil {
 				b.Fatal(err)
 			}
 			i++
 		}
 	})
-	b.Run("GetMany100", func(b *testing.B) {
-		be := open(b, Namespace("bm"))
-		fill(b, be, 100)
+	b.Run("Write", func(b *testing.B) {
+		st := open(b, Namespace("bw"))
+		fill(b, st, records)
+		ctx := b.Context()
+		b.ReportAllocs()
+		b.SetBytes(BenchValueSize)
+		i := 0
+		for b.Loop() {
+			if _, err := st.Write(ctx, keys[i%records], cache.Write{Fields: []cache.FieldWrite{cache.Set("f1", value)}}); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+	b.Run("WriteCAS", func(b *testing.B) {
+		st := open(b, Namespace("bc"))
+		fill(b, st, 1)
+		ctx := b.Context()
+		r, err := st.Read(ctx, keys[0], "f1")
+		if err != nil {
+			b.Fatal(err)
+		}
+		f, _ := r.Field("f1")
+		v := f.Version
+		b.ReportAllocs()
+		b.SetBytes(BenchValueSize)
+		for b.Loop() {
+			if v, err = st.Write(ctx, keys[0], cache.Write{Fields: []cache.FieldWrite{cache.SetIf("f1", value, v)}}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("ReadMany100", func(b *testing.B) {
+		st := open(b, Namespace("bm"))
+		fill(b, st, 100)
 		ctx := b.Context()
 		b.ReportAllocs()
 		b.SetBytes(100 * BenchValueSize)
 		for b.Loop() {
-			es, err := be.GetMany(ctx, names[:100])
+			rs, err := st.ReadMany(ctx, keys[:100], "f0")
 			if err != nil {
 				b.Fatal(err)
 			}
-			if !es[99].Exists() {
-				b.Fatal("GetMany100: entry missing")
+			if !rs[99].Exists() {
+				b.Fatal("ReadMany100: record missing")
 			}
 		}
 	})

@@ -1,28 +1,28 @@
-// Package cachetest is the conformance suite every [cache.Backend] runs: one set
-// of tests, one set of benchmarks, the same promises for memory, file, Redis and
-// SQL storage.
+// Package cachetest is the conformance suite every [cache.Store] runs: one set of
+// tests, one set of benchmarks, the same promises for memory, file, Redis and SQL
+// storage. It also has [Wrap], a complete forwarding wrapper of the interface for
+// tests that count or fail store calls.
 //
-// A backend's test calls [Run] (or [RunWith] for backends with native expiry)
-// with an [OpenFunc] that opens a fresh backend in a given namespace on one shared
-// underlying store (the same folder, Redis server or database), and its benchmark
-// calls [Bench]:
+// A backend's test calls [Run] with an [OpenFunc] that opens a fresh store in a
+// given namespace on one shared underlying store (the same folder, Redis server or
+// database), and its benchmark calls [Bench]:
 //
 //	func TestConformance(t *testing.T) {
-//		cachetest.Run(t, "file", func(tb testing.TB, ns string) cache.Backend {
+//		cachetest.Run(t, "file", func(tb testing.TB, ns string) cache.Store {
 //			s, err := filestore.Open(filestore.Options{Dir: dir, Namespace: ns})
 //			if err != nil {
 //				tb.Fatal(err)
 //			}
 //			tb.Cleanup(func() { s.Close() })
 //			return s
-//		})
+//		}, cachetest.Options{})
 //	}
 //
 // The suite runs every check as a subtest named after the backend
-// ("TestConformance/file/Expiry"), so `go test -run 'Conformance/file/CAS'` picks
-// one. It uses short real lifetimes (Options.TTL, default 150 ms) and never fakes
-// the clock, so the same tests run against servers; a backend's suite takes a few
-// seconds.
+// ("TestConformance/file/Expiry"), so `go test -run 'Conformance/file/FieldCAS'`
+// picks one. It uses short real lifetimes (Options.TTL, default 150 ms) and never
+// fakes the clock, so the same tests run against servers; a backend's suite takes a
+// few seconds.
 package cachetest
 
 import (
@@ -35,46 +35,41 @@ import (
 	"time"
 
 	"github.com/fxsession/fxsession/cache"
+	"github.com/fxsession/fxsession/internal/backoff"
 )
 
-// OpenFunc opens a fresh backend in namespace. Every call of one test must reach
-// the same underlying store (same folder, server or database), so that namespace
-// isolation is tested for real. The backend must use the default value size limit
-// ([cache.DefaultMaxValueSize]). The function registers the backend's Close with
-// tb.Cleanup; the suite closes some backends itself, so Close must tolerate being
-// called twice (the second call returns nil or an error matching
-// [cache.ErrClosed]).
-type OpenFunc func(tb testing.TB, namespace string) cache.Backend
+// OpenFunc opens a fresh store in namespace. Every call of one test must reach the
+// same underlying store (same folder, server or database), so that namespace
+// isolation is tested for real. The store must use the default value size limit
+// ([cache.DefaultMaxValueSize]). The function registers the store's Close with
+// tb.Cleanup; the suite closes some stores itself, so Close must tolerate being
+// called twice.
+type OpenFunc func(tb testing.TB, namespace string) cache.Store
 
-// Options describes a backend's documented quirks to the suite.
+// Options describes a backend to the suite.
 type Options struct {
-	// NativeExpiry says that the store removes expired entries itself (Redis), so
-	// CollectGarbage must return 0. Otherwise CollectGarbage must report every
-	// expired entry it removed.
-	NativeExpiry bool
 	// TTL is the short lifetime used by the expiry, garbage collection and lock
 	// tests; the suite waits a little longer than TTL for things to expire.
 	// Default 150 ms. Raise it only for a store with a coarse clock.
 	TTL time.Duration
-	// Parallel runs the checks as parallel subtests, so that a store whose
-	// time goes into waiting (fsync, network round trips) overlaps its waits.
-	// Every check uses its own namespaces, so they never see each other.
+	// Parallel runs the checks as parallel subtests, so that a store whose time
+	// goes into waiting (fsync, network round trips) overlaps its waits. Every
+	// check uses its own namespaces, so they never see each other.
 	Parallel bool
+	// Many is the number of records the iteration checks write (default 2500,
+	// enough to cross a backend's batch boundaries).
+	Many int
 }
 
-// Run runs the conformance suite against the backend called name (used in the
-// subtest names) with default [Options].
-func Run(t *testing.T, name string, open OpenFunc) {
-	t.Helper()
-	RunWith(t, name, open, Options{})
-}
-
-// RunWith runs the conformance suite against the backend called name with the
-// given options.
-func RunWith(t *testing.T, name string, open OpenFunc, o Options) {
+// Run runs the conformance suite against the store called name (used in the
+// subtest names).
+func Run(t *testing.T, name string, open OpenFunc, o Options) {
 	t.Helper()
 	if o.TTL <= 0 {
 		o.TTL = 150 * time.Millisecond
+	}
+	if o.Many <= 0 {
+		o.Many = 2500
 	}
 	s := &suite{open: open, o: o}
 	t.Run(name, func(t *testing.T) {
@@ -83,20 +78,30 @@ func RunWith(t *testing.T, name string, open OpenFunc, o Options) {
 			fn   func(*testing.T)
 		}{
 			{"Basic", s.basic},
-			{"GetManySetMany", s.getManySetMany},
+			{"ReadFields", s.readFields},
+			{"ReadMany", s.readMany},
+			{"CreateAndExistence", s.createAndExistence},
+			{"NoResurrection", s.noResurrection},
+			{"FieldCAS", s.fieldCAS},
+			{"Atomic", s.atomic},
+			{"RemoveFields", s.removeFields},
+			{"Versions", s.versions},
+			{"Values", s.values},
 			{"Expiry", s.expiry},
 			{"Tags", s.tags},
+			{"TagsMany", s.tagsMany},
+			{"Delete", s.delete},
+			{"Keys", s.keys},
 			{"Flush", s.flush},
-			{"All", s.all},
 			{"CollectGarbage", s.collectGarbage},
+			{"CollectGarbageOnce", s.collectGarbageOnce},
 			{"Namespaces", s.namespaces},
 			{"Sub", s.sub},
 			{"InvalidKeys", s.invalidKeys},
 			{"ValueTooLarge", s.valueTooLarge},
 			{"Context", s.context},
-			{"Versions", s.versions},
-			{"CompareAndSet", s.compareAndSet},
 			{"CASCounter", s.casCounter},
+			{"ConcurrentFields", s.concurrentFields},
 			{"Lock", s.lock},
 			{"LockExpiry", s.lockExpiry},
 			{"LockExclusion", s.lockExclusion},
@@ -119,46 +124,45 @@ func Namespace(prefix string) string {
 	return prefix + strconv.FormatUint(rand.Uint64(), 36)
 }
 
-// Increment adds one to the decimal counter stored under key in b with a
-// CompareAndSet retry loop (reading the entry, writing the successor against the
-// version read, retrying on [cache.ErrConflict] after a short jittered pause)
-// and returns the new value. A missing key counts as 0. The suite's concurrency
-// test uses it; backends use it in their multi-process tests.
-func Increment(ctx context.Context, b cache.Backend, key string) (int, error) {
-	for attempt := 0; ; attempt++ {
+// Increment adds one to the decimal counter in field of the record under key with
+// a compare-and-set retry loop (reading the field, writing the successor against
+// the version read, retrying on [cache.ErrConflict] after a short jittered pause)
+// and returns the new value. A missing record or field counts as 0. The suite's
+// concurrency check uses it; backends use it in their multi-process tests.
+func Increment(ctx context.Context, s cache.Store, key, field string) (int, error) {
+	b := backoff.Backoff{Min: 50 * time.Microsecond, Max: 2 * time.Millisecond}
+	for {
 		var (
-			cur int
-			ver cache.Version
+			cur    int
+			ver    cache.Version
+			create bool
 		)
-		e, err := b.Get(ctx, key)
+		r, err := s.Read(ctx, key, field)
 		switch {
 		case err == nil:
-			n, perr := strconv.Atoi(string(e.Value))
-			if perr != nil {
-				return 0, fmt.Errorf("cachetest: counter %q holds %q: %w", key, e.Value, perr)
+			if f, ok := r.Field(field); ok {
+				n, perr := strconv.Atoi(string(f.Value))
+				if perr != nil {
+					return 0, fmt.Errorf("cachetest: counter %q/%q holds %q: %w", key, field, f.Value, perr)
+				}
+				cur, ver = n, f.Version
 			}
-			cur, ver = n, e.Version
 		case errors.Is(err, cache.ErrNotFound):
+			create = true
 		default:
 			return 0, err
 		}
-		_, err = b.CompareAndSet(ctx, cache.Item{Key: key, Value: []byte(strconv.Itoa(cur + 1))}, ver)
+		_, err = s.Write(ctx, key, cache.Write{Create: create, Fields: []cache.FieldWrite{
+			cache.SetIf(field, []byte(strconv.Itoa(cur+1)), ver),
+		}})
 		if err == nil {
 			return cur + 1, nil
 		}
-		if !errors.Is(err, cache.ErrConflict) {
+		if !errors.Is(err, cache.ErrConflict) && !errors.Is(err, cache.ErrNotFound) {
 			return 0, err
 		}
-		// Back off a little so that many contenders do not livelock.
-		pause := time.Duration(rand.N(min(attempt+1, 20))) * 50 * time.Microsecond
-		if pause > 0 {
-			t := time.NewTimer(pause)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return 0, ctx.Err()
-			case <-t.C:
-			}
+		if !b.Wait(ctx) {
+			return 0, ctx.Err()
 		}
 	}
 }

@@ -15,12 +15,12 @@ func ExampleIncrement() {
 	defer store.Close()
 	ctx := context.Background()
 	for range 3 {
-		if _, err := cachetest.Increment(ctx, store, "visits"); err != nil {
+		if _, err := cachetest.Increment(ctx, store, "visits", "n"); err != nil {
 			fmt.Println(err)
 			return
 		}
 	}
-	n, _ := cachetest.Increment(ctx, store, "visits")
+	n, _ := cachetest.Increment(ctx, store, "visits", "n")
 	fmt.Println(n)
 	// Output: 4
 }

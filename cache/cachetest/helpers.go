@@ -17,33 +17,29 @@ type suite struct {
 	o    Options
 }
 
-// fresh opens a backend in a namespace no other check uses.
-func (s *suite) fresh(t *testing.T) cache.Backend {
+// fresh opens a store in a namespace no other check uses.
+func (s *suite) fresh(t *testing.T) cache.Store {
 	t.Helper()
-	b := s.open(t, Namespace("ct"))
-	if b == nil {
-		t.Fatal("cachetest: OpenFunc returned a nil backend")
-	}
-	return b
+	return s.openNS(t, Namespace("ct"))
 }
 
-// openNS opens a backend in the given namespace.
-func (s *suite) openNS(t *testing.T, ns string) cache.Backend {
+// openNS opens a store in the given namespace.
+func (s *suite) openNS(t *testing.T, ns string) cache.Store {
 	t.Helper()
-	b := s.open(t, ns)
-	if b == nil {
-		t.Fatal("cachetest: OpenFunc returned a nil backend")
+	st := s.open(t, ns)
+	if st == nil {
+		t.Fatal("cachetest: OpenFunc returned a nil store")
 	}
-	if got := b.Namespace(); got != ns {
+	if got := st.Namespace(); got != ns {
 		t.Fatalf("Namespace() = %q, opened with %q", got, ns)
 	}
-	return b
+	return st
 }
 
-// past sleeps until a moment safely after an entry written before now with
+// past sleeps until a moment safely after a record written before now with
 // lifetime ttl has expired.
 func past(ttl time.Duration) {
-	time.Sleep(ttl + 60*time.Millisecond)
+	time.Sleep(ttl + 80*time.Millisecond)
 }
 
 func noErr(t *testing.T, err error, what string) {
@@ -60,61 +56,96 @@ func isErr(t *testing.T, err, want error, what string) {
 	}
 }
 
-func mustSet(t *testing.T, b cache.Backend, it cache.Item) cache.Version {
+// create writes a new record with the given string fields and returns its version.
+func create(t *testing.T, st cache.Store, key string, kv ...string) cache.Version {
 	t.Helper()
-	v, err := b.Set(t.Context(), it)
-	noErr(t, err, "Set "+it.Key)
+	return write(t, st, key, cache.Write{Create: true, Fields: sets(kv...)})
+}
+
+// write applies w and fails the test on error.
+func write(t *testing.T, st cache.Store, key string, w cache.Write) cache.Version {
+	t.Helper()
+	v, err := st.Write(t.Context(), key, w)
+	if err != nil {
+		t.Fatalf("Write(%q): %v", key, err)
+	}
 	if v == 0 {
-		t.Fatalf("Set %s returned version 0", it.Key)
+		t.Fatalf("Write(%q) returned version 0", key)
 	}
 	return v
 }
 
-func mustGet(t *testing.T, b cache.Backend, key string) cache.Entry {
-	t.Helper()
-	e, err := b.Get(t.Context(), key)
-	noErr(t, err, "Get "+key)
-	if e.Key != key {
-		t.Fatalf("Get %s: entry key %q", key, e.Key)
+// sets turns name/value pairs into unconditional field writes.
+func sets(kv ...string) []cache.FieldWrite {
+	var out []cache.FieldWrite
+	for i := 0; i+1 < len(kv); i += 2 {
+		out = append(out, cache.Set(kv[i], []byte(kv[i+1])))
 	}
-	if !e.Exists() {
-		t.Fatalf("Get %s: found entry with version 0", key)
-	}
-	return e
+	return out
 }
 
-func mustMissing(t *testing.T, b cache.Backend, key string) {
+// read reads a record and fails the test on error.
+func read(t *testing.T, st cache.Store, key string, fields ...string) cache.Record {
 	t.Helper()
-	e, err := b.Get(t.Context(), key)
+	r, err := st.Read(t.Context(), key, fields...)
+	if err != nil {
+		t.Fatalf("Read(%q, %q): %v", key, fields, err)
+	}
+	if r.Key != key {
+		t.Fatalf("Read(%q).Key = %q", key, r.Key)
+	}
+	if !r.Exists() {
+		t.Fatalf("Read(%q) returned a record with version 0", key)
+	}
+	return r
+}
+
+// missing checks that key reads as absent.
+func missing(t *testing.T, st cache.Store, key string) {
+	t.Helper()
+	_, err := st.Read(t.Context(), key)
 	if !errors.Is(err, cache.ErrNotFound) {
-		t.Fatalf("Get %s: got (%q, %v), want ErrNotFound", key, e.Value, err)
-	}
-	has, err := b.Has(t.Context(), key)
-	noErr(t, err, "Has "+key)
-	if has {
-		t.Fatalf("Has %s = true for a missing entry", key)
+		t.Fatalf("Read(%q) = %v, want ErrNotFound", key, err)
 	}
 }
 
-func mustHas(t *testing.T, b cache.Backend, key string, want bool) {
+// fieldsAre checks a record's fields: name/value pairs, any order, nothing more.
+func fieldsAre(t *testing.T, r cache.Record, kv ...string) {
 	t.Helper()
-	has, err := b.Has(t.Context(), key)
-	noErr(t, err, "Has "+key)
-	if has != want {
-		t.Fatalf("Has %s = %v, want %v", key, has, want)
+	want := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		want[kv[i]] = kv[i+1]
+	}
+	got := map[string]string{}
+	for _, f := range r.Fields {
+		if _, dup := got[f.Name]; dup {
+			t.Fatalf("record %q has field %q twice", r.Key, f.Name)
+		}
+		got[f.Name] = string(f.Value)
+		if f.Version == 0 {
+			t.Fatalf("record %q field %q has version 0", r.Key, f.Name)
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("record %q fields = %v, want %v", r.Key, got, want)
+	}
+	for k, v := range want {
+		if g, ok := got[k]; !ok || g != v {
+			t.Fatalf("record %q fields = %v, want %v", r.Key, got, want)
+		}
 	}
 }
 
-func mustValue(t *testing.T, b cache.Backend, key, want string) cache.Entry {
+// fieldVersion returns the version of a field the record must have.
+func fieldVersion(t *testing.T, r cache.Record, name string) cache.Version {
 	t.Helper()
-	e := mustGet(t, b, key)
-	if string(e.Value) != want {
-		t.Fatalf("Get %s: value %q, want %q", key, e.Value, want)
+	f, ok := r.Field(name)
+	if !ok {
+		t.Fatalf("record %q has no field %q", r.Key, name)
 	}
-	return e
+	return f.Version
 }
 
-// sameSet reports whether a and b hold the same strings, ignoring order.
 func sameSet(a, b []string) bool {
 	a, b = slices.Clone(a), slices.Clone(b)
 	slices.Sort(a)
@@ -122,22 +153,24 @@ func sameSet(a, b []string) bool {
 	return slices.Equal(a, b)
 }
 
-func mustTags(t *testing.T, e cache.Entry, want ...string) {
+func tagsAre(t *testing.T, r cache.Record, want ...string) {
 	t.Helper()
-	if !sameSet(e.Tags, want) {
-		t.Fatalf("entry %s: tags %q, want %q", e.Key, e.Tags, want)
+	if !sameSet(r.Tags, want) {
+		t.Fatalf("record %q tags = %q, want %q", r.Key, r.Tags, want)
 	}
 }
 
-// keys drains a Tagged sequence, failing on errors and duplicates.
-func keys(t *testing.T, seq iter.Seq2[string, error]) []string {
+// collect drains a key stream.
+func collect(t *testing.T, seq iter.Seq2[string, error]) []string {
 	t.Helper()
 	var out []string
 	seen := map[string]bool{}
 	for k, err := range seq {
-		noErr(t, err, "Tagged")
+		if err != nil {
+			t.Fatalf("iteration: %v", err)
+		}
 		if seen[k] {
-			t.Fatalf("Tagged yielded %q twice", k)
+			t.Fatalf("iteration yielded %q twice", k)
 		}
 		seen[k] = true
 		out = append(out, k)
@@ -145,47 +178,27 @@ func keys(t *testing.T, seq iter.Seq2[string, error]) []string {
 	return out
 }
 
-func mustTagged(t *testing.T, b cache.Backend, tag string, want ...string) {
+func taggedAre(t *testing.T, st cache.Store, tag string, want ...string) {
 	t.Helper()
-	got := keys(t, b.Tagged(t.Context(), tag))
-	if !sameSet(got, want) {
-		slices.Sort(got)
-		t.Fatalf("Tagged %s = %q, want %q", tag, got, want)
+	if got := collect(t, st.Tagged(t.Context(), tag)); !sameSet(got, want) {
+		t.Fatalf("Tagged(%q) = %q, want %q", tag, got, want)
 	}
 }
 
-// entries drains an All sequence into a map, failing on errors and duplicates.
-func entries(t *testing.T, b cache.Backend) map[string]cache.Entry {
+func keysAre(t *testing.T, st cache.Store, want ...string) {
 	t.Helper()
-	out := map[string]cache.Entry{}
-	for e, err := range b.All(t.Context()) {
-		noErr(t, err, "All")
-		if _, dup := out[e.Key]; dup {
-			t.Fatalf("All yielded %q twice", e.Key)
-		}
-		if !e.Exists() {
-			t.Fatalf("All yielded %q with version 0", e.Key)
-		}
-		out[e.Key] = e
+	if got := collect(t, st.Keys(t.Context())); !sameSet(got, want) {
+		t.Fatalf("Keys() = %d keys %q, want %d %q", len(got), trim(got), len(want), trim(want))
 	}
-	return out
 }
 
-func mustAll(t *testing.T, b cache.Backend, want ...string) map[string]cache.Entry {
-	t.Helper()
-	got := entries(t, b)
-	var ks []string
-	for k := range got {
-		ks = append(ks, k)
+func trim(s []string) []string {
+	if len(s) > 10 {
+		return s[:10]
 	}
-	if !sameSet(ks, want) {
-		slices.Sort(ks)
-		t.Fatalf("All yielded keys %q, want %q", ks, want)
-	}
-	return got
+	return s
 }
 
-// firstErr drains seq and returns its first error (nil if none came).
 func firstErr[V any](seq iter.Seq2[V, error]) error {
 	for _, err := range seq {
 		if err != nil {
@@ -195,32 +208,17 @@ func firstErr[V any](seq iter.Seq2[V, error]) error {
 	return nil
 }
 
-// within runs f and fails the test if it does not return within d.
-func within(t *testing.T, d time.Duration, what string, f func() error) error {
+// within retries f until it succeeds or d passed (for effects that need a moment,
+// like lock expiry on a loaded machine) and returns the last error.
+func within(t *testing.T, d time.Duration, f func() error) error {
 	t.Helper()
-	done := make(chan error, 1)
-	go func() { done <- f() }()
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case err := <-done:
-		return err
-	case <-timer.C:
-		t.Fatalf("%s did not return within %v", what, d)
-		return nil
-	}
-}
-
-// mustExpires checks that e expires between lo and hi (with slack for stores
-// that keep expiry in seconds).
-func mustExpires(t *testing.T, e cache.Entry, lo, hi time.Time) {
-	t.Helper()
-	const slack = 1100 * time.Millisecond
-	if e.Expires.IsZero() {
-		t.Fatalf("entry %s: Expires is zero, want about %v", e.Key, lo)
-	}
-	if e.Expires.Before(lo.Add(-slack)) || e.Expires.After(hi.Add(slack)) {
-		t.Fatalf("entry %s: Expires %v, want between %v and %v", e.Key, e.Expires, lo, hi)
+	deadline := time.Now().Add(d)
+	for {
+		err := f()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -230,10 +228,11 @@ func cancelled(t *testing.T) context.Context {
 	return ctx
 }
 
+// pattern is n bytes covering every byte value.
 func pattern(n int, seed byte) []byte {
 	b := make([]byte, n)
 	for i := range b {
-		b[i] = byte(i*31) ^ seed
+		b[i] = byte(i) ^ seed
 	}
 	return b
 }

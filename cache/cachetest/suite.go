@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,1124 +15,994 @@ import (
 )
 
 func (s *suite) basic(t *testing.T) {
-	b := s.fresh(t)
+	st := s.fresh(t)
 	ctx := t.Context()
-
-	mustMissing(t, b, "k1")
-	ok, err := b.Delete(ctx, "k1")
-	noErr(t, err, "Delete missing")
-	if ok {
-		t.Fatal("Delete of a missing entry reported true")
+	missing(t, st, "k")
+	v1 := create(t, st, "k", "a", "1", "b", "2")
+	r := read(t, st, "k")
+	fieldsAre(t, r, "a", "1", "b", "2")
+	if r.Version != v1 || fieldVersion(t, r, "a") != v1 || fieldVersion(t, r, "b") != v1 {
+		t.Fatalf("versions: record %d, a %d, b %d; the write returned %d", r.Version, fieldVersion(t, r, "a"), fieldVersion(t, r, "b"), v1)
 	}
-
-	val := []byte("hello\x00world\xff")
-	v1 := mustSet(t, b, cache.Item{Key: "k1", Value: val, Tags: []string{"t1", "t2"}})
-	val[0] = 'X' // the caller's slice is the caller's: the stored value must not change
-	e := mustValue(t, b, "k1", "hello\x00world\xff")
-	mustTags(t, e, "t1", "t2")
-	if e.Version != v1 {
-		t.Fatalf("Get version %d, Set returned %d", e.Version, v1)
+	if !r.Expires.IsZero() || len(r.Tags) != 0 {
+		t.Fatalf("a record created without expiry or tags reads back expiry %v, tags %q", r.Expires, r.Tags)
 	}
-	if !e.Expires.IsZero() {
-		t.Fatalf("entry without TTL has Expires %v", e.Expires)
+	// An update of one field leaves the other alone and gives the record and the
+	// written field a new, larger version.
+	v2 := write(t, st, "k", cache.Write{Fields: sets("a", "one", "c", "3")})
+	if v2 <= v1 {
+		t.Fatalf("second write has version %d, not above %d", v2, v1)
 	}
-	e.Value[0] = 'Y' // nor may the reader's copy change it
-	mustValue(t, b, "k1", "hello\x00world\xff")
-	mustHas(t, b, "k1", true)
-
-	// Set replaces value, tags and lifetime.
-	before := time.Now()
-	v2 := mustSet(t, b, cache.Item{Key: "k1", Value: []byte("second"), Tags: []string{"t3"}, TTL: time.Hour})
-	after := time.Now()
-	if v2 == v1 {
-		t.Fatalf("overwrite kept version %d", v1)
+	r = read(t, st, "k")
+	fieldsAre(t, r, "a", "one", "b", "2", "c", "3")
+	if r.Version != v2 || fieldVersion(t, r, "a") != v2 || fieldVersion(t, r, "b") != v1 || fieldVersion(t, r, "c") != v2 {
+		t.Fatalf("versions after update: record %d a %d b %d c %d (writes %d, %d)", r.Version,
+			fieldVersion(t, r, "a"), fieldVersion(t, r, "b"), fieldVersion(t, r, "c"), v1, v2)
 	}
-	e = mustValue(t, b, "k1", "second")
-	mustTags(t, e, "t3")
-	if e.Version != v2 {
-		t.Fatalf("Get version %d, Set returned %d", e.Version, v2)
+	// A write with no fields is allowed (it can move tags or the expiry).
+	v3 := write(t, st, "k", cache.Write{})
+	if v3 <= v2 {
+		t.Fatalf("empty write: version %d, not above %d", v3, v2)
 	}
-	mustExpires(t, e, before.Add(time.Hour), after.Add(time.Hour))
-	mustSet(t, b, cache.Item{Key: "k1", Value: []byte("third")})
-	e = mustValue(t, b, "k1", "third")
-	mustTags(t, e)
-	if !e.Expires.IsZero() {
-		t.Fatalf("overwrite without TTL kept Expires %v", e.Expires)
+	r = read(t, st, "k")
+	if r.Version != v3 || fieldVersion(t, r, "a") != v2 {
+		t.Fatalf("empty write: record version %d (want %d), field a %d (want %d)", r.Version, v3, fieldVersion(t, r, "a"), v2)
 	}
-
-	// Empty values, the longest key and every allowed character.
-	mustSet(t, b, cache.Item{Key: "empty"})
-	if e := mustGet(t, b, "empty"); len(e.Value) != 0 {
-		t.Fatalf("empty value read back as %q", e.Value)
-	}
-	long := strings.Repeat("L", cache.MaxKeyLen)
-	mustSet(t, b, cache.Item{Key: long, Value: []byte("long"), Tags: []string{long}})
-	mustValue(t, b, long, "long")
-	mustTagged(t, b, long, long)
-	odd := "AZaz09-_.:@"
-	mustSet(t, b, cache.Item{Key: odd, Value: []byte("odd"), Tags: []string{odd}})
-	mustValue(t, b, odd, "odd")
-	mustTagged(t, b, odd, odd)
-	// A tag named twice in one item is still one tag.
-	mustSet(t, b, cache.Item{Key: "dup", Value: []byte("d"), Tags: []string{"d", "d", "e"}})
-	mustTagged(t, b, "d", "dup")
-	if n, err := b.FlushByTag(ctx, "d"); err != nil || n != 1 {
-		t.Fatalf("FlushByTag of a tag named twice = %d, %v; want 1", n, err)
-	}
-	mustMissing(t, b, "dup")
-	mustTagged(t, b, "e")
-	// Keys differing only in case are different keys.
-	mustSet(t, b, cache.Item{Key: "Case", Value: []byte("upper")})
-	mustSet(t, b, cache.Item{Key: "case", Value: []byte("lower")})
-	mustValue(t, b, "Case", "upper")
-	mustValue(t, b, "case", "lower")
-
-	ok, err = b.Delete(ctx, "k1")
+	ok, err := st.Delete(ctx, "k")
 	noErr(t, err, "Delete")
 	if !ok {
-		t.Fatal("Delete of a present entry reported false")
+		t.Fatal("Delete of a live record reported false")
 	}
-	mustMissing(t, b, "k1")
-	mustTagged(t, b, "t3")
-	ok, err = b.Delete(ctx, "k1")
-	noErr(t, err, "Delete again")
-	if ok {
-		t.Fatal("second Delete reported true")
-	}
-
-	if _, err := b.Set(ctx, cache.Item{Key: "neg", Value: []byte("x"), TTL: -time.Second}); err == nil {
-		t.Fatal("Set with a negative TTL succeeded")
-	}
-	mustHas(t, b, "neg", false)
+	missing(t, st, "k")
 }
 
-func (s *suite) getManySetMany(t *testing.T) {
-	b := s.fresh(t)
+func (s *suite) readFields(t *testing.T) {
+	st := s.fresh(t)
+	create(t, st, "k", "a", "1", "b", "2", "c", "3")
+	fieldsAre(t, read(t, st, "k", "b"), "b", "2")
+	fieldsAre(t, read(t, st, "k", "a", "c"), "a", "1", "c", "3")
+	// Fields that do not exist are left out; the record still exists.
+	r := read(t, st, "k", "zz", "a")
+	fieldsAre(t, r, "a", "1")
+	r = read(t, st, "k", "zz")
+	fieldsAre(t, r)
+	// Naming fields of a missing record is ErrNotFound, as ever.
+	_, err := st.Read(t.Context(), "nope", "a")
+	isErr(t, err, cache.ErrNotFound, "Read of a missing record with fields")
+}
+
+func (s *suite) readMany(t *testing.T) {
+	st := s.fresh(t)
 	ctx := t.Context()
-	va := mustSet(t, b, cache.Item{Key: "a", Value: []byte("A")})
-	vb := mustSet(t, b, cache.Item{Key: "b", Value: []byte("B"), Tags: []string{"tb"}, TTL: time.Hour})
-
-	es, err := b.GetMany(ctx, []string{"a", "missing", "b", "a"})
-	noErr(t, err, "GetMany")
-	if len(es) != 4 {
-		t.Fatalf("GetMany of 4 keys returned %d entries", len(es))
+	create(t, st, "k1", "a", "1", "b", "x")
+	create(t, st, "k3", "a", "3")
+	rs, err := st.ReadMany(ctx, []string{"k1", "k2", "k3", "k1"})
+	noErr(t, err, "ReadMany")
+	if len(rs) != 4 {
+		t.Fatalf("ReadMany of 4 keys returned %d records", len(rs))
 	}
-	for i, want := range []struct {
-		key, val string
-		ver      cache.Version
-	}{{"a", "A", va}, {"missing", "", 0}, {"b", "B", vb}, {"a", "A", va}} {
-		e := es[i]
-		if e.Key != want.key || string(e.Value) != want.val || e.Version != want.ver || e.Exists() != (want.ver != 0) {
-			t.Fatalf("GetMany[%d] = {Key %q Value %q Version %d}, want {%q %q %d}", i, e.Key, e.Value, e.Version, want.key, want.val, want.ver)
+	for i, k := range []string{"k1", "k2", "k3", "k1"} {
+		if rs[i].Key != k {
+			t.Fatalf("ReadMany[%d].Key = %q, want %q", i, rs[i].Key, k)
 		}
 	}
-	if len(es[1].Tags) != 0 || !es[1].Expires.IsZero() {
-		t.Fatalf("GetMany: missing entry carries tags %q / expiry %v", es[1].Tags, es[1].Expires)
+	if rs[1].Exists() || len(rs[1].Fields) != 0 {
+		t.Fatalf("ReadMany: missing key yields %+v", rs[1])
 	}
-	mustTags(t, es[2], "tb")
-	if es[2].Expires.IsZero() {
-		t.Fatal("GetMany: entry with TTL has no Expires")
+	fieldsAre(t, rs[0], "a", "1", "b", "x")
+	fieldsAre(t, rs[2], "a", "3")
+	fieldsAre(t, rs[3], "a", "1", "b", "x")
+	rs, err = st.ReadMany(ctx, []string{"k1", "k3"}, "a")
+	noErr(t, err, "ReadMany with fields")
+	fieldsAre(t, rs[0], "a", "1")
+	fieldsAre(t, rs[1], "a", "3")
+	rs, err = st.ReadMany(ctx, nil)
+	noErr(t, err, "ReadMany(nil)")
+	if len(rs) != 0 {
+		t.Fatalf("ReadMany(nil) = %d records", len(rs))
 	}
-	es, err = b.GetMany(ctx, nil)
-	noErr(t, err, "GetMany(nil)")
-	if len(es) != 0 {
-		t.Fatalf("GetMany(nil) returned %d entries", len(es))
-	}
-
-	noErr(t, b.SetMany(ctx, nil), "SetMany(nil)")
-	items := []cache.Item{
-		{Key: "a", Value: []byte("A2"), Tags: []string{"many"}},
-		{Key: "c", Value: []byte("C"), Tags: []string{"many", "tc"}, TTL: time.Hour},
-		{Key: "d", Value: []byte{}},
-	}
-	noErr(t, b.SetMany(ctx, items), "SetMany")
-	es, err = b.GetMany(ctx, []string{"a", "b", "c", "d"})
-	noErr(t, err, "GetMany after SetMany")
-	for i, want := range []string{"A2", "B", "C", ""} {
-		if !es[i].Exists() || string(es[i].Value) != want {
-			t.Fatalf("GetMany[%d] after SetMany = %q (version %d), want %q", i, es[i].Value, es[i].Version, want)
-		}
-	}
-	if es[0].Version == va {
-		t.Fatal("SetMany kept the old version of an overwritten entry")
-	}
-	mustTags(t, es[0], "many")
-	mustTags(t, es[2], "many", "tc")
-	if es[2].Expires.IsZero() || !es[0].Expires.IsZero() {
-		t.Fatalf("SetMany lifetimes: a expires %v (want never), c expires %v (want in an hour)", es[0].Expires, es[2].Expires)
-	}
-	mustTagged(t, b, "many", "a", "c")
-
-	// A batch of 300 in one call, then read back in one call.
-	var batch []cache.Item
-	var ks []string
+	// Many keys at once.
+	var keys []string
 	for i := range 300 {
-		k := fmt.Sprintf("bulk%03d", i)
-		batch = append(batch, cache.Item{Key: k, Value: []byte("v" + k)})
-		ks = append(ks, k)
-	}
-	noErr(t, b.SetMany(ctx, batch), "SetMany 300")
-	es, err = b.GetMany(ctx, ks)
-	noErr(t, err, "GetMany 300")
-	for i, e := range es {
-		if e.Key != ks[i] || string(e.Value) != "v"+ks[i] {
-			t.Fatalf("GetMany 300 [%d] = %q=%q", i, e.Key, e.Value)
+		k := fmt.Sprintf("m%03d", i)
+		keys = append(keys, k)
+		if i%2 == 0 {
+			create(t, st, k, "n", strconv.Itoa(i))
 		}
+	}
+	rs, err = st.ReadMany(ctx, keys)
+	noErr(t, err, "ReadMany of 300")
+	for i, r := range rs {
+		if r.Exists() != (i%2 == 0) {
+			t.Fatalf("ReadMany of 300: record %d exists = %v", i, r.Exists())
+		}
+		if r.Exists() {
+			fieldsAre(t, r, "n", strconv.Itoa(i))
+		}
+	}
+}
+
+func (s *suite) createAndExistence(t *testing.T) {
+	st := s.fresh(t)
+	ctx := t.Context()
+	// Without Create the record must exist.
+	_, err := st.Write(ctx, "k", cache.Write{Fields: sets("a", "1")})
+	isErr(t, err, cache.ErrNotFound, "Write without Create on a missing record")
+	missing(t, st, "k")
+	create(t, st, "k", "a", "1")
+	// Create on a live record is a conflict, and changes nothing.
+	_, err = st.Write(ctx, "k", cache.Write{Create: true, Fields: sets("a", "2", "b", "2")})
+	isErr(t, err, cache.ErrConflict, "Create on a live record")
+	fieldsAre(t, read(t, st, "k"), "a", "1")
+	// A created record may have no fields at all.
+	create(t, st, "empty")
+	r := read(t, st, "empty")
+	fieldsAre(t, r)
+	write(t, st, "empty", cache.Write{Fields: sets("late", "1")})
+	fieldsAre(t, read(t, st, "empty"), "late", "1")
+}
+
+func (s *suite) noResurrection(t *testing.T) {
+	st := s.fresh(t)
+	ctx := t.Context()
+	create(t, st, "k", "a", "1")
+	ok, err := st.Delete(ctx, "k")
+	noErr(t, err, "Delete")
+	if !ok {
+		t.Fatal("Delete reported false for a live record")
+	}
+	// A request racing the deletion writes afterwards: it must not bring the
+	// record back, with or without conditions, tags or expiry.
+	for _, w := range []cache.Write{
+		{Fields: sets("a", "2")},
+		{Fields: []cache.FieldWrite{cache.SetIf("a", []byte("2"), 0)}},
+		{AddTags: []string{"user"}},
+		{Expires: time.Now().Add(time.Hour)},
+		{Fields: []cache.FieldWrite{cache.Remove("a")}},
+	} {
+		_, err := st.Write(ctx, "k", w)
+		isErr(t, err, cache.ErrNotFound, fmt.Sprintf("Write %+v after Delete", w))
+	}
+	missing(t, st, "k")
+	keysAre(t, st)
+	taggedAre(t, st, "user")
+	ok, err = st.Delete(ctx, "k")
+	noErr(t, err, "second Delete")
+	if ok {
+		t.Fatal("Delete of a deleted record reported true")
+	}
+}
+
+func (s *suite) fieldCAS(t *testing.T) {
+	st := s.fresh(t)
+	ctx := t.Context()
+	v1 := create(t, st, "k", "a", "1")
+	// Expecting absence of a present field conflicts; of an absent one works.
+	_, err := st.Write(ctx, "k", cache.Write{Fields: []cache.FieldWrite{cache.SetIf("a", []byte("x"), 0)}})
+	isErr(t, err, cache.ErrConflict, "SetIf(a, 0) on a present field")
+	v2 := write(t, st, "k", cache.Write{Fields: []cache.FieldWrite{cache.SetIf("b", []byte("b1"), 0)}})
+	// The right version works, a stale one conflicts.
+	v3 := write(t, st, "k", cache.Write{Fields: []cache.FieldWrite{cache.SetIf("a", []byte("2"), v1)}})
+	_, err = st.Write(ctx, "k", cache.Write{Fields: []cache.FieldWrite{cache.SetIf("a", []byte("3"), v1)}})
+	isErr(t, err, cache.ErrConflict, "SetIf with a stale version")
+	// A version that belongs to another field does not count.
+	_, err = st.Write(ctx, "k", cache.Write{Fields: []cache.FieldWrite{cache.SetIf("a", []byte("3"), v2)}})
+	isErr(t, err, cache.ErrConflict, "SetIf with another field's version")
+	r := read(t, st, "k")
+	fieldsAre(t, r, "a", "2", "b", "b1")
+	if fieldVersion(t, r, "a") != v3 {
+		t.Fatalf("field a has version %d, want %d", fieldVersion(t, r, "a"), v3)
+	}
+	// Writing another field does not change a field's version: a condition on
+	// it still holds.
+	write(t, st, "k", cache.Write{Fields: sets("b", "b2")})
+	write(t, st, "k", cache.Write{Fields: []cache.FieldWrite{cache.SetIf("a", []byte("4"), v3)}})
+	// A conditional remove.
+	r = read(t, st, "k")
+	va := fieldVersion(t, r, "a")
+	_, err = st.Write(ctx, "k", cache.Write{Fields: []cache.FieldWrite{{Name: "a", Remove: true, Check: true, Expect: va - 1}}})
+	isErr(t, err, cache.ErrConflict, "conditional Remove with a stale version")
+	write(t, st, "k", cache.Write{Fields: []cache.FieldWrite{{Name: "a", Remove: true, Check: true, Expect: va}}})
+	fieldsAre(t, read(t, st, "k"), "b", "b2")
+	// Create with a condition of absence is the usual form of a first write.
+	write(t, st, "n", cache.Write{Create: true, Fields: []cache.FieldWrite{cache.SetIf("a", []byte("1"), 0)}})
+	fieldsAre(t, read(t, st, "n"), "a", "1")
+}
+
+func (s *suite) atomic(t *testing.T) {
+	st := s.fresh(t)
+	ctx := t.Context()
+	exp := time.Now().Add(time.Hour).Truncate(time.Millisecond)
+	v := write(t, st, "k", cache.Write{Create: true, Fields: sets("a", "1", "b", "1", "d", "1"), AddTags: []string{"t1"}, Expires: exp})
+	// One failing condition: nothing of the write happens, not the other fields,
+	// removals, tags or expiry.
+	_, err := st.Write(ctx, "k", cache.Write{
+		Fields: []cache.FieldWrite{
+			cache.Set("b", []byte("2")),
+			cache.Set("c", []byte("new")),
+			cache.Remove("d"),
+			cache.SetIf("a", []byte("x"), v+1000),
+		},
+		AddTags:    []string{"t2"},
+		RemoveTags: []string{"t1"},
+		Expires:    cache.NoExpiry,
+	})
+	isErr(t, err, cache.ErrConflict, "write with one stale condition")
+	r := read(t, st, "k")
+	fieldsAre(t, r, "a", "1", "b", "1", "d", "1")
+	tagsAre(t, r, "t1")
+	taggedAre(t, st, "t1", "k")
+	taggedAre(t, st, "t2")
+	if !r.Expires.Equal(exp) {
+		t.Fatalf("expiry changed by a failed write: %v, want %v", r.Expires, exp)
+	}
+	if r.Version != v {
+		t.Fatalf("record version changed by a failed write: %d, want %d", r.Version, v)
+	}
+	// Two conditions, both right: all of it happens.
+	write(t, st, "k", cache.Write{
+		Fields:     []cache.FieldWrite{cache.SetIf("a", []byte("2"), v), cache.SetIf("b", []byte("2"), v), cache.SetIf("c", []byte("3"), 0)},
+		AddTags:    []string{"t2"},
+		RemoveTags: []string{"t1"},
+	})
+	r = read(t, st, "k")
+	fieldsAre(t, r, "a", "2", "b", "2", "c", "3", "d", "1")
+	tagsAre(t, r, "t2")
+}
+
+func (s *suite) removeFields(t *testing.T) {
+	st := s.fresh(t)
+	create(t, st, "k", "a", "1", "b", "2")
+	write(t, st, "k", cache.Write{Fields: []cache.FieldWrite{cache.Remove("a"), cache.Remove("never")}})
+	fieldsAre(t, read(t, st, "k"), "b", "2")
+	// A record whose last field went still exists.
+	write(t, st, "k", cache.Write{Fields: []cache.FieldWrite{cache.Remove("b")}})
+	fieldsAre(t, read(t, st, "k"))
+	// A removed field that comes back gets a new version.
+	v := write(t, st, "k", cache.Write{Fields: []cache.FieldWrite{cache.SetIf("a", []byte("again"), 0)}})
+	if got := fieldVersion(t, read(t, st, "k"), "a"); got != v {
+		t.Fatalf("re-created field has version %d, want %d", got, v)
+	}
+}
+
+func (s *suite) versions(t *testing.T) {
+	st := s.fresh(t)
+	ctx := t.Context()
+	seen := map[cache.Version]bool{}
+	var last cache.Version
+	for round := range 3 {
+		v := create(t, st, "k", "a", "x")
+		for i := range 5 {
+			if v <= last || seen[v] {
+				t.Fatalf("round %d write %d: version %d repeats or is not above %d", round, i, v, last)
+			}
+			seen[v], last = true, v
+			v = write(t, st, "k", cache.Write{Fields: sets("a", strconv.Itoa(i))})
+		}
+		// A deleted and re-created record never gets an old version back.
+		if _, err := st.Delete(ctx, "k"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func (s *suite) values(t *testing.T) {
+	st := s.fresh(t)
+	bin := pattern(1000, 7)
+	big := pattern(cache.DefaultMaxValueSize, 9)
+	write(t, st, "k", cache.Write{Create: true, Fields: []cache.FieldWrite{
+		cache.Set("empty", []byte{}),
+		cache.Set("nil", nil),
+		cache.Set("bin", bin),
+		cache.Set("big", big),
+		cache.Set("zero", []byte{0}),
+	}})
+	r := read(t, st, "k")
+	want := map[string][]byte{"empty": {}, "nil": {}, "bin": bin, "big": big, "zero": {0}}
+	if len(r.Fields) != len(want) {
+		t.Fatalf("%d fields, want %d", len(r.Fields), len(want))
+	}
+	for name, v := range want {
+		f, ok := r.Field(name)
+		if !ok || !bytes.Equal(f.Value, v) {
+			t.Fatalf("field %q: %d bytes (present %v), want %d bytes", name, len(f.Value), ok, len(v))
+		}
+	}
+	// The store keeps no reference to the caller's slices.
+	bin[0]++
+	f, _ := read(t, st, "k", "bin").Field("bin")
+	if f.Value[0] == bin[0] {
+		t.Fatal("the store kept a reference to a written slice")
 	}
 }
 
 func (s *suite) expiry(t *testing.T) {
-	b := s.fresh(t)
+	st := s.fresh(t)
 	ctx := t.Context()
 	ttl := s.o.TTL
-
-	start := time.Now()
-	mustSet(t, b, cache.Item{Key: "short", Value: []byte("s"), Tags: []string{"tx"}, TTL: ttl})
-	noErr(t, b.SetMany(ctx, []cache.Item{
-		{Key: "shortmany", Value: []byte("sm"), Tags: []string{"tx"}, TTL: ttl},
-		{Key: "long", Value: []byte("l"), Tags: []string{"tx"}, TTL: time.Hour},
-	}), "SetMany")
-	mustSet(t, b, cache.Item{Key: "forever", Value: []byte("f"), Tags: []string{"tx"}})
-	written := time.Now()
-
-	// Still alive while the lifetime has not run out (checked only when the
-	// machine was quick enough for the answer to be meaningful).
-	e, err := b.Get(ctx, "short")
-	if time.Since(start) < ttl {
-		noErr(t, err, "Get before expiry")
-		mustExpires(t, e, start.Add(ttl), written.Add(ttl))
+	soon := time.Now().Add(ttl)
+	far := time.Now().Add(time.Hour).Truncate(time.Millisecond)
+	write(t, st, "short", cache.Write{Create: true, Fields: sets("a", "1"), AddTags: []string{"tag"}, Expires: soon})
+	write(t, st, "long", cache.Write{Create: true, Fields: sets("a", "1"), AddTags: []string{"tag"}, Expires: far})
+	write(t, st, "moved", cache.Write{Create: true, Fields: sets("a", "1"), Expires: soon})
+	write(t, st, "kept", cache.Write{Create: true, Fields: sets("a", "1"), Expires: soon})
+	write(t, st, "cleared", cache.Write{Create: true, Fields: sets("a", "1"), Expires: soon})
+	write(t, st, "stale", cache.Write{Create: true, Fields: sets("old", "1"), AddTags: []string{"old"}, Expires: soon})
+	r := read(t, st, "long")
+	if !r.Expires.Equal(far) {
+		t.Fatalf("Expires = %v, want %v (millisecond precision at least)", r.Expires, far)
 	}
-
-	time.Sleep(time.Until(written.Add(ttl + 60*time.Millisecond)))
-	mustMissing(t, b, "short")
-	mustMissing(t, b, "shortmany")
-	mustValue(t, b, "long", "l")
-	mustValue(t, b, "forever", "f")
-	es, err := b.GetMany(ctx, []string{"short", "long", "shortmany", "forever"})
-	noErr(t, err, "GetMany")
-	if es[0].Exists() || !es[1].Exists() || es[2].Exists() || !es[3].Exists() {
-		t.Fatalf("GetMany after expiry: exists = %v %v %v %v, want false true false true",
-			es[0].Exists(), es[1].Exists(), es[2].Exists(), es[3].Exists())
+	// Moving, keeping (zero time) and clearing the expiry.
+	write(t, st, "moved", cache.Write{Expires: far})
+	write(t, st, "kept", cache.Write{Fields: sets("b", "2")})
+	write(t, st, "cleared", cache.Write{Expires: cache.NoExpiry})
+	if r := read(t, st, "cleared"); !r.Expires.IsZero() {
+		t.Fatalf("NoExpiry left Expires = %v", r.Expires)
 	}
-	if es[0].Key != "short" || len(es[0].Value) != 0 {
-		t.Fatalf("GetMany: expired entry yielded as {%q %q}", es[0].Key, es[0].Value)
+	past(ttl)
+	for _, k := range []string{"short", "kept"} {
+		missing(t, st, k)
+		_, err := st.Write(ctx, k, cache.Write{Fields: sets("a", "2")})
+		isErr(t, err, cache.ErrNotFound, "Write on an expired record")
+		ok, err := st.Delete(ctx, k)
+		noErr(t, err, "Delete of an expired record")
+		if ok {
+			t.Fatalf("Delete of expired %q reported true", k)
+		}
 	}
-	mustAll(t, b, "long", "forever")
-	mustTagged(t, b, "tx", "long", "forever")
-
-	// An expired entry counts as absent for CompareAndSet.
-	v, err := b.CompareAndSet(ctx, cache.Item{Key: "short", Value: []byte("again")}, 0)
-	noErr(t, err, "CompareAndSet(expected 0) on an expired entry")
-	e = mustValue(t, b, "short", "again")
-	if e.Version != v || !e.Expires.IsZero() || len(e.Tags) != 0 {
-		t.Fatalf("re-created entry: version %d (CAS said %d), expires %v, tags %q", e.Version, v, e.Expires, e.Tags)
+	read(t, st, "long")
+	read(t, st, "moved")
+	read(t, st, "cleared")
+	rs, err := st.ReadMany(ctx, []string{"short", "long"})
+	noErr(t, err, "ReadMany")
+	if rs[0].Exists() || !rs[1].Exists() {
+		t.Fatalf("ReadMany after expiry: short exists %v, long exists %v", rs[0].Exists(), rs[1].Exists())
 	}
-	mustTagged(t, b, "tx", "long", "forever")
-	// And Set over an expired entry starts afresh.
-	mustSet(t, b, cache.Item{Key: "shortmany", Value: []byte("new")})
-	mustValue(t, b, "shortmany", "new")
+	keysAre(t, st, "long", "moved", "cleared")
+	taggedAre(t, st, "tag", "long")
+	// A record can be created again over an expired one, fresh.
+	create(t, st, "short", "z", "9")
+	r = read(t, st, "short")
+	fieldsAre(t, r, "z", "9")
+	tagsAre(t, r)
+	// Also over one nothing has removed yet: none of its fields, tags or expiry
+	// survive.
+	create(t, st, "stale", "z", "9")
+	r = read(t, st, "stale")
+	fieldsAre(t, r, "z", "9")
+	tagsAre(t, r)
+	taggedAre(t, st, "old")
+	if !r.Expires.IsZero() {
+		t.Fatalf("a record created over an expired one has its expiry %v", r.Expires)
+	}
+	// An expiry in the past makes the record absent at once.
+	write(t, st, "long", cache.Write{Expires: time.Now().Add(-time.Second)})
+	missing(t, st, "long")
 }
 
 func (s *suite) tags(t *testing.T) {
-	b := s.fresh(t)
+	st := s.fresh(t)
 	ctx := t.Context()
-	mustSet(t, b, cache.Item{Key: "a", Value: []byte("a"), Tags: []string{"t1", "t2"}})
-	mustSet(t, b, cache.Item{Key: "b", Value: []byte("b"), Tags: []string{"t1"}})
-	mustSet(t, b, cache.Item{Key: "c", Value: []byte("c"), Tags: []string{"t2"}})
-	mustSet(t, b, cache.Item{Key: "d", Value: []byte("d")})
-	mustSet(t, b, cache.Item{Key: "e", Value: []byte("e"), Tags: []string{"t1"}})
-	mustSet(t, b, cache.Item{Key: "e", Value: []byte("e2"), Tags: []string{"t3"}}) // retagged
-	mustSet(t, b, cache.Item{Key: "f", Value: []byte("f"), Tags: []string{"t1"}})
-	if _, err := b.Delete(ctx, "f"); err != nil {
-		t.Fatal(err)
-	}
+	write(t, st, "a", cache.Write{Create: true, Fields: sets("f", "1"), AddTags: []string{"user:1", "admin"}})
+	write(t, st, "b", cache.Write{Create: true, Fields: sets("f", "1"), AddTags: []string{"user:1"}})
+	create(t, st, "c", "f", "1")
+	tagsAre(t, read(t, st, "a"), "user:1", "admin")
+	tagsAre(t, read(t, st, "a", "f"), "user:1", "admin")
+	taggedAre(t, st, "user:1", "a", "b")
+	taggedAre(t, st, "admin", "a")
+	taggedAre(t, st, "nobody")
+	// Adding a present tag and removing an absent one change nothing.
+	write(t, st, "a", cache.Write{AddTags: []string{"admin"}, RemoveTags: []string{"ghost"}})
+	tagsAre(t, read(t, st, "a"), "user:1", "admin")
+	// Moving a tag.
+	write(t, st, "b", cache.Write{AddTags: []string{"user:2"}, RemoveTags: []string{"user:1"}})
+	write(t, st, "c", cache.Write{AddTags: []string{"user:2"}})
+	taggedAre(t, st, "user:1", "a")
+	taggedAre(t, st, "user:2", "b", "c")
+	// Writes that do not name tags keep them.
+	write(t, st, "c", cache.Write{Fields: sets("g", "2")})
+	tagsAre(t, read(t, st, "c"), "user:2")
+	// A deleted record leaves its tags.
+	_, err := st.Delete(ctx, "b")
+	noErr(t, err, "Delete")
+	taggedAre(t, st, "user:2", "c")
+	// Re-created, it does not inherit its old tags.
+	create(t, st, "b", "f", "2")
+	tagsAre(t, read(t, st, "b"))
+	taggedAre(t, st, "user:2", "c")
+	// A tag both added and removed is refused.
+	_, err = st.Write(ctx, "c", cache.Write{AddTags: []string{"x"}, RemoveTags: []string{"x"}})
+	isErr(t, err, cache.ErrInvalidKey, "tag both added and removed")
+}
 
-	mustTagged(t, b, "t1", "a", "b")
-	mustTagged(t, b, "t2", "a", "c")
-	mustTagged(t, b, "t3", "e")
-	mustTagged(t, b, "nobody")
-
-	n, err := b.FlushByTag(ctx, "t1")
-	noErr(t, err, "FlushByTag")
-	if n != 2 {
-		t.Fatalf("FlushByTag t1 = %d, want 2 (a, b; e was retagged, f deleted)", n)
-	}
-	mustMissing(t, b, "a")
-	mustMissing(t, b, "b")
-	mustValue(t, b, "c", "c")
-	mustValue(t, b, "d", "d")
-	mustValue(t, b, "e", "e2")
-	mustTagged(t, b, "t1")
-	mustTagged(t, b, "t2", "c")
-	for _, tag := range []string{"t1", "nobody"} {
-		n, err = b.FlushByTag(ctx, tag)
-		noErr(t, err, "FlushByTag "+tag)
-		if n != 0 {
-			t.Fatalf("FlushByTag %s = %d, want 0", tag, n)
-		}
-	}
-
-	// A tag can be used again after its flush.
-	mustSet(t, b, cache.Item{Key: "g", Value: []byte("g"), Tags: []string{"t1"}})
-	mustTagged(t, b, "t1", "g")
-
-	// Many entries under one tag; an early break stops the iteration cleanly.
-	var items []cache.Item
-	var want []string
-	for i := range 120 {
-		k := fmt.Sprintf("bulk%03d", i)
-		items = append(items, cache.Item{Key: k, Value: []byte(k), Tags: []string{"bulk", "x" + strconv.Itoa(i%2)}})
+func (s *suite) tagsMany(t *testing.T) {
+	st := s.fresh(t)
+	ctx := t.Context()
+	n := s.o.Many / 2
+	want := make([]string, 0, n)
+	for i := range n {
+		k := fmt.Sprintf("r%05d", i)
+		write(t, st, k, cache.Write{Create: true, AddTags: []string{"big"}})
 		want = append(want, k)
 	}
-	noErr(t, b.SetMany(ctx, items), "SetMany")
-	mustTagged(t, b, "bulk", want...)
+	taggedAre(t, st, "big", want...)
+	// Stopping early is fine.
 	count := 0
-	for _, err := range b.Tagged(ctx, "bulk") {
+	for _, err := range st.Tagged(ctx, "big") {
 		noErr(t, err, "Tagged")
 		count++
-		if count == 5 {
+		if count == 3 {
 			break
 		}
 	}
-	if count != 5 {
-		t.Fatalf("Tagged: broke after 5, counted %d", count)
+	deleted, err := st.DeleteMany(ctx, want[:n/2])
+	noErr(t, err, "DeleteMany")
+	if deleted != n/2 {
+		t.Fatalf("DeleteMany removed %d, want %d", deleted, n/2)
 	}
-	n, err = b.FlushByTag(ctx, "x0")
-	noErr(t, err, "FlushByTag x0")
-	if n != 60 {
-		t.Fatalf("FlushByTag x0 = %d, want 60", n)
+	taggedAre(t, st, "big", want[n/2:]...)
+}
+
+func (s *suite) delete(t *testing.T) {
+	st := s.fresh(t)
+	ctx := t.Context()
+	for _, k := range []string{"a", "b", "c", "d"} {
+		write(t, st, k, cache.Write{Create: true, Fields: sets("f", k), AddTags: []string{"t"}})
 	}
-	if got := keys(t, b.Tagged(ctx, "bulk")); len(got) != 60 {
-		t.Fatalf("Tagged bulk after flushing half: %d keys, want 60", len(got))
+	n, err := st.DeleteMany(ctx, []string{"a", "b", "nope", "a"})
+	noErr(t, err, "DeleteMany")
+	if n != 2 {
+		t.Fatalf("DeleteMany of a, b, nope, a = %d, want 2", n)
 	}
-	mustValue(t, b, "g", "g")
+	n, err = st.DeleteMany(ctx, nil)
+	noErr(t, err, "DeleteMany(nil)")
+	if n != 0 {
+		t.Fatalf("DeleteMany(nil) = %d", n)
+	}
+	missing(t, st, "a")
+	missing(t, st, "b")
+	keysAre(t, st, "c", "d")
+	taggedAre(t, st, "t", "c", "d")
+}
+
+func (s *suite) keys(t *testing.T) {
+	st := s.fresh(t)
+	ctx := t.Context()
+	keysAre(t, st)
+	var want []string
+	for i := range s.o.Many {
+		k := fmt.Sprintf("key:%05d", i)
+		create(t, st, k, "f", "x")
+		want = append(want, k)
+	}
+	keysAre(t, st, want...)
+	// Stopping early.
+	count := 0
+	for _, err := range st.Keys(ctx) {
+		noErr(t, err, "Keys")
+		if count++; count == 5 {
+			break
+		}
+	}
+	// Locks are not records.
+	_, err := st.Lock(ctx, "lk", time.Minute)
+	noErr(t, err, "Lock")
+	if got := len(collect(t, st.Keys(ctx))); got != s.o.Many {
+		t.Fatalf("Keys after a Lock: %d keys, want %d", got, s.o.Many)
+	}
+	// Deleting while iterating does not break the iteration.
+	seen := 0
+	for k, err := range st.Keys(ctx) {
+		noErr(t, err, "Keys while deleting")
+		if _, err := st.Delete(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+		seen++
+	}
+	if seen < s.o.Many/2 {
+		t.Fatalf("Keys while deleting saw only %d of %d", seen, s.o.Many)
+	}
+	_, _ = st.DeleteMany(ctx, want)
+	keysAre(t, st)
 }
 
 func (s *suite) flush(t *testing.T) {
-	ctx := t.Context()
-	b := s.fresh(t)
-	child, err := b.Sub("child")
+	ns := Namespace("fl")
+	st := s.openNS(t, ns)
+	other := s.openNS(t, ns+"x")
+	sub, err := st.Sub("child")
 	noErr(t, err, "Sub")
-	other := s.fresh(t)
-
-	vx := mustSet(t, b, cache.Item{Key: "x", Value: []byte("bx"), Tags: []string{"t"}})
-	mustSet(t, b, cache.Item{Key: "y", Value: []byte("by"), TTL: time.Hour})
-	mustSet(t, child, cache.Item{Key: "x", Value: []byte("cx"), Tags: []string{"t"}})
-	mustSet(t, other, cache.Item{Key: "x", Value: []byte("ox"), Tags: []string{"t"}})
-
-	noErr(t, b.Flush(ctx), "Flush")
-	mustMissing(t, b, "x")
-	mustMissing(t, b, "y")
-	mustAll(t, b)
-	mustTagged(t, b, "t")
-	n, err := b.FlushByTag(ctx, "t")
-	noErr(t, err, "FlushByTag after Flush")
-	if n != 0 {
-		t.Fatalf("FlushByTag after Flush = %d, want 0", n)
-	}
-
-	mustValue(t, child, "x", "cx")
-	mustTagged(t, child, "t", "x")
-	mustValue(t, other, "x", "ox")
-	mustTagged(t, other, "t", "x")
-
-	noErr(t, b.Flush(ctx), "Flush of an empty namespace")
-	v := mustSet(t, b, cache.Item{Key: "x", Value: []byte("again"), Tags: []string{"t"}})
-	if v == vx {
-		t.Fatalf("entry re-created after Flush got its old version %d back", v)
-	}
-	mustTagged(t, b, "t", "x")
-	mustValue(t, child, "x", "cx")
-}
-
-func (s *suite) all(t *testing.T) {
-	const n = 10000
 	ctx := t.Context()
-	b := s.fresh(t)
-
-	var batch []cache.Item
-	for i := range n {
-		k := fmt.Sprintf("e%05d", i)
-		it := cache.Item{Key: k, Value: []byte("v" + k)}
-		if i%10 == 0 {
-			it.Tags = []string{"tenth"}
-		}
-		batch = append(batch, it)
-		if len(batch) == 500 {
-			noErr(t, b.SetMany(ctx, batch), "SetMany")
-			batch = batch[:0]
-		}
+	for _, k := range []string{"a", "b"} {
+		write(t, st, k, cache.Write{Create: true, Fields: sets("f", "1"), AddTags: []string{"t"}})
+		write(t, other, k, cache.Write{Create: true, Fields: sets("f", "1"), AddTags: []string{"t"}})
+		write(t, sub, k, cache.Write{Create: true, Fields: sets("f", "1"), AddTags: []string{"t"}})
 	}
-	tok, err := b.Lock(ctx, "e00000-lock", time.Minute)
+	_, err = st.Lock(ctx, "lk", time.Minute)
 	noErr(t, err, "Lock")
-
-	seen := make(map[string]bool, n)
-	for e, err := range b.All(ctx) {
-		noErr(t, err, "All")
-		if seen[e.Key] {
-			t.Fatalf("All yielded %q twice", e.Key)
-		}
-		seen[e.Key] = true
-		if string(e.Value) != "v"+e.Key || e.Version == 0 {
-			t.Fatalf("All yielded %q = %q version %d", e.Key, e.Value, e.Version)
-		}
-		if i, _ := strconv.Atoi(e.Key[1:]); (i%10 == 0) != (len(e.Tags) == 1) {
-			t.Fatalf("All yielded %q with tags %q", e.Key, e.Tags)
-		}
-	}
-	if len(seen) != n {
-		t.Fatalf("All yielded %d entries, want %d (locks are not entries)", len(seen), n)
-	}
-
-	// An early break ends the iteration and leaves the backend usable.
-	count := 0
-	for _, err := range b.All(ctx) {
-		noErr(t, err, "All")
-		count++
-		if count == 10 {
-			break
-		}
-	}
-	if count != 10 {
-		t.Fatalf("All: broke after 10, counted %d", count)
-	}
-	mustSet(t, b, cache.Item{Key: "after-break", Value: []byte("ok")})
-	mustValue(t, b, "after-break", "ok")
-	if _, err := b.Delete(ctx, "after-break"); err != nil {
-		t.Fatal(err)
-	}
-
-	// Deleting each entry as it is seen: still every entry exactly once.
-	clear(seen)
-	for e, err := range b.All(ctx) {
-		noErr(t, err, "All while deleting")
-		if seen[e.Key] {
-			t.Fatalf("All (deleting) yielded %q twice", e.Key)
-		}
-		seen[e.Key] = true
-		ok, err := b.Delete(ctx, e.Key)
-		noErr(t, err, "Delete during All")
-		if !ok {
-			t.Fatalf("Delete %q during All reported false", e.Key)
-		}
-	}
-	if len(seen) != n {
-		t.Fatalf("All while deleting yielded %d entries, want %d", len(seen), n)
-	}
-	mustAll(t, b)
-	mustTagged(t, b, "tenth")
-	ok, err := b.Unlock(ctx, "e00000-lock", tok)
-	noErr(t, err, "Unlock")
-	if !ok {
-		t.Fatal("Unlock after iterating reported false")
-	}
+	noErr(t, st.Flush(ctx), "Flush")
+	keysAre(t, st)
+	taggedAre(t, st, "t")
+	missing(t, st, "a")
+	// Locks went too.
+	_, err = st.Lock(ctx, "lk", time.Minute)
+	noErr(t, err, "Lock after Flush")
+	// Other namespaces and subs are untouched.
+	keysAre(t, other, "a", "b")
+	taggedAre(t, other, "t", "a", "b")
+	keysAre(t, sub, "a", "b")
+	taggedAre(t, sub, "t", "a", "b")
+	// The namespace works afterwards.
+	create(t, st, "a", "f", "2")
+	fieldsAre(t, read(t, st, "a"), "f", "2")
 }
 
 func (s *suite) collectGarbage(t *testing.T) {
+	st := s.fresh(t)
 	ctx := t.Context()
-	b := s.fresh(t)
-	for i := range 5 {
-		mustSet(t, b, cache.Item{Key: fmt.Sprintf("gone%d", i), Value: []byte("x"), Tags: []string{"gt"}, TTL: s.o.TTL})
+	ttl := s.o.TTL
+	soon := time.Now().Add(ttl)
+	for i := range 10 {
+		write(t, st, fmt.Sprintf("dead%d", i), cache.Write{Create: true, Fields: sets("m", "meta"+strconv.Itoa(i), "big", "payload"),
+			AddTags: []string{"t", "n" + strconv.Itoa(i)}, Expires: soon})
 	}
-	for i := range 3 {
-		mustSet(t, b, cache.Item{Key: fmt.Sprintf("kept%d", i), Value: []byte("x"), Tags: []string{"gt"}})
-	}
-	mustSet(t, b, cache.Item{Key: "later", Value: []byte("x"), TTL: time.Hour})
-	past(s.o.TTL)
-
-	total := 0
-	for range 100 {
-		n, err := b.CollectGarbage(ctx)
-		noErr(t, err, "CollectGarbage")
-		if n < 0 {
-			t.Fatalf("CollectGarbage returned %d", n)
-		}
-		total += n
-		if n == 0 {
-			break
-		}
-	}
-	if s.o.NativeExpiry && total != 0 {
-		t.Fatalf("CollectGarbage on a native-expiry backend returned %d, want 0", total)
-	}
-	if !s.o.NativeExpiry && total != 5 {
-		t.Fatalf("CollectGarbage removed %d entries, want 5", total)
-	}
-	mustAll(t, b, "kept0", "kept1", "kept2", "later")
-	mustTagged(t, b, "gt", "kept0", "kept1", "kept2")
-	n, err := b.CollectGarbage(ctx)
-	noErr(t, err, "CollectGarbage again")
+	write(t, st, "live", cache.Write{Create: true, Fields: sets("m", "x"), AddTags: []string{"t"}, Expires: time.Now().Add(time.Hour)})
+	create(t, st, "forever", "m", "y")
+	// Nothing is due yet.
+	n, err := st.CollectGarbage(ctx, cache.GCOptions{})
+	noErr(t, err, "CollectGarbage before expiry")
 	if n != 0 {
-		t.Fatalf("second CollectGarbage = %d, want 0", n)
+		t.Fatalf("CollectGarbage before expiry removed %d", n)
 	}
+	past(ttl)
+	var (
+		mu  sync.Mutex
+		got []cache.Record
+	)
+	report := func(r cache.Record) {
+		mu.Lock()
+		got = append(got, r)
+		mu.Unlock()
+	}
+	// Max bounds one call.
+	n, err = st.CollectGarbage(ctx, cache.GCOptions{Max: 4, Fields: []string{"m"}, Removed: report})
+	noErr(t, err, "CollectGarbage(Max 4)")
+	if n != 4 || len(got) != 4 {
+		t.Fatalf("CollectGarbage(Max 4) = %d, reported %d", n, len(got))
+	}
+	n, err = st.CollectGarbage(ctx, cache.GCOptions{Fields: []string{"m"}, Removed: report})
+	noErr(t, err, "CollectGarbage")
+	if n != 6 || len(got) != 10 {
+		t.Fatalf("second CollectGarbage = %d, reported %d in all (want 6, 10)", n, len(got))
+	}
+	seen := map[string]bool{}
+	for _, r := range got {
+		if seen[r.Key] {
+			t.Fatalf("record %q reported twice", r.Key)
+		}
+		seen[r.Key] = true
+		i, err := strconv.Atoi(r.Key[len("dead"):])
+		if err != nil {
+			t.Fatalf("reported record %q was not expired", r.Key)
+		}
+		fieldsAre(t, r, "m", "meta"+strconv.Itoa(i))
+		tagsAre(t, r, "t", "n"+strconv.Itoa(i))
+		if r.Expires.IsZero() {
+			t.Fatalf("reported record %q has no expiry", r.Key)
+		}
+	}
+	n, err = st.CollectGarbage(ctx, cache.GCOptions{})
+	noErr(t, err, "third CollectGarbage")
+	if n != 0 {
+		t.Fatalf("third CollectGarbage removed %d", n)
+	}
+	keysAre(t, st, "live", "forever")
+	taggedAre(t, st, "t", "live")
+	// Before collects what will have expired by then.
+	n, err = st.CollectGarbage(ctx, cache.GCOptions{Before: time.Now().Add(2 * time.Hour), Removed: report})
+	noErr(t, err, "CollectGarbage(Before)")
+	if n != 1 || got[len(got)-1].Key != "live" {
+		t.Fatalf("CollectGarbage(Before in two hours) = %d (last reported %q), want 1 (live)", n, got[len(got)-1].Key)
+	}
+	keysAre(t, st, "forever")
+}
+
+func (s *suite) collectGarbageOnce(t *testing.T) {
+	ns := Namespace("gc")
+	a := s.openNS(t, ns)
+	b := s.openNS(t, ns)
+	ctx := t.Context()
+	const n = 200
+	soon := time.Now().Add(s.o.TTL)
+	for i := range n {
+		write(t, a, fmt.Sprintf("k%03d", i), cache.Write{Create: true, Fields: sets("m", strconv.Itoa(i)), Expires: soon})
+	}
+	past(s.o.TTL)
+	// Two collectors (two handles on the store, as two processes have) run at
+	// once: every record is reported exactly once.
+	var (
+		mu     sync.Mutex
+		counts = map[string]int{}
+		wg     sync.WaitGroup
+		total  atomic.Int64
+	)
+	for _, st := range []cache.Store{a, b, a, b} {
+		wg.Go(func() {
+			for {
+				removed, err := st.CollectGarbage(ctx, cache.GCOptions{Max: 25, Removed: func(r cache.Record) {
+					mu.Lock()
+					counts[r.Key]++
+					mu.Unlock()
+				}})
+				if err != nil {
+					t.Errorf("CollectGarbage: %v", err)
+					return
+				}
+				total.Add(int64(removed))
+				if removed == 0 {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if len(counts) != n || total.Load() != n {
+		t.Fatalf("collectors reported %d records and counted %d removals, want %d", len(counts), total.Load(), n)
+	}
+	for k, c := range counts {
+		if c != 1 {
+			t.Fatalf("record %q reported %d times", k, c)
+		}
+	}
+	keysAre(t, a)
 }
 
 func (s *suite) namespaces(t *testing.T) {
+	ns := Namespace("ns")
+	a := s.openNS(t, ns)
+	b := s.openNS(t, ns+"b")
+	a2 := s.openNS(t, ns)
 	ctx := t.Context()
-	base := Namespace("ns")
-	a := s.openNS(t, base)
-	b := s.openNS(t, base+"2")
-
-	mustSet(t, a, cache.Item{Key: "k", Value: []byte("A"), Tags: []string{"t"}})
-	mustSet(t, b, cache.Item{Key: "k", Value: []byte("B"), Tags: []string{"t"}})
-	mustSet(t, a, cache.Item{Key: "only-a", Value: []byte("A")})
-	mustValue(t, a, "k", "A")
-	mustValue(t, b, "k", "B")
-	mustMissing(t, b, "only-a")
-	mustAll(t, a, "k", "only-a")
-	mustAll(t, b, "k")
-	mustTagged(t, a, "t", "k")
-	mustTagged(t, b, "t", "k")
-
-	// Locks are per namespace too.
-	ta, err := a.Lock(ctx, "L", time.Minute)
-	noErr(t, err, "Lock in a")
-	tb, err := b.Lock(ctx, "L", time.Minute)
-	noErr(t, err, "Lock of the same name in another namespace")
-	if ok, err := b.Unlock(ctx, "L", ta); err != nil || ok {
-		t.Fatalf("Unlock in b with a's token = %v, %v; want false", ok, err)
+	write(t, a, "k", cache.Write{Create: true, Fields: sets("f", "a"), AddTags: []string{"t"}})
+	missing(t, b, "k")
+	keysAre(t, b)
+	taggedAre(t, b, "t")
+	write(t, b, "k", cache.Write{Create: true, Fields: sets("f", "b"), AddTags: []string{"t"}})
+	fieldsAre(t, read(t, a2, "k"), "f", "a")
+	fieldsAre(t, read(t, b, "k"), "f", "b")
+	// Locks are per namespace.
+	_, err := a.Lock(ctx, "l", time.Minute)
+	noErr(t, err, "Lock a")
+	_, err = b.Lock(ctx, "l", time.Minute)
+	noErr(t, err, "Lock b")
+	_, err = a2.Lock(ctx, "l", time.Minute)
+	isErr(t, err, cache.ErrLocked, "Lock in the same namespace")
+	ok, err := b.Delete(ctx, "k")
+	noErr(t, err, "Delete")
+	if !ok {
+		t.Fatal("Delete reported false")
 	}
-	for _, c := range []struct {
-		be  cache.Backend
-		tok string
-	}{{a, ta}, {b, tb}} {
-		if ok, err := c.be.Unlock(ctx, "L", c.tok); err != nil || !ok {
-			t.Fatalf("Unlock = %v, %v; want true", ok, err)
-		}
-	}
-
-	n, err := a.FlushByTag(ctx, "t")
-	noErr(t, err, "FlushByTag")
-	if n != 1 {
-		t.Fatalf("FlushByTag in a = %d, want 1", n)
-	}
-	mustValue(t, b, "k", "B")
-	noErr(t, a.Flush(ctx), "Flush a")
-	mustValue(t, b, "k", "B")
-	mustTagged(t, b, "t", "k")
-
-	// Namespace and key must not run into each other however a backend joins
-	// them: namespace "X<sep>p" + key "q" against namespace "X" + key "p<sep>q".
-	for _, sep := range []string{".", ":", "-", "_", "@", ""} {
-		root := Namespace("nj")
-		outer := s.openNS(t, root)
-		inner := s.openNS(t, root+sep+"p")
-		mustSet(t, outer, cache.Item{Key: "p" + sep + "q", Value: []byte("outer"), Tags: []string{"p" + sep + "t"}})
-		mustSet(t, inner, cache.Item{Key: "q", Value: []byte("inner"), Tags: []string{"t"}})
-		mustValue(t, outer, "p"+sep+"q", "outer")
-		mustValue(t, inner, "q", "inner")
-		mustMissing(t, outer, "q")
-		mustMissing(t, inner, "p"+sep+"q")
-		mustAll(t, outer, "p"+sep+"q")
-		mustAll(t, inner, "q")
-		mustTagged(t, outer, "t")
-		mustTagged(t, inner, "t", "q")
-		noErr(t, outer.Flush(ctx), "Flush outer")
-		mustValue(t, inner, "q", "inner")
-		mustSet(t, outer, cache.Item{Key: "p" + sep + "q", Value: []byte("outer")})
-		noErr(t, inner.Flush(ctx), "Flush inner")
-		mustValue(t, outer, "p"+sep+"q", "outer")
-	}
+	read(t, a, "k")
 }
 
 func (s *suite) sub(t *testing.T) {
-	ctx := t.Context()
 	ns := Namespace("sb")
 	root := s.openNS(t, ns)
 	child, err := root.Sub("child")
 	noErr(t, err, "Sub")
 	if got, want := child.Namespace(), ns+".child"; got != want {
-		t.Fatalf("Sub namespace %q, want %q", got, want)
+		t.Fatalf("Sub namespace = %q, want %q", got, want)
 	}
 	grand, err := child.Sub("g")
 	noErr(t, err, "Sub of Sub")
 	if got, want := grand.Namespace(), ns+".child.g"; got != want {
-		t.Fatalf("Sub of Sub namespace %q, want %q", got, want)
+		t.Fatalf("Sub of Sub namespace = %q, want %q", got, want)
 	}
-	for _, bad := range []string{"", "a/b", "a b", strings.Repeat("x", cache.MaxKeyLen)} {
-		if _, err := root.Sub(bad); !errors.Is(err, cache.ErrInvalidKey) {
-			t.Fatalf("Sub(%q): error %v, want ErrInvalidKey", bad, err)
-		}
-	}
-
-	mustSet(t, root, cache.Item{Key: "k", Value: []byte("root"), Tags: []string{"t"}})
-	mustSet(t, root, cache.Item{Key: "child.k", Value: []byte("dotted"), Tags: []string{"t"}})
-	mustSet(t, child, cache.Item{Key: "k", Value: []byte("child"), Tags: []string{"t"}})
-	mustSet(t, grand, cache.Item{Key: "k", Value: []byte("grand"), Tags: []string{"t"}})
-	mustValue(t, root, "k", "root")
-	mustValue(t, child, "k", "child")
-	mustValue(t, grand, "k", "grand")
-	mustAll(t, root, "k", "child.k")
-	mustAll(t, child, "k")
-	mustTagged(t, child, "t", "k")
-
-	// A second Sub of the same name is the same namespace.
-	again, err := root.Sub("child")
-	noErr(t, err, "Sub again")
-	mustValue(t, again, "k", "child")
-
-	// A Sub and a backend opened on the full namespace share the entries.
+	create(t, root, "k", "f", "root")
+	create(t, child, "k", "f", "child")
+	fieldsAre(t, read(t, root, "k"), "f", "root")
+	fieldsAre(t, read(t, child, "k"), "f", "child")
+	// The same namespace opened directly sees the child's records.
 	direct := s.openNS(t, ns+".child")
-	mustSet(t, direct, cache.Item{Key: "direct", Value: []byte("d")})
-	if e, err := child.Get(ctx, "direct"); err == nil {
-		if string(e.Value) != "d" {
-			t.Fatalf("Sub sees %q written through a backend opened on its namespace, want d", e.Value)
+	fieldsAre(t, read(t, direct, "k"), "f", "child")
+	for _, bad := range []string{"", "a b", "x{y}"} {
+		if _, err := root.Sub(bad); !errors.Is(err, cache.ErrInvalidKey) {
+			t.Fatalf("Sub(%q) = %v, want ErrInvalidKey", bad, err)
 		}
-	} else if !errors.Is(err, cache.ErrNotFound) {
-		t.Fatal(err)
 	}
-
-	n, err := child.FlushByTag(ctx, "t")
-	noErr(t, err, "FlushByTag child")
-	if n != 1 {
-		t.Fatalf("FlushByTag in child = %d, want 1", n)
-	}
-	mustValue(t, root, "k", "root")
-	mustValue(t, grand, "k", "grand")
-	noErr(t, root.Flush(ctx), "Flush root")
-	mustValue(t, grand, "k", "grand")
-	mustSet(t, child, cache.Item{Key: "k", Value: []byte("child")})
-	noErr(t, child.Flush(ctx), "Flush child")
-	mustValue(t, grand, "k", "grand")
+	// Closing a Sub does not close the root.
+	noErr(t, child.Close(), "Close of a Sub")
+	read(t, root, "k")
 }
 
 func badKeys() []string {
-	return []string{
-		"",
-		strings.Repeat("k", cache.MaxKeyLen+1),
-		"a b", "a/b", "../etc", `a\b`, "ä", "a\x00b", "a\nb", "*", "a?", "{x}", "a%2F", "a#b", "a,b",
-	}
+	long := string(bytes.Repeat([]byte("k"), cache.MaxKeyLen+1))
+	return []string{"", "a b", "é", "{x}", "a\x00", "a/b", "a*", long}
 }
 
 func (s *suite) invalidKeys(t *testing.T) {
+	st := s.fresh(t)
 	ctx := t.Context()
-	b := s.fresh(t)
-	mustSet(t, b, cache.Item{Key: "good", Value: []byte("g"), Tags: []string{"t"}})
-	tok, err := b.Lock(ctx, "good", time.Minute)
-	noErr(t, err, "Lock")
+	create(t, st, "ok", "f", "1")
+	edge := string(bytes.Repeat([]byte("k"), cache.MaxKeyLen))
+	create(t, st, edge, edge, "1")
 	for _, bad := range badKeys() {
-		chk := func(what string, err error) {
-			t.Helper()
-			if !errors.Is(err, cache.ErrInvalidKey) {
-				t.Fatalf("%s with %q: error %v, want ErrInvalidKey", what, bad, err)
-			}
-		}
-		_, err := b.Get(ctx, bad)
-		chk("Get", err)
-		_, err = b.GetMany(ctx, []string{"good", bad})
-		chk("GetMany", err)
-		_, err = b.Set(ctx, cache.Item{Key: bad, Value: []byte("x")})
-		chk("Set", err)
-		_, err = b.Set(ctx, cache.Item{Key: "new", Value: []byte("x"), Tags: []string{"ok", bad}})
-		chk("Set with tag", err)
-		err = b.SetMany(ctx, []cache.Item{{Key: "new", Value: []byte("x")}, {Key: bad}})
-		chk("SetMany", err)
-		err = b.SetMany(ctx, []cache.Item{{Key: "new", Value: []byte("x")}, {Key: "new2", Tags: []string{bad}}})
-		chk("SetMany with tag", err)
-		_, err = b.CompareAndSet(ctx, cache.Item{Key: bad, Value: []byte("x")}, 0)
-		chk("CompareAndSet", err)
-		_, err = b.CompareAndSet(ctx, cache.Item{Key: "new", Value: []byte("x"), Tags: []string{bad}}, 0)
-		chk("CompareAndSet with tag", err)
-		_, err = b.Delete(ctx, bad)
-		chk("Delete", err)
-		_, err = b.Has(ctx, bad)
-		chk("Has", err)
-		_, err = b.FlushByTag(ctx, bad)
-		chk("FlushByTag", err)
-		chk("Tagged", firstErr(b.Tagged(ctx, bad)))
-		_, err = b.Lock(ctx, bad, time.Minute)
-		chk("Lock", err)
-		_, err = b.Unlock(ctx, bad, tok)
-		chk("Unlock", err)
-		_, err = b.Sub(bad)
-		chk("Sub", err)
+		what := fmt.Sprintf("%q", bad)
+		_, err := st.Read(ctx, bad)
+		isErr(t, err, cache.ErrInvalidKey, "Read "+what)
+		_, err = st.Read(ctx, "ok", bad)
+		isErr(t, err, cache.ErrInvalidKey, "Read field "+what)
+		_, err = st.ReadMany(ctx, []string{"ok", bad})
+		isErr(t, err, cache.ErrInvalidKey, "ReadMany "+what)
+		_, err = st.Write(ctx, bad, cache.Write{Create: true, Fields: sets("f", "1")})
+		isErr(t, err, cache.ErrInvalidKey, "Write key "+what)
+		_, err = st.Write(ctx, "ok", cache.Write{Fields: sets(bad, "1")})
+		isErr(t, err, cache.ErrInvalidKey, "Write field "+what)
+		_, err = st.Write(ctx, "ok", cache.Write{AddTags: []string{bad}})
+		isErr(t, err, cache.ErrInvalidKey, "Write tag "+what)
+		_, err = st.Delete(ctx, bad)
+		isErr(t, err, cache.ErrInvalidKey, "Delete "+what)
+		_, err = st.DeleteMany(ctx, []string{bad})
+		isErr(t, err, cache.ErrInvalidKey, "DeleteMany "+what)
+		isErr(t, firstErr(st.Tagged(ctx, bad)), cache.ErrInvalidKey, "Tagged "+what)
+		_, err = st.Lock(ctx, bad, time.Second)
+		isErr(t, err, cache.ErrInvalidKey, "Lock "+what)
+		_, err = st.CollectGarbage(ctx, cache.GCOptions{Fields: []string{bad}})
+		isErr(t, err, cache.ErrInvalidKey, "CollectGarbage field "+what)
 	}
-	// Nothing was written by the refused calls.
-	mustAll(t, b, "good")
-	mustTagged(t, b, "t", "good")
-	mustHas(t, b, "new", false)
-	ok, err := b.Unlock(ctx, "good", tok)
-	if err != nil || !ok {
-		t.Fatalf("Unlock = %v, %v", ok, err)
-	}
+	_, err := st.Write(ctx, "ok", cache.Write{Fields: sets("f", "1", "f", "2")})
+	isErr(t, err, cache.ErrInvalidKey, "a field written twice")
+	fieldsAre(t, read(t, st, "ok"), "f", "1")
+	keysAre(t, st, "ok", edge)
 }
 
 func (s *suite) valueTooLarge(t *testing.T) {
+	st := s.fresh(t)
 	ctx := t.Context()
-	b := s.fresh(t)
-	limit := cache.DefaultMaxValueSize
-	full := pattern(limit, 7)
-	v := mustSet(t, b, cache.Item{Key: "big", Value: full, Tags: []string{"t"}})
-	if e := mustGet(t, b, "big"); !bytes.Equal(e.Value, full) {
-		t.Fatalf("value of exactly the limit read back as %d bytes (differs)", len(e.Value))
-	}
-	over := pattern(limit+1, 9)
-	_, err := b.Set(ctx, cache.Item{Key: "big", Value: over})
-	isErr(t, err, cache.ErrValueTooLarge, "Set limit+1")
-	_, err = b.CompareAndSet(ctx, cache.Item{Key: "big", Value: over}, v)
-	isErr(t, err, cache.ErrValueTooLarge, "CompareAndSet limit+1")
-	err = b.SetMany(ctx, []cache.Item{{Key: "small", Value: []byte("s")}, {Key: "big2", Value: over}})
-	isErr(t, err, cache.ErrValueTooLarge, "SetMany limit+1")
-	e := mustGet(t, b, "big")
-	if e.Version != v || !bytes.Equal(e.Value, full) {
-		t.Fatal("a refused oversized write changed the entry")
-	}
-	mustHas(t, b, "small", false)
-	mustHas(t, b, "big2", false)
+	create(t, st, "k", "f", "old")
+	big := make([]byte, cache.DefaultMaxValueSize+1)
+	_, err := st.Write(ctx, "k", cache.Write{Fields: []cache.FieldWrite{cache.Set("g", []byte("1")), cache.Set("f", big)}})
+	isErr(t, err, cache.ErrValueTooLarge, "Write of a field above the limit")
+	fieldsAre(t, read(t, st, "k"), "f", "old")
+	_, err = st.Write(ctx, "n", cache.Write{Create: true, Fields: []cache.FieldWrite{cache.Set("f", big)}})
+	isErr(t, err, cache.ErrValueTooLarge, "Create with a field above the limit")
+	missing(t, st, "n")
 }
 
 func (s *suite) context(t *testing.T) {
-	b := s.fresh(t)
-	ctx := t.Context()
-	v := mustSet(t, b, cache.Item{Key: "k", Value: []byte("orig"), Tags: []string{"t"}})
-	tok, err := b.Lock(ctx, "held", time.Minute)
-	noErr(t, err, "Lock")
-
-	c := cancelled(t)
-	item := cache.Item{Key: "k", Value: []byte("changed"), Tags: []string{"t"}}
-	calls := []struct {
-		name string
-		f    func() error
-	}{
-		{"Get", func() error { _, err := b.Get(c, "k"); return err }},
-		{"GetMany", func() error { _, err := b.GetMany(c, []string{"k"}); return err }},
-		{"Set", func() error { _, err := b.Set(c, item); return err }},
-		{"SetMany", func() error { return b.SetMany(c, []cache.Item{item}) }},
-		{"CompareAndSet", func() error { _, err := b.CompareAndSet(c, item, v); return err }},
-		{"Delete", func() error { _, err := b.Delete(c, "k"); return err }},
-		{"Has", func() error { _, err := b.Has(c, "k"); return err }},
-		{"Flush", func() error { return b.Flush(c) }},
-		{"FlushByTag", func() error { _, err := b.FlushByTag(c, "t"); return err }},
-		{"Tagged", func() error { return firstErr(b.Tagged(c, "t")) }},
-		{"All", func() error { return firstErr(b.All(c)) }},
-		{"CollectGarbage", func() error { _, err := b.CollectGarbage(c); return err }},
-		{"Lock", func() error { _, err := b.Lock(c, "other", time.Minute); return err }},
-		{"Unlock", func() error { _, err := b.Unlock(c, "held", tok); return err }},
-		{"WaitLock", func() error { _, err := cache.WaitLock(c, b, "held", time.Minute, time.Minute); return err }},
-	}
-	for _, call := range calls {
-		err := within(t, 5*time.Second, call.name+" with a cancelled context", call.f)
+	st := s.fresh(t)
+	create(t, st, "k", "f", "1")
+	ctx := cancelled(t)
+	checks := map[string]error{}
+	_, checks["Read"] = st.Read(ctx, "k")
+	_, checks["ReadMany"] = st.ReadMany(ctx, []string{"k"})
+	_, checks["Write"] = st.Write(ctx, "k", cache.Write{Fields: sets("f", "2")})
+	_, checks["Delete"] = st.Delete(ctx, "k")
+	_, checks["DeleteMany"] = st.DeleteMany(ctx, []string{"k"})
+	checks["Keys"] = firstErr(st.Keys(ctx))
+	checks["Tagged"] = firstErr(st.Tagged(ctx, "t"))
+	checks["Flush"] = st.Flush(ctx)
+	_, checks["CollectGarbage"] = st.CollectGarbage(ctx, cache.GCOptions{})
+	_, checks["Lock"] = st.Lock(ctx, "l", time.Second)
+	_, checks["Unlock"] = st.Unlock(ctx, "l", "token")
+	for op, err := range checks {
 		if !errors.Is(err, context.Canceled) {
-			t.Fatalf("%s with a cancelled context: error %v, want one matching context.Canceled", call.name, err)
+			t.Errorf("%s with a cancelled context = %v, want an error matching context.Canceled", op, err)
 		}
 		if errors.Is(err, cache.ErrUnavailable) {
-			t.Fatalf("%s with a cancelled context: %v matches ErrUnavailable (the caller cancelled, the store is fine)", call.name, err)
+			t.Errorf("%s with a cancelled context = %v: a cancellation is not the store's failure", op, err)
 		}
 	}
-	dl, cancel := context.WithDeadline(ctx, time.Now().Add(-time.Second))
-	defer cancel()
-	_, err = b.Get(dl, "k")
-	isErr(t, err, context.DeadlineExceeded, "Get with a past deadline")
-	_, err = b.Set(dl, item)
-	isErr(t, err, context.DeadlineExceeded, "Set with a past deadline")
-
-	// Nothing was changed by the cancelled calls.
-	e := mustValue(t, b, "k", "orig")
-	if e.Version != v {
-		t.Fatal("a cancelled call changed the entry's version")
-	}
-	mustTagged(t, b, "t", "k")
-	if _, err := b.Lock(ctx, "held", time.Minute); !errors.Is(err, cache.ErrLocked) {
-		t.Fatalf("a cancelled Unlock released the lock (Lock: %v)", err)
-	}
-
-	// Cancelling during an iteration ends it with the context's error.
-	var items []cache.Item
-	for i := range 500 {
-		items = append(items, cache.Item{Key: fmt.Sprintf("it%03d", i), Value: []byte("x"), Tags: []string{"it"}})
-	}
-	noErr(t, b.SetMany(ctx, items), "SetMany")
-	for _, name := range []string{"All", "Tagged"} {
-		ictx, icancel := context.WithCancel(ctx)
-		var got error
-		n := 0
-		if name == "All" {
-			for _, err := range b.All(ictx) {
-				if err != nil {
-					got = err
-					break
-				}
-				n++
-				icancel()
-			}
-		} else {
-			for _, err := range b.Tagged(ictx, "it") {
-				if err != nil {
-					got = err
-					break
-				}
-				n++
-				icancel()
-			}
-		}
-		icancel()
-		if !errors.Is(got, context.Canceled) {
-			t.Fatalf("%s cancelled after the first of 500+ entries: ended after %d with error %v, want context.Canceled", name, n, got)
-		}
-	}
-}
-
-func (s *suite) versions(t *testing.T) {
-	ctx := t.Context()
-	b := s.fresh(t)
-	seen := map[cache.Version]string{}
-	note := func(v cache.Version, what string) {
-		t.Helper()
-		if v == 0 {
-			t.Fatalf("%s: version 0", what)
-		}
-		if prev, dup := seen[v]; dup {
-			t.Fatalf("%s: version %d was already given to %s", what, v, prev)
-		}
-		seen[v] = what
-	}
-	for i := range 20 {
-		v := mustSet(t, b, cache.Item{Key: "k", Value: []byte(strconv.Itoa(i))})
-		note(v, fmt.Sprintf("Set #%d", i))
-		if e := mustGet(t, b, "k"); e.Version != v {
-			t.Fatalf("Get version %d, Set returned %d", e.Version, v)
-		}
-		v2 := mustSet(t, b, cache.Item{Key: "k", Value: []byte(strconv.Itoa(i))})
-		note(v2, fmt.Sprintf("Set again #%d (same value)", i))
-		if _, err := b.Delete(ctx, "k"); err != nil {
-			t.Fatal(err)
-		}
-		noErr(t, b.SetMany(ctx, []cache.Item{{Key: "k", Value: []byte("m")}}), "SetMany")
-		e := mustGet(t, b, "k")
-		note(e.Version, fmt.Sprintf("SetMany #%d", i))
-		if _, err := b.Delete(ctx, "k"); err != nil {
-			t.Fatal(err)
-		}
-		v3, err := b.CompareAndSet(ctx, cache.Item{Key: "k", Value: []byte("c")}, 0)
-		noErr(t, err, "CompareAndSet create")
-		note(v3, fmt.Sprintf("CompareAndSet #%d", i))
-		if e := mustGet(t, b, "k"); e.Version != v3 {
-			t.Fatalf("Get version %d, CompareAndSet returned %d", e.Version, v3)
-		}
-		if _, err := b.Delete(ctx, "k"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// The same version from All, GetMany and Get.
-	v := mustSet(t, b, cache.Item{Key: "k", Value: []byte("x")})
-	es, err := b.GetMany(ctx, []string{"k"})
-	noErr(t, err, "GetMany")
-	all := entries(t, b)
-	if es[0].Version != v || all["k"].Version != v {
-		t.Fatalf("versions differ: Set %d, GetMany %d, All %d", v, es[0].Version, all["k"].Version)
-	}
-}
-
-func (s *suite) compareAndSet(t *testing.T) {
-	ctx := t.Context()
-	b := s.fresh(t)
-	before := time.Now()
-	v1, err := b.CompareAndSet(ctx, cache.Item{Key: "k", Value: []byte("1"), Tags: []string{"ct"}, TTL: time.Hour}, 0)
-	noErr(t, err, "CompareAndSet create")
-	after := time.Now()
-	if v1 == 0 {
-		t.Fatal("CompareAndSet returned version 0")
-	}
-	e := mustValue(t, b, "k", "1")
-	mustTags(t, e, "ct")
-	mustExpires(t, e, before.Add(time.Hour), after.Add(time.Hour))
-	if e.Version != v1 {
-		t.Fatalf("Get version %d, CompareAndSet returned %d", e.Version, v1)
-	}
-	mustTagged(t, b, "ct", "k")
-
-	wrong := v1 ^ 1
-	if wrong == 0 {
-		wrong = 2
-	}
-	for _, exp := range []cache.Version{0, wrong} {
-		_, err = b.CompareAndSet(ctx, cache.Item{Key: "k", Value: []byte("bad")}, exp)
-		isErr(t, err, cache.ErrConflict, fmt.Sprintf("CompareAndSet expecting %d over %d", exp, v1))
-	}
-	mustValue(t, b, "k", "1")
-	v2, err := b.CompareAndSet(ctx, cache.Item{Key: "k", Value: []byte("2")}, v1)
-	noErr(t, err, "CompareAndSet update")
-	if v2 == v1 || v2 == 0 {
-		t.Fatalf("CompareAndSet update returned %d (old %d)", v2, v1)
-	}
-	e = mustValue(t, b, "k", "2")
-	mustTags(t, e)
-	if !e.Expires.IsZero() {
-		t.Fatal("CompareAndSet without TTL kept the old lifetime")
-	}
-	mustTagged(t, b, "ct")
-	_, err = b.CompareAndSet(ctx, cache.Item{Key: "k", Value: []byte("stale")}, v1)
-	isErr(t, err, cache.ErrConflict, "CompareAndSet with a stale version")
-
-	_, err = b.CompareAndSet(ctx, cache.Item{Key: "missing", Value: []byte("x")}, v2)
-	isErr(t, err, cache.ErrConflict, "CompareAndSet expecting a version of a missing entry")
-	mustHas(t, b, "missing", false)
-
-	// A deleted entry's version is dead.
-	if _, err := b.Delete(ctx, "k"); err != nil {
-		t.Fatal(err)
-	}
-	_, err = b.CompareAndSet(ctx, cache.Item{Key: "k", Value: []byte("x")}, v2)
-	isErr(t, err, cache.ErrConflict, "CompareAndSet with the version of a deleted entry")
-	v3, err := b.CompareAndSet(ctx, cache.Item{Key: "k", Value: []byte("3")}, 0)
-	noErr(t, err, "CompareAndSet re-create")
-	if v3 == v1 || v3 == v2 {
-		t.Fatalf("re-created entry got an old version %d back", v3)
-	}
-	// A plain Set in between makes the version read before it stale.
-	mustSet(t, b, cache.Item{Key: "k", Value: []byte("4")})
-	_, err = b.CompareAndSet(ctx, cache.Item{Key: "k", Value: []byte("x")}, v3)
-	isErr(t, err, cache.ErrConflict, "CompareAndSet after an intervening Set")
-	mustValue(t, b, "k", "4")
+	// Nothing happened.
+	fieldsAre(t, read(t, st, "k"), "f", "1")
 }
 
 func (s *suite) casCounter(t *testing.T) {
-	const workers, each = 32, 50
+	ns := Namespace("cc")
+	stores := []cache.Store{s.openNS(t, ns), s.openNS(t, ns)}
 	ctx := t.Context()
-	b := s.fresh(t)
+	const workers, each = 8, 25
 	var wg sync.WaitGroup
-	errs := make(chan error, workers)
-	for range workers {
+	for w := range workers {
+		st := stores[w%len(stores)]
 		wg.Go(func() {
 			for range each {
-				if _, err := Increment(ctx, b, "counter"); err != nil {
-					errs <- err
+				if _, err := Increment(ctx, st, "counter", "n"); err != nil {
+					t.Errorf("Increment: %v", err)
 					return
 				}
 			}
 		})
 	}
 	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatalf("Increment: %v", err)
+	f, _ := read(t, stores[0], "counter").Field("n")
+	if got := string(f.Value); got != strconv.Itoa(workers*each) {
+		t.Fatalf("counter = %s after %d increments", got, workers*each)
 	}
-	mustValue(t, b, "counter", strconv.Itoa(workers*each))
+}
+
+func (s *suite) concurrentFields(t *testing.T) {
+	st := s.fresh(t)
+	ctx := t.Context()
+	create(t, st, "k")
+	// Writers of different fields of one record, each with its own condition,
+	// never lose each other's writes.
+	const workers, each = 6, 20
+	var wg sync.WaitGroup
+	for w := range workers {
+		field := "f" + strconv.Itoa(w)
+		wg.Go(func() {
+			for range each {
+				if _, err := Increment(ctx, st, "k", field); err != nil {
+					t.Errorf("Increment %s: %v", field, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	r := read(t, st, "k")
+	for w := range workers {
+		f, ok := r.Field("f" + strconv.Itoa(w))
+		if !ok || string(f.Value) != strconv.Itoa(each) {
+			t.Fatalf("field f%d = %q, want %d", w, f.Value, each)
+		}
+	}
 }
 
 func (s *suite) lock(t *testing.T) {
+	st := s.fresh(t)
 	ctx := t.Context()
-	b := s.fresh(t)
-	tok, err := b.Lock(ctx, "L", time.Minute)
+	tok, err := st.Lock(ctx, "l", time.Minute)
 	noErr(t, err, "Lock")
 	if tok == "" {
 		t.Fatal("Lock returned an empty token")
 	}
-	_, err = b.Lock(ctx, "L", time.Minute)
+	_, err = st.Lock(ctx, "l", time.Minute)
 	isErr(t, err, cache.ErrLocked, "second Lock")
-	for _, other := range []string{"", "not-the-token", tok + "x"} {
-		ok, err := b.Unlock(ctx, "L", other)
-		if err != nil && !errors.Is(err, cache.ErrInvalidKey) {
-			t.Fatalf("Unlock with token %q: %v", other, err)
-		}
-		if ok {
-			t.Fatalf("Unlock with token %q released the lock", other)
-		}
+	ok, err := st.Unlock(ctx, "l", "not-the-token")
+	noErr(t, err, "Unlock with a wrong token")
+	if ok {
+		t.Fatal("Unlock with a wrong token reported true")
 	}
-	_, err = b.Lock(ctx, "L", time.Minute)
-	isErr(t, err, cache.ErrLocked, "Lock after a stranger's Unlock")
-
-	// Locks are not entries.
-	mustMissing(t, b, "L")
-	mustAll(t, b)
-	mustSet(t, b, cache.Item{Key: "L", Value: []byte("entry")})
-	if ok, err := b.Delete(ctx, "L"); err != nil || !ok {
-		t.Fatalf("Delete entry L = %v, %v", ok, err)
-	}
-	_, err = b.Lock(ctx, "L", time.Minute)
-	isErr(t, err, cache.ErrLocked, "Lock after deleting the entry of the same name")
-
-	// Another lock name is independent.
-	tok2, err := b.Lock(ctx, "M", time.Minute)
-	noErr(t, err, "Lock M")
-
-	ok, err := b.Unlock(ctx, "L", tok)
+	_, err = st.Lock(ctx, "l", time.Minute)
+	isErr(t, err, cache.ErrLocked, "Lock after a wrong Unlock")
+	ok, err = st.Unlock(ctx, "l", tok)
 	noErr(t, err, "Unlock")
 	if !ok {
-		t.Fatal("owner's Unlock reported false")
+		t.Fatal("Unlock with the token reported false")
 	}
-	ok, err = b.Unlock(ctx, "L", tok)
-	noErr(t, err, "second Unlock")
-	if ok {
-		t.Fatal("second Unlock reported true")
-	}
-	tok3, err := b.Lock(ctx, "L", time.Minute)
+	tok2, err := st.Lock(ctx, "l", time.Minute)
 	noErr(t, err, "Lock after Unlock")
-	if tok3 == tok {
-		t.Fatal("a new lock got the old owner's token")
+	if tok2 == tok {
+		t.Fatal("two lock owners got the same token")
 	}
-	if ok, err := b.Unlock(ctx, "M", tok2); err != nil || !ok {
-		t.Fatalf("Unlock M = %v, %v", ok, err)
-	}
-	if ok, err := b.Unlock(ctx, "L", tok3); err != nil || !ok {
-		t.Fatalf("Unlock L = %v, %v", ok, err)
+	// A lock and a record of the same name are unrelated.
+	create(t, st, "l", "f", "1")
+	fieldsAre(t, read(t, st, "l"), "f", "1")
+	ok, err = st.Unlock(ctx, "other", tok2)
+	noErr(t, err, "Unlock of a lock never taken")
+	if ok {
+		t.Fatal("Unlock of a lock never taken reported true")
 	}
 }
 
 func (s *suite) lockExpiry(t *testing.T) {
+	st := s.fresh(t)
 	ctx := t.Context()
-	b := s.fresh(t)
-	ttl := s.o.TTL
-	start := time.Now()
-	old, err := b.Lock(ctx, "L", ttl)
+	old, err := st.Lock(ctx, "l", s.o.TTL)
 	noErr(t, err, "Lock")
-	taken := time.Now()
-	_, err = b.Lock(ctx, "L", time.Minute)
-	if time.Since(start) < ttl {
-		isErr(t, err, cache.ErrLocked, "Lock while held")
-	}
-	time.Sleep(time.Until(taken.Add(ttl + 60*time.Millisecond)))
-
-	nw, err := b.Lock(ctx, "L", time.Minute)
+	past(s.o.TTL)
+	var tok string
+	err = within(t, 5*time.Second, func() error {
+		var err error
+		tok, err = st.Lock(ctx, "l", time.Minute)
+		return err
+	})
 	noErr(t, err, "Lock after expiry")
-	if nw == old {
-		t.Fatal("the new owner got the expired owner's token")
-	}
-	ok, err := b.Unlock(ctx, "L", old)
-	noErr(t, err, "old owner's Unlock")
+	ok, err := st.Unlock(ctx, "l", old)
+	noErr(t, err, "Unlock by the expired owner")
 	if ok {
-		t.Fatal("the expired owner's Unlock reported true")
+		t.Fatal("the expired owner released the new owner's lock")
 	}
-	_, err = b.Lock(ctx, "L", time.Minute)
-	isErr(t, err, cache.ErrLocked, "Lock after the old owner's Unlock (the new lock must remain)")
-	ok, err = b.Unlock(ctx, "L", nw)
-	noErr(t, err, "new owner's Unlock")
+	_, err = st.Lock(ctx, "l", time.Minute)
+	isErr(t, err, cache.ErrLocked, "Lock while the new owner holds it")
+	ok, err = st.Unlock(ctx, "l", tok)
+	noErr(t, err, "Unlock by the new owner")
 	if !ok {
-		t.Fatal("the new owner's Unlock reported false")
+		t.Fatal("the new owner could not release its lock")
 	}
 }
 
 func (s *suite) lockExclusion(t *testing.T) {
-	const workers, rounds = 8, 10
+	ns := Namespace("lx")
+	stores := []cache.Store{s.openNS(t, ns), s.openNS(t, ns)}
 	ctx := t.Context()
-	b := s.fresh(t)
-	var inside, overlaps, total atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, workers)
-	for range workers {
+	var (
+		inside, max atomic.Int32
+		wg          sync.WaitGroup
+	)
+	for w := range 6 {
+		st := stores[w%2]
 		wg.Go(func() {
-			for range rounds {
-				tok, err := cache.WaitLock(ctx, b, "crit", 10*time.Second, 20*time.Second)
+			for range 5 {
+				tok, err := cache.WaitLock(ctx, st, "x", 10*time.Second, 20*time.Second)
 				if err != nil {
-					errs <- fmt.Errorf("wait lock: %w", err)
+					t.Errorf("WaitLock: %v", err)
 					return
 				}
-				if inside.Add(1) > 1 {
-					overlaps.Add(1)
+				n := inside.Add(1)
+				for {
+					m := max.Load()
+					if n <= m || max.CompareAndSwap(m, n) {
+						break
+					}
 				}
-				total.Add(1)
-				time.Sleep(200 * time.Microsecond)
+				time.Sleep(time.Millisecond)
 				inside.Add(-1)
-				ok, err := b.Unlock(ctx, "crit", tok)
-				if err != nil || !ok {
-					errs <- fmt.Errorf("unlock = %v, %v", ok, err)
+				if ok, err := st.Unlock(ctx, "x", tok); err != nil || !ok {
+					t.Errorf("Unlock = %v, %v", ok, err)
 					return
 				}
 			}
 		})
 	}
 	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
-	if m := overlaps.Load(); m != 0 {
-		t.Fatalf("%d times a second owner entered while the lock was held", m)
-	}
-	if n := total.Load(); n != workers*rounds {
-		t.Fatalf("%d critical sections ran, want %d", n, workers*rounds)
+	if max.Load() != 1 {
+		t.Fatalf("%d owners held the lock at once", max.Load())
 	}
 }
 
 func (s *suite) waitLock(t *testing.T) {
+	st := s.fresh(t)
 	ctx := t.Context()
-	b := s.fresh(t)
-	ttl := s.o.TTL
-
-	// Held for long: WaitLock gives up after its wait with ErrLocked.
-	tok, err := b.Lock(ctx, "long", time.Minute)
+	tok, err := st.Lock(ctx, "w", time.Minute)
 	noErr(t, err, "Lock")
-	_, err = cache.WaitLock(ctx, b, "long", time.Minute, 50*time.Millisecond)
+	start := time.Now()
+	_, err = cache.WaitLock(ctx, st, "w", time.Minute, 100*time.Millisecond)
 	isErr(t, err, cache.ErrLocked, "WaitLock on a held lock")
-
-	// Released meanwhile: WaitLock gets it.
+	if d := time.Since(start); d < 90*time.Millisecond {
+		t.Fatalf("WaitLock gave up after %v, before its wait of 100ms", d)
+	}
 	go func() {
 		time.Sleep(50 * time.Millisecond)
-		_, _ = b.Unlock(context.Background(), "long", tok)
+		_, _ = st.Unlock(context.WithoutCancel(ctx), "w", tok)
 	}()
-	tok2, err := cache.WaitLock(ctx, b, "long", time.Minute, 10*time.Second)
-	noErr(t, err, "WaitLock while the owner releases")
-	if ok, err := b.Unlock(ctx, "long", tok2); err != nil || !ok {
-		t.Fatalf("Unlock = %v, %v", ok, err)
+	tok2, err := cache.WaitLock(ctx, st, "w", time.Minute, 10*time.Second)
+	noErr(t, err, "WaitLock on a lock released meanwhile")
+	if tok2 == "" || tok2 == tok {
+		t.Fatalf("WaitLock token %q", tok2)
 	}
-
-	// Never released but expiring: WaitLock gets it after the lifetime.
-	_, err = b.Lock(ctx, "short", ttl)
-	noErr(t, err, "Lock short")
-	tok3, err := cache.WaitLock(ctx, b, "short", time.Minute, 10*time.Second)
-	noErr(t, err, "WaitLock on an expiring lock")
-	if ok, err := b.Unlock(ctx, "short", tok3); err != nil || !ok {
-		t.Fatalf("Unlock = %v, %v", ok, err)
-	}
-
-	// A context ending while waiting.
-	_, err = b.Lock(ctx, "long", time.Minute)
-	noErr(t, err, "Lock")
-	wctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
-	defer cancel()
-	_, err = cache.WaitLock(wctx, b, "long", time.Minute, time.Minute)
-	if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, cache.ErrLocked) {
-		t.Fatalf("WaitLock with an ending context: %v", err)
+	_, err = cache.WaitLock(cancelled(t), st, "w", time.Minute, time.Second)
+	if err == nil {
+		t.Fatal("WaitLock with a cancelled context took a held lock")
 	}
 }
 
 func (s *suite) closed(t *testing.T) {
+	st := s.fresh(t)
 	ctx := t.Context()
-	b := s.fresh(t)
-	mustSet(t, b, cache.Item{Key: "k", Value: []byte("v")})
-	sub, err := b.Sub("s")
+	create(t, st, "k", "f", "1")
+	sub, err := st.Sub("s")
 	noErr(t, err, "Sub")
-	noErr(t, sub.Close(), "Close of a Sub")
-	mustSet(t, sub, cache.Item{Key: "k", Value: []byte("still open")})
-	mustValue(t, b, "k", "v")
-
-	noErr(t, b.Close(), "Close")
-	item := cache.Item{Key: "k", Value: []byte("x")}
-	for _, be := range []cache.Backend{b, sub} {
-		calls := []struct {
-			name string
-			f    func() error
-		}{
-			{"Get", func() error { _, err := be.Get(ctx, "k"); return err }},
-			{"GetMany", func() error { _, err := be.GetMany(ctx, []string{"k"}); return err }},
-			{"Set", func() error { _, err := be.Set(ctx, item); return err }},
-			{"SetMany", func() error { return be.SetMany(ctx, []cache.Item{item}) }},
-			{"CompareAndSet", func() error { _, err := be.CompareAndSet(ctx, item, 0); return err }},
-			{"Delete", func() error { _, err := be.Delete(ctx, "k"); return err }},
-			{"Has", func() error { _, err := be.Has(ctx, "k"); return err }},
-			{"Flush", func() error { return be.Flush(ctx) }},
-			{"FlushByTag", func() error { _, err := be.FlushByTag(ctx, "t"); return err }},
-			{"Tagged", func() error { return firstErr(be.Tagged(ctx, "t")) }},
-			{"All", func() error { return firstErr(be.All(ctx)) }},
-			{"CollectGarbage", func() error { _, err := be.CollectGarbage(ctx); return err }},
-			{"Lock", func() error { _, err := be.Lock(ctx, "l", time.Minute); return err }},
-			{"Unlock", func() error { _, err := be.Unlock(ctx, "l", "tok"); return err }},
-		}
-		for _, c := range calls {
-			err := within(t, 5*time.Second, c.name+" after Close", c.f)
-			if !errors.Is(err, cache.ErrClosed) {
-				t.Fatalf("%s on %s after Close: error %v, want ErrClosed", c.name, be.Namespace(), err)
-			}
-		}
-		if s2, err := be.Sub("x"); err == nil {
-			if _, err := s2.Get(ctx, "k"); !errors.Is(err, cache.ErrClosed) {
-				t.Fatalf("Get on a Sub made after Close: %v, want ErrClosed", err)
-			}
-		} else if !errors.Is(err, cache.ErrClosed) {
-			t.Fatalf("Sub after Close: %v, want nil or ErrClosed", err)
+	noErr(t, st.Close(), "Close")
+	if err := st.Close(); err != nil && !errors.Is(err, cache.ErrClosed) {
+		t.Fatalf("second Close = %v", err)
+	}
+	checks := map[string]error{}
+	_, checks["Read"] = st.Read(ctx, "k")
+	_, checks["ReadMany"] = st.ReadMany(ctx, []string{"k"})
+	_, checks["Write"] = st.Write(ctx, "k", cache.Write{Fields: sets("f", "2")})
+	_, checks["Delete"] = st.Delete(ctx, "k")
+	_, checks["Lock"] = st.Lock(ctx, "l", time.Second)
+	checks["Keys"] = firstErr(st.Keys(ctx))
+	_, checks["Sub.Read"] = sub.Read(ctx, "k")
+	for op, err := range checks {
+		if !errors.Is(err, cache.ErrClosed) {
+			t.Errorf("%s after Close = %v, want ErrClosed", op, err)
 		}
 	}
-	if err := b.Close(); err != nil && !errors.Is(err, cache.ErrClosed) {
-		t.Fatalf("second Close: %v", err)
+	if _, err := st.Sub("late"); !errors.Is(err, cache.ErrClosed) {
+		t.Errorf("Sub after Close = %v, want ErrClosed", err)
 	}
 }

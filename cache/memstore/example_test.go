@@ -14,14 +14,19 @@ func Example() {
 	store := memstore.New(memstore.Options{Namespace: "test"})
 	defer store.Close()
 
-	v1, _ := store.Set(ctx, cache.Item{Key: "basket", Value: []byte("2 apples")})
-	// An optimistic update: only if nobody wrote since we read v1.
-	_, err := store.CompareAndSet(ctx, cache.Item{Key: "basket", Value: []byte("3 apples")}, v1)
+	// A record with two fields, written in one call.
+	v1, _ := store.Write(ctx, "visitor", cache.Write{Create: true, Fields: []cache.FieldWrite{
+		cache.Set("basket", []byte("2 apples")),
+		cache.Set("user", []byte("ada")),
+	}})
+	// An optimistic update of one field: only if nobody wrote it since v1.
+	_, err := store.Write(ctx, "visitor", cache.Write{Fields: []cache.FieldWrite{cache.SetIf("basket", []byte("3 apples"), v1)}})
 	fmt.Println(err)
-	_, err = store.CompareAndSet(ctx, cache.Item{Key: "basket", Value: []byte("stale")}, v1)
+	_, err = store.Write(ctx, "visitor", cache.Write{Fields: []cache.FieldWrite{cache.SetIf("basket", []byte("stale"), v1)}})
 	fmt.Println(errors.Is(err, cache.ErrConflict))
-	e, _ := store.Get(ctx, "basket")
-	fmt.Println(string(e.Value))
+	r, _ := store.Read(ctx, "visitor", "basket")
+	f, _ := r.Field("basket")
+	fmt.Println(string(f.Value))
 	// Output:
 	// <nil>
 	// true

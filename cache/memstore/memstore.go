@@ -1,21 +1,17 @@
-// Package memstore is the in-process [cache.Backend]: a map guarded by a lock,
-// for tests and single-process applications. Entries live as long as the process.
+// Package memstore is the in-process [cache.Store]: maps guarded by a lock, for
+// tests and single-process applications. Records live as long as the process.
 //
-// Expired entries are never returned; a janitor goroutine removes them every
-// Options.JanitorInterval and [Store.CollectGarbage] removes them on demand. The
-// janitor stops with [Store.Close] (with [Module], when the fx app stops).
-//
-// Sub namespaces share the root's maps, lock and janitor but never see each
-// other's entries.
+// Expired records are never returned; [Store.CollectGarbage] removes them (the
+// session collector calls it). Sub namespaces share the root's maps and lock but
+// never see each other's records.
 package memstore
 
 import (
 	"context"
 	crand "crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"iter"
-	"log/slog"
-	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -26,656 +22,537 @@ import (
 	"github.com/fxsession/fxsession/cache"
 )
 
-// DefaultJanitorInterval is how often the janitor removes expired entries when
-// Options.JanitorInterval is 0.
-const DefaultJanitorInterval = time.Minute
-
-// gcBatch bounds how many expired entries are removed under one hold of the lock.
-const gcBatch = 1000
-
-// Options configure a [Store].
+// Options configure a [Store]. The zero value works.
 type Options struct {
 	// Namespace of the root store; empty means "default".
 	Namespace string
-	// MaxValueSize is the largest value accepted; 0 means cache.DefaultMaxValueSize.
+	// MaxValueSize is the largest field value accepted; 0 means
+	// cache.DefaultMaxValueSize.
 	MaxValueSize int
-	// JanitorInterval is how often expired entries are removed in the background;
-	// 0 means DefaultJanitorInterval, a negative value disables the janitor.
-	JanitorInterval time.Duration
-	// Logger receives the janitor's reports; nil means slog.Default().
-	Logger *slog.Logger
+	// Now is the clock that decides expiry (default time.Now); tests that move a
+	// session's clock give the store the same one.
+	Now func() time.Time
 }
 
-// Store is one namespace of an in-memory store. It implements [cache.Backend].
+// Store is one namespace of an in-memory store. It implements [cache.Store].
 type Store struct {
-	sh *shared
-	ns string
-	// root is true for the store returned by New; closing a Sub is a no-op.
-	root bool
+	sh     *shared
+	ns     string
+	closed *atomic.Bool // shared by a root and its Subs
+	root   bool
 }
 
-var _ cache.Backend = (*Store)(nil)
+var _ cache.Store = (*Store)(nil)
 
-// shared is what a root store and its Subs have in common.
+// shared is the memory a root store, its Subs and its [Store.Namespaced]
+// siblings have in common.
 type shared struct {
-	mu      sync.RWMutex
-	spaces  map[string]*space
-	version atomic.Uint64
-	closed  atomic.Bool
-
+	mu       sync.RWMutex
+	spaces   map[string]*space
+	last     cache.Version // the last version handed out, store-wide
 	maxValue int
-	interval time.Duration
-	log      *slog.Logger
-
-	janitorOnce sync.Once
-	stop        chan struct{}
-	done        chan struct{}
-	closeOnce   sync.Once
+	now      func() time.Time
 }
 
 // space is one namespace's data.
 type space struct {
-	entries map[string]*entry
+	records map[string]*record
 	tags    map[string]map[string]struct{}
 	locks   map[string]lock
 }
 
-type entry struct {
-	value   []byte
+type record struct {
+	fields  []field
 	tags    []string
+	expires time.Time
 	version cache.Version
-	expires int64 // unix nanoseconds; 0 = never
+}
+
+type field struct {
+	name    string
+	value   []byte
+	version cache.Version
 }
 
 type lock struct {
 	token   string
-	expires int64
+	expires time.Time
 }
 
-func (e *entry) expired(now int64) bool { return e.expires != 0 && e.expires <= now }
-
-// New returns a root store and starts its janitor (unless disabled). Close it
-// when done.
+// New returns a root store on fresh memory. Close it when done.
 func New(opts Options) *Store {
-	s := newStore(opts)
-	s.sh.startJanitor()
-	return s
-}
-
-func newStore(opts Options) *Store {
 	if opts.Namespace == "" {
 		opts.Namespace = "default"
 	}
 	if opts.MaxValueSize <= 0 {
 		opts.MaxValueSize = cache.DefaultMaxValueSize
 	}
-	if opts.JanitorInterval == 0 {
-		opts.JanitorInterval = DefaultJanitorInterval
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
-	sh := &shared{
-		spaces:   map[string]*space{},
-		maxValue: opts.MaxValueSize,
-		interval: opts.JanitorInterval,
-		log:      opts.Logger.With("cache", "memory"),
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
-	}
-	sh.version.Store(rand.Uint64N(1 << 62))
-	return &Store{sh: sh, ns: opts.Namespace, root: true}
+	sh := &shared{spaces: map[string]*space{}, maxValue: opts.MaxValueSize, now: opts.Now}
+	return &Store{sh: sh, ns: opts.Namespace, closed: new(atomic.Bool), root: true}
 }
 
-// Module provides a memory [cache.Backend] whose janitor starts and stops with
-// the fx app; the store is closed when the app stops.
+// Namespaced returns another root store on the same memory, in namespace ns: two
+// handles on one store, as two processes sharing a server have. Closing it does
+// not close s.
+func (s *Store) Namespaced(ns string) (*Store, error) {
+	if err := cache.ValidateKey(ns); err != nil {
+		return nil, fmt.Errorf("memstore: namespace: %w", err)
+	}
+	return &Store{sh: s.sh, ns: ns, closed: new(atomic.Bool), root: true}, nil
+}
+
+// Module provides a memory [cache.Store], closed when the fx app stops.
 func Module(opts Options) fx.Option {
 	return fx.Module("fxsession.cache.memory",
-		fx.Provide(func(lc fx.Lifecycle) (cache.Backend, error) {
-			if err := validNamespace(opts.Namespace); err != nil {
-				return nil, err
+		fx.Provide(func(lc fx.Lifecycle) (cache.Store, error) {
+			if opts.Namespace != "" {
+				if err := cache.ValidateKey(opts.Namespace); err != nil {
+					return nil, fmt.Errorf("memstore: namespace: %w", err)
+				}
 			}
-			s := newStore(opts)
-			lc.Append(fx.Hook{
-				OnStart: func(context.Context) error { s.sh.startJanitor(); return nil },
-				OnStop:  func(context.Context) error { return s.Close() },
-			})
+			s := New(opts)
+			lc.Append(fx.StopHook(s.Close))
 			return s, nil
 		}),
 	)
 }
 
-func validNamespace(ns string) error {
-	if ns == "" {
-		return nil
+// Namespace is the store's full namespace.
+func (s *Store) Namespace() string { return s.ns }
+
+// Sub returns the child namespace name, sharing this store's memory.
+func (s *Store) Sub(name string) (cache.Store, error) {
+	if s.closed.Load() {
+		return nil, fmt.Errorf("memstore: sub %q: %w", name, cache.ErrClosed)
 	}
-	if err := cache.ValidateKey(ns); err != nil {
-		return fmt.Errorf("memstore: namespace: %w", err)
+	ns, err := cache.JoinNamespace(s.ns, name)
+	if err != nil {
+		return nil, fmt.Errorf("memstore: %w", err)
+	}
+	return &Store{sh: s.sh, ns: ns, closed: s.closed}, nil
+}
+
+// Close closes a root store and its Subs; closing a Sub does nothing.
+func (s *Store) Close() error {
+	if s.root {
+		s.closed.Store(true)
 	}
 	return nil
 }
 
-func (sh *shared) startJanitor() {
-	sh.janitorOnce.Do(func() {
-		if sh.interval < 0 || sh.closed.Load() {
-			close(sh.done)
-			return
-		}
-		go sh.janitor()
-	})
-}
-
-func (sh *shared) janitor() {
-	defer close(sh.done)
-	t := time.NewTicker(sh.interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-sh.stop:
-			return
-		case <-t.C:
-			sh.mu.RLock()
-			names := make([]string, 0, len(sh.spaces))
-			for ns := range sh.spaces {
-				names = append(names, ns)
-			}
-			sh.mu.RUnlock()
-			total := 0
-			for _, ns := range names {
-				total += sh.collect(ns)
-			}
-			if total > 0 {
-				sh.log.Debug("cache janitor removed expired entries", "count", total)
-			}
-		}
+// check fails a call on a closed store or an ended context.
+func (s *Store) check(ctx context.Context, op string) error {
+	if s.closed.Load() {
+		return fmt.Errorf("memstore: %s: %w", op, cache.ErrClosed)
 	}
-}
-
-// collect removes the expired entries and locks of namespace ns in batches and
-// returns how many entries went.
-func (sh *shared) collect(ns string) int {
-	total := 0
-	for {
-		n := 0
-		sh.mu.Lock()
-		sp := sh.spaces[ns]
-		if sp == nil {
-			sh.mu.Unlock()
-			return total
-		}
-		now := time.Now().UnixNano()
-		for k, e := range sp.entries {
-			if e.expired(now) {
-				sp.remove(k, e)
-				n++
-				if n == gcBatch {
-					break
-				}
-			}
-		}
-		if n < gcBatch {
-			for name, l := range sp.locks {
-				if l.expires <= now {
-					delete(sp.locks, name)
-				}
-			}
-		}
-		sh.mu.Unlock()
-		total += n
-		if n < gcBatch {
-			return total
-		}
+	if err := ctx.Err(); err != nil {
+		return cache.Unavailable("memstore: "+op, err)
 	}
+	return nil
 }
 
-func (sh *shared) nextVersion() cache.Version {
-	for {
-		if v := sh.version.Add(1); v != 0 {
-			return cache.Version(v)
-		}
-	}
-}
-
-// space returns namespace ns's data, creating it when create is set (the write
-// lock must be held then).
-func (sh *shared) space(ns string, create bool) *space {
+// space returns namespace ns's data, creating it. Lock held for writing.
+func (sh *shared) space(ns string) *space {
 	sp := sh.spaces[ns]
-	if sp == nil && create {
-		sp = &space{entries: map[string]*entry{}, tags: map[string]map[string]struct{}{}, locks: map[string]lock{}}
+	if sp == nil {
+		sp = &space{records: map[string]*record{}, tags: map[string]map[string]struct{}{}, locks: map[string]lock{}}
 		sh.spaces[ns] = sp
 	}
 	return sp
 }
 
-// remove deletes entry k (whose record is e) and its tag index records.
-func (sp *space) remove(k string, e *entry) {
-	for _, t := range e.tags {
-		if set := sp.tags[t]; set != nil {
-			delete(set, k)
-			if len(set) == 0 {
-				delete(sp.tags, t)
-			}
-		}
-	}
-	delete(sp.entries, k)
-}
-
-// put stores it with version v. Replacing an entry with the same tags keeps its
-// record, its tag index records and (when it fits) its value's buffer: entries
-// are only reached under the store's lock, and export copies what it returns.
-func (sp *space) put(it cache.Item, v cache.Version) {
-	e := sp.entries[it.Key]
-	if e == nil || !slices.Equal(e.tags, it.Tags) {
-		if e != nil {
-			sp.remove(it.Key, e)
-		}
-		e = &entry{}
-		if len(it.Tags) > 0 {
-			e.tags = make([]string, 0, len(it.Tags))
-			for _, t := range it.Tags {
-				if slices.Contains(e.tags, t) {
-					continue
-				}
-				e.tags = append(e.tags, t)
-				set := sp.tags[t]
-				if set == nil {
-					set = map[string]struct{}{}
-					sp.tags[t] = set
-				}
-				set[it.Key] = struct{}{}
-			}
-		}
-	}
-	if n := len(it.Value); cap(e.value) >= n && cap(e.value) <= 2*n+64 {
-		e.value = e.value[:n]
-	} else {
-		e.value = make([]byte, n)
-	}
-	copy(e.value, it.Value)
-	e.version = v
-	e.expires = 0
-	if it.TTL > 0 {
-		e.expires = time.Now().Add(it.TTL).UnixNano()
-	}
-	sp.entries[it.Key] = e
-}
-
-// live returns entry k when present and unexpired (reading the clock only for
-// entries with a lifetime).
-func (sp *space) live(k string) *entry {
+// live returns the unexpired record under key. Lock held.
+func (sh *shared) live(ns, key string, now time.Time) *record {
+	sp := sh.spaces[ns]
 	if sp == nil {
 		return nil
 	}
-	e := sp.entries[k]
-	if e == nil || e.expires != 0 && e.expired(time.Now().UnixNano()) {
+	r := sp.records[key]
+	if r == nil || cache.Expired(r.expires, now) {
 		return nil
 	}
-	return e
+	return r
 }
 
-func (e *entry) export(key string) cache.Entry {
-	out := cache.Entry{Key: key, Value: make([]byte, len(e.value)), Version: e.version}
-	copy(out.Value, e.value)
-	if len(e.tags) > 0 {
-		out.Tags = slices.Clone(e.tags)
+// copyOut returns the record as read: the named fields (all when none), with
+// their values copied into one buffer.
+func (r *record) copyOut(key string, names []string) cache.Record {
+	out := cache.Record{Key: key, Expires: r.expires, Version: r.version, Tags: slices.Clone(r.tags)}
+	size, n := 0, 0
+	for i := range r.fields {
+		if len(names) == 0 || slices.Contains(names, r.fields[i].name) {
+			size += len(r.fields[i].value)
+			n++
+		}
 	}
-	if e.expires != 0 {
-		out.Expires = time.Unix(0, e.expires)
+	buf := make([]byte, 0, size)
+	out.Fields = make([]cache.Field, 0, n)
+	for i := range r.fields {
+		f := &r.fields[i]
+		if len(names) == 0 || slices.Contains(names, f.name) {
+			start := len(buf)
+			buf = append(buf, f.value...)
+			out.Fields = append(out.Fields, cache.Field{Name: f.name, Value: buf[start:len(buf):len(buf)], Version: f.version})
+		}
 	}
 	return out
 }
 
-// check reports a closed store or an ended context.
-func (s *Store) check(ctx context.Context, op string) error {
-	if s.sh.closed.Load() {
-		return fmt.Errorf("memstore: %s: %w", op, cache.ErrClosed)
+// Read reads the record under key.
+func (s *Store) Read(ctx context.Context, key string, fields ...string) (cache.Record, error) {
+	if err := cache.ValidateKeys(key, fields); err != nil {
+		return cache.Record{}, fmt.Errorf("memstore: read: %w", err)
 	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("memstore: %s: %w", op, err)
-	}
-	return nil
-}
-
-// Namespace returns the store's full namespace.
-func (s *Store) Namespace() string { return s.ns }
-
-// Get reads one entry.
-func (s *Store) Get(ctx context.Context, key string) (cache.Entry, error) {
-	if err := cache.ValidateKey(key); err != nil {
-		return cache.Entry{}, err
-	}
-	if err := s.check(ctx, "get"); err != nil {
-		return cache.Entry{}, err
+	if err := s.check(ctx, "read"); err != nil {
+		return cache.Record{}, err
 	}
 	s.sh.mu.RLock()
 	defer s.sh.mu.RUnlock()
-	e := s.sh.space(s.ns, false).live(key)
-	if e == nil {
-		return cache.Entry{}, fmt.Errorf("memstore: get %q: %w", key, cache.ErrNotFound)
+	r := s.sh.live(s.ns, key, s.sh.now())
+	if r == nil {
+		return cache.Record{}, fmt.Errorf("memstore: read %q: %w", key, cache.ErrNotFound)
 	}
-	return e.export(key), nil
+	return r.copyOut(key, fields), nil
 }
 
-// GetMany reads many entries; missing ones come back with only Key set.
-func (s *Store) GetMany(ctx context.Context, keys []string) ([]cache.Entry, error) {
+// ReadMany reads several records.
+func (s *Store) ReadMany(ctx context.Context, keys []string, fields ...string) ([]cache.Record, error) {
 	for _, k := range keys {
-		if err := cache.ValidateKey(k); err != nil {
-			return nil, err
+		if err := cache.ValidateKeys(k, fields); err != nil {
+			return nil, fmt.Errorf("memstore: read: %w", err)
 		}
 	}
-	if err := s.check(ctx, "get many"); err != nil {
+	if err := s.check(ctx, "read"); err != nil {
 		return nil, err
 	}
-	out := make([]cache.Entry, len(keys))
+	out := make([]cache.Record, len(keys))
 	s.sh.mu.RLock()
 	defer s.sh.mu.RUnlock()
-	sp := s.sh.space(s.ns, false)
+	now := s.sh.now()
 	for i, k := range keys {
-		if e := sp.live(k); e != nil {
-			out[i] = e.export(k)
+		if r := s.sh.live(s.ns, k, now); r != nil {
+			out[i] = r.copyOut(k, fields)
 		} else {
-			out[i] = cache.Entry{Key: k}
+			out[i] = cache.Record{Key: k}
 		}
 	}
 	return out, nil
 }
 
-// Has reports whether an unexpired entry exists.
-func (s *Store) Has(ctx context.Context, key string) (bool, error) {
-	if err := cache.ValidateKey(key); err != nil {
-		return false, err
+// Write applies w to the record under key, atomically.
+func (s *Store) Write(ctx context.Context, key string, w cache.Write) (cache.Version, error) {
+	if err := cache.ValidateWrite(key, w, s.sh.maxValue); err != nil {
+		return 0, fmt.Errorf("memstore: write: %w", err)
 	}
-	if err := s.check(ctx, "has"); err != nil {
-		return false, err
+	if err := s.check(ctx, "write"); err != nil {
+		return 0, err
+	}
+	sh := s.sh
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	now := sh.now()
+	r := sh.live(s.ns, key, now)
+	switch {
+	case w.Create && r != nil:
+		return 0, fmt.Errorf("memstore: create %q: it exists: %w", key, cache.ErrConflict)
+	case !w.Create && r == nil:
+		return 0, fmt.Errorf("memstore: write %q: %w", key, cache.ErrNotFound)
+	}
+	sp := sh.space(s.ns)
+	if w.Create {
+		if old := sp.records[key]; old != nil { // an expired one: replace it
+			sp.untag(key, old.tags)
+		}
+		r = &record{}
+	}
+	for _, fw := range w.Fields {
+		if !fw.Check {
+			continue
+		}
+		var cur cache.Version
+		if i := r.index(fw.Name); i >= 0 {
+			cur = r.fields[i].version
+		}
+		if cur != fw.Expect {
+			return 0, fmt.Errorf("memstore: write %q: field %q has version %d, not %d: %w", key, fw.Name, cur, fw.Expect, cache.ErrConflict)
+		}
+	}
+	sh.last = cache.NextVersion(sh.last, now)
+	v := sh.last
+	for _, fw := range w.Fields {
+		i := r.index(fw.Name)
+		switch {
+		case fw.Remove && i >= 0:
+			r.fields = slices.Delete(r.fields, i, i+1)
+		case fw.Remove:
+		case i >= 0:
+			r.fields[i].value, r.fields[i].version = slices.Clone(fw.Value), v
+		default:
+			r.fields = append(r.fields, field{name: fw.Name, value: slices.Clone(fw.Value), version: v})
+		}
+	}
+	for _, t := range w.AddTags {
+		if !slices.Contains(r.tags, t) {
+			r.tags = append(r.tags, t)
+			set := sp.tags[t]
+			if set == nil {
+				set = map[string]struct{}{}
+				sp.tags[t] = set
+			}
+			set[key] = struct{}{}
+		}
+	}
+	for _, t := range w.RemoveTags {
+		if i := slices.Index(r.tags, t); i >= 0 {
+			r.tags = slices.Delete(r.tags, i, i+1)
+			sp.untag(key, []string{t})
+		}
+	}
+	switch {
+	case w.Expires.Equal(cache.NoExpiry):
+		r.expires = time.Time{}
+	case !w.Expires.IsZero():
+		r.expires = w.Expires
+	}
+	r.version = v
+	sp.records[key] = r
+	return v, nil
+}
+
+// index returns the position of field name, or -1.
+func (r *record) index(name string) int {
+	for i := range r.fields {
+		if r.fields[i].name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// untag removes key from the index of tags. Lock held.
+func (sp *space) untag(key string, tags []string) {
+	for _, t := range tags {
+		if set := sp.tags[t]; set != nil {
+			delete(set, key)
+			if len(set) == 0 {
+				delete(sp.tags, t)
+			}
+		}
+	}
+}
+
+// remove deletes the record under key and reports whether it was live. Lock held.
+func (sp *space) remove(key string, now time.Time) bool {
+	r := sp.records[key]
+	if r == nil {
+		return false
+	}
+	delete(sp.records, key)
+	sp.untag(key, r.tags)
+	return !cache.Expired(r.expires, now)
+}
+
+// Delete removes the record under key.
+func (s *Store) Delete(ctx context.Context, key string) (bool, error) {
+	n, err := s.DeleteMany(ctx, []string{key})
+	return n > 0, err
+}
+
+// DeleteMany removes several records.
+func (s *Store) DeleteMany(ctx context.Context, keys []string) (int, error) {
+	for _, k := range keys {
+		if err := cache.ValidateKey(k); err != nil {
+			return 0, fmt.Errorf("memstore: delete: %w", err)
+		}
+	}
+	if err := s.check(ctx, "delete"); err != nil {
+		return 0, err
+	}
+	s.sh.mu.Lock()
+	defer s.sh.mu.Unlock()
+	sp := s.sh.spaces[s.ns]
+	if sp == nil {
+		return 0, nil
+	}
+	n, now := 0, s.sh.now()
+	for _, k := range keys {
+		if sp.remove(k, now) {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// snapshot returns the keys of the live records for which keep is true.
+func (s *Store) snapshot(ctx context.Context, op string, from func(*space) map[string]struct{}) ([]string, error) {
+	if err := s.check(ctx, op); err != nil {
+		return nil, err
 	}
 	s.sh.mu.RLock()
 	defer s.sh.mu.RUnlock()
-	return s.sh.space(s.ns, false).live(key) != nil, nil
-}
-
-// Set writes an entry and returns its new version.
-func (s *Store) Set(ctx context.Context, it cache.Item) (cache.Version, error) {
-	if err := cache.ValidateItem(it, s.sh.maxValue); err != nil {
-		return 0, err
+	sp := s.sh.spaces[s.ns]
+	if sp == nil {
+		return nil, nil
 	}
-	if err := s.check(ctx, "set"); err != nil {
-		return 0, err
-	}
-	v := s.sh.nextVersion()
-	s.sh.mu.Lock()
-	s.sh.space(s.ns, true).put(it, v)
-	s.sh.mu.Unlock()
-	return v, nil
-}
-
-// SetMany writes many entries; it is atomic (one hold of the store's lock).
-func (s *Store) SetMany(ctx context.Context, items []cache.Item) error {
-	for _, it := range items {
-		if err := cache.ValidateItem(it, s.sh.maxValue); err != nil {
-			return err
+	now := s.sh.now()
+	var out []string
+	for k := range from(sp) {
+		if r := sp.records[k]; r != nil && !cache.Expired(r.expires, now) {
+			out = append(out, k)
 		}
 	}
-	if err := s.check(ctx, "set many"); err != nil {
-		return err
-	}
-	if len(items) == 0 {
-		return nil
-	}
-	s.sh.mu.Lock()
-	defer s.sh.mu.Unlock()
-	sp := s.sh.space(s.ns, true)
-	for _, it := range items {
-		sp.put(it, s.sh.nextVersion())
-	}
-	return nil
+	return out, nil
 }
 
-// CompareAndSet writes it when the stored version equals expected (0: absent).
-func (s *Store) CompareAndSet(ctx context.Context, it cache.Item, expected cache.Version) (cache.Version, error) {
-	if err := cache.ValidateItem(it, s.sh.maxValue); err != nil {
-		return 0, err
+// stream yields a snapshot of keys, checking the context between batches.
+func (s *Store) stream(ctx context.Context, op string, from func(*space) map[string]struct{}) iter.Seq2[string, error] {
+	return func(yield func(string, error) bool) {
+		keys, err := s.snapshot(ctx, op, from)
+		if err != nil {
+			yield("", err)
+			return
+		}
+		for i, k := range keys {
+			if i%1000 == 999 {
+				if err := s.check(ctx, op); err != nil {
+					yield("", err)
+					return
+				}
+			}
+			if !yield(k, nil) {
+				return
+			}
+		}
 	}
-	if err := s.check(ctx, "compare and set"); err != nil {
-		return 0, err
-	}
-	s.sh.mu.Lock()
-	defer s.sh.mu.Unlock()
-	sp := s.sh.space(s.ns, true)
-	var cur cache.Version
-	if e := sp.live(it.Key); e != nil {
-		cur = e.version
-	}
-	if cur != expected {
-		return 0, fmt.Errorf("memstore: compare and set %q: expected version %d, found %d: %w", it.Key, expected, cur, cache.ErrConflict)
-	}
-	v := s.sh.nextVersion()
-	sp.put(it, v)
-	return v, nil
 }
 
-// Delete removes an entry and reports whether an unexpired one was there.
-func (s *Store) Delete(ctx context.Context, key string) (bool, error) {
-	if err := cache.ValidateKey(key); err != nil {
-		return false, err
-	}
-	if err := s.check(ctx, "delete"); err != nil {
-		return false, err
-	}
-	now := time.Now().UnixNano()
-	s.sh.mu.Lock()
-	defer s.sh.mu.Unlock()
-	sp := s.sh.space(s.ns, false)
-	if sp == nil {
-		return false, nil
-	}
-	e := sp.entries[key]
-	if e == nil {
-		return false, nil
-	}
-	sp.remove(key, e)
-	return !e.expired(now), nil
+// Keys streams the keys of the live records.
+func (s *Store) Keys(ctx context.Context) iter.Seq2[string, error] {
+	return s.stream(ctx, "keys", func(sp *space) map[string]struct{} {
+		all := make(map[string]struct{}, len(sp.records))
+		for k := range sp.records {
+			all[k] = struct{}{}
+		}
+		return all
+	})
 }
 
-// Flush removes every entry of this namespace (locks stay).
+// Tagged streams the keys of the live records carrying tag.
+func (s *Store) Tagged(ctx context.Context, tag string) iter.Seq2[string, error] {
+	if err := cache.ValidateKey(tag); err != nil {
+		return func(yield func(string, error) bool) { yield("", fmt.Errorf("memstore: tagged: %w", err)) }
+	}
+	return s.stream(ctx, "tagged", func(sp *space) map[string]struct{} { return sp.tags[tag] })
+}
+
+// Flush removes every record, tag and lock of the namespace.
 func (s *Store) Flush(ctx context.Context) error {
 	if err := s.check(ctx, "flush"); err != nil {
 		return err
 	}
 	s.sh.mu.Lock()
-	defer s.sh.mu.Unlock()
-	if sp := s.sh.spaces[s.ns]; sp != nil {
-		clear(sp.entries)
-		clear(sp.tags)
-	}
+	delete(s.sh.spaces, s.ns)
+	s.sh.mu.Unlock()
 	return nil
 }
 
-// FlushByTag removes every entry carrying tag and returns how many unexpired
-// ones went (expired ones are removed too, uncounted).
-func (s *Store) FlushByTag(ctx context.Context, tag string) (int, error) {
-	if err := cache.ValidateKey(tag); err != nil {
-		return 0, fmt.Errorf("tag: %w", err)
-	}
-	if err := s.check(ctx, "flush by tag"); err != nil {
-		return 0, err
-	}
-	now := time.Now().UnixNano()
-	s.sh.mu.Lock()
-	defer s.sh.mu.Unlock()
-	sp := s.sh.space(s.ns, false)
-	if sp == nil {
-		return 0, nil
-	}
-	n := 0
-	for k := range sp.tags[tag] {
-		if e := sp.entries[k]; e != nil {
-			if !e.expired(now) {
-				n++
-			}
-			sp.remove(k, e)
+// CollectGarbage removes expired records, at most o.Max, and reports them.
+func (s *Store) CollectGarbage(ctx context.Context, o cache.GCOptions) (int, error) {
+	for _, f := range o.Fields {
+		if err := cache.ValidateKey(f); err != nil {
+			return 0, fmt.Errorf("memstore: collect garbage: field: %w", err)
 		}
 	}
-	delete(sp.tags, tag)
-	return n, nil
-}
-
-// Tagged streams the keys of the unexpired entries carrying tag. It takes a
-// snapshot of the tag's keys, then checks each key as it goes.
-func (s *Store) Tagged(ctx context.Context, tag string) iter.Seq2[string, error] {
-	return func(yield func(string, error) bool) {
-		if err := cache.ValidateKey(tag); err != nil {
-			yield("", fmt.Errorf("tag: %w", err))
-			return
-		}
-		if err := s.check(ctx, "tagged"); err != nil {
-			yield("", err)
-			return
-		}
-		s.sh.mu.RLock()
-		var ks []string
-		if sp := s.sh.space(s.ns, false); sp != nil {
-			ks = make([]string, 0, len(sp.tags[tag]))
-			for k := range sp.tags[tag] {
-				ks = append(ks, k)
-			}
-		}
-		s.sh.mu.RUnlock()
-		for _, k := range ks {
-			if err := s.check(ctx, "tagged"); err != nil {
-				yield("", err)
-				return
-			}
-			s.sh.mu.RLock()
-			sp := s.sh.space(s.ns, false)
-			e := sp.live(k)
-			ok := e != nil && slices.Contains(e.tags, tag)
-			s.sh.mu.RUnlock()
-			if ok && !yield(k, nil) {
-				return
-			}
-		}
-	}
-}
-
-// All streams the unexpired entries. It takes a snapshot of the namespace's
-// keys (not values), then reads each entry as it goes, so entries deleted
-// meanwhile are skipped.
-func (s *Store) All(ctx context.Context) iter.Seq2[cache.Entry, error] {
-	return func(yield func(cache.Entry, error) bool) {
-		if err := s.check(ctx, "all"); err != nil {
-			yield(cache.Entry{}, err)
-			return
-		}
-		s.sh.mu.RLock()
-		var ks []string
-		if sp := s.sh.space(s.ns, false); sp != nil {
-			ks = make([]string, 0, len(sp.entries))
-			for k := range sp.entries {
-				ks = append(ks, k)
-			}
-		}
-		s.sh.mu.RUnlock()
-		for _, k := range ks {
-			if err := s.check(ctx, "all"); err != nil {
-				yield(cache.Entry{}, err)
-				return
-			}
-			s.sh.mu.RLock()
-			e := s.sh.space(s.ns, false).live(k)
-			var out cache.Entry
-			if e != nil {
-				out = e.export(k)
-			}
-			s.sh.mu.RUnlock()
-			if e != nil && !yield(out, nil) {
-				return
-			}
-		}
-	}
-}
-
-// CollectGarbage removes this namespace's expired entries (and expired locks)
-// and returns how many entries went.
-func (s *Store) CollectGarbage(ctx context.Context) (int, error) {
 	if err := s.check(ctx, "collect garbage"); err != nil {
 		return 0, err
 	}
-	return s.sh.collect(s.ns), nil
+	max := o.Max
+	if max <= 0 {
+		max = cache.DefaultGCBatchSize
+	}
+	s.sh.mu.Lock()
+	sp := s.sh.spaces[s.ns]
+	if sp == nil {
+		s.sh.mu.Unlock()
+		return 0, nil
+	}
+	now := s.sh.now()
+	before := o.Before
+	if before.IsZero() {
+		before = now
+	}
+	var removed []cache.Record
+	for k, r := range sp.records {
+		if len(removed) >= max {
+			break
+		}
+		if !cache.Expired(r.expires, before) {
+			continue
+		}
+		names := o.Fields
+		if len(names) == 0 {
+			names = []string{""} // no field matches: key, tags and expiry only
+		}
+		removed = append(removed, r.copyOut(k, names))
+		sp.remove(k, now)
+	}
+	for name, l := range sp.locks {
+		if !l.expires.After(now) {
+			delete(sp.locks, name)
+		}
+	}
+	s.sh.mu.Unlock()
+	if o.Removed != nil {
+		for _, r := range removed {
+			o.Removed(r)
+		}
+	}
+	return len(removed), nil
 }
 
-// Lock takes the lock called name for ttl and returns the owner token.
+// Lock takes the lock called name for ttl.
 func (s *Store) Lock(ctx context.Context, name string, ttl time.Duration) (string, error) {
 	if err := cache.ValidateKey(name); err != nil {
-		return "", fmt.Errorf("lock: %w", err)
-	}
-	if ttl <= 0 {
-		return "", fmt.Errorf("memstore: lock %q: ttl %v is not positive", name, ttl)
+		return "", fmt.Errorf("memstore: lock: %w", err)
 	}
 	if err := s.check(ctx, "lock"); err != nil {
 		return "", err
 	}
-	now := time.Now()
+	var b [16]byte
+	_, _ = crand.Read(b[:])
+	token := hex.EncodeToString(b[:])
 	s.sh.mu.Lock()
 	defer s.sh.mu.Unlock()
-	sp := s.sh.space(s.ns, true)
-	if l, ok := sp.locks[name]; ok && l.expires > now.UnixNano() {
+	sp := s.sh.space(s.ns)
+	now := s.sh.now()
+	if l, ok := sp.locks[name]; ok && l.expires.After(now) {
 		return "", fmt.Errorf("memstore: lock %q: %w", name, cache.ErrLocked)
 	}
-	token := crand.Text()
-	sp.locks[name] = lock{token: token, expires: now.Add(ttl).UnixNano()}
+	sp.locks[name] = lock{token: token, expires: now.Add(ttl)}
 	return token, nil
 }
 
-// Unlock releases the lock if token still owns it.
+// Unlock releases the lock if token owns it.
 func (s *Store) Unlock(ctx context.Context, name, token string) (bool, error) {
 	if err := cache.ValidateKey(name); err != nil {
-		return false, fmt.Errorf("lock: %w", err)
+		return false, fmt.Errorf("memstore: unlock: %w", err)
 	}
 	if err := s.check(ctx, "unlock"); err != nil {
 		return false, err
 	}
-	now := time.Now().UnixNano()
 	s.sh.mu.Lock()
 	defer s.sh.mu.Unlock()
-	sp := s.sh.space(s.ns, false)
+	sp := s.sh.spaces[s.ns]
 	if sp == nil {
 		return false, nil
 	}
 	l, ok := sp.locks[name]
-	if !ok || l.token != token || l.expires <= now {
+	if !ok || l.token != token || !l.expires.After(s.sh.now()) {
 		return false, nil
 	}
 	delete(sp.locks, name)
 	return true, nil
-}
-
-// Sub returns the child namespace name, sharing this store's data.
-func (s *Store) Sub(name string) (cache.Backend, error) {
-	full, err := cache.JoinNamespace(s.ns, name)
-	if err != nil {
-		return nil, err
-	}
-	if s.sh.closed.Load() {
-		return nil, fmt.Errorf("memstore: sub %q: %w", name, cache.ErrClosed)
-	}
-	return &Store{sh: s.sh, ns: full}, nil
-}
-
-// Close stops the janitor and drops the data of the root store and all its
-// Subs; later calls fail with cache.ErrClosed. Closing a Sub does nothing.
-// Closing twice is harmless.
-func (s *Store) Close() error {
-	if !s.root {
-		return nil
-	}
-	s.sh.closeOnce.Do(func() {
-		s.sh.closed.Store(true)
-		s.sh.startJanitor() // marks the janitor as never to start if it has not
-		close(s.sh.stop)
-		<-s.sh.done
-		s.sh.mu.Lock()
-		s.sh.spaces = map[string]*space{}
-		s.sh.mu.Unlock()
-	})
-	return nil
 }

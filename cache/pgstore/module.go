@@ -6,7 +6,7 @@ import (
 	"github.com/fxsession/fxsession/cache/internal/sqlcommon"
 )
 
-// Module provides a [cache.Backend] on the PostgreSQL database at dsn. A
+// Module provides a [cache.Store] on the PostgreSQL database at dsn. A
 // connection string that cannot be parsed fails the app's construction with an
 // error saying so; the schema is created (or checked) when the app starts, so an
 // unreachable database fails start; the pool is closed when the app stops.

@@ -4,13 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxtest"
 	"go.uber.org/goleak"
@@ -54,10 +58,468 @@ func open(tb testing.TB, o pgstore.Options) *pgstore.Store {
 	return s
 }
 
+// suiteOptions: lifetimes long enough that a loaded machine writes a check's
+// records before they expire; a batch size that the iteration checks cross
+// several times with few records.
+var suiteOptions = cachetest.Options{Parallel: true, TTL: time.Second, Many: 500}
+
 func TestConformance(t *testing.T) {
-	cachetest.Run(t, "postgres", func(tb testing.TB, ns string) cache.Backend {
+	cachetest.Run(t, "postgres", func(tb testing.TB, ns string) cache.Store {
+		return open(tb, pgstore.Options{Namespace: ns, BatchSize: 100})
+	}, suiteOptions)
+}
+
+func BenchmarkPostgres(b *testing.B) {
+	cachetest.Bench(b, func(tb testing.TB, ns string) cache.Store {
 		return open(tb, pgstore.Options{Namespace: ns})
 	})
+}
+
+// roundTrips counts what a pool sends: statements and batches (through pgx's
+// tracer) and the client's writes to the socket (each one a request the client
+// then waits for: a round trip, whatever pgx does inside).
+type roundTrips struct {
+	statements, batches, prepares, writes atomic.Int64
+}
+
+func (c *roundTrips) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	c.statements.Add(1)
+	return ctx
+}
+func (c *roundTrips) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+func (c *roundTrips) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	c.batches.Add(1)
+	return ctx
+}
+func (c *roundTrips) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
+func (c *roundTrips) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData)     {}
+func (c *roundTrips) TracePrepareStart(ctx context.Context, _ *pgx.Conn, _ pgx.TracePrepareStartData) context.Context {
+	c.prepares.Add(1)
+	return ctx
+}
+func (c *roundTrips) TracePrepareEnd(context.Context, *pgx.Conn, pgx.TracePrepareEndData) {}
+
+func (c *roundTrips) reset() {
+	c.statements.Store(0)
+	c.batches.Store(0)
+	c.prepares.Store(0)
+	c.writes.Store(0)
+}
+
+func (c *roundTrips) String() string {
+	return fmt.Sprintf("%d statements, %d batches, %d prepares, %d socket writes",
+		c.statements.Load(), c.batches.Load(), c.prepares.Load(), c.writes.Load())
+}
+
+type countingConn struct {
+	net.Conn
+	n *atomic.Int64
+}
+
+func (c countingConn) Write(b []byte) (int, error) {
+	c.n.Add(1)
+	return c.Conn.Write(b)
+}
+
+// countedStore opens a store on a pool of one connection whose round trips c
+// counts.
+func countedStore(t *testing.T, c *roundTrips) *pgstore.Store {
+	t.Helper()
+	pc, err := pgxpool.ParseConfig(server.DSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc.MaxConns = 1
+	pc.ConnConfig.Tracer = c
+	dial := pc.ConnConfig.DialFunc
+	pc.ConnConfig.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return countingConn{Conn: conn, n: &c.writes}, nil
+	}
+	pool, err := pgxpool.NewWithConfig(t.Context(), pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	s, err := pgstore.New(t.Context(), pool, pgstore.Options{Namespace: cachetest.Namespace("rt")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// A Read, a ReadMany, a Write (of any shape, also a refused one) and a Delete
+// each cost one statement and one round trip.
+func TestRoundTrips(t *testing.T) {
+	var c roundTrips
+	s := countedStore(t, &c)
+	ctx := t.Context()
+	value := []byte("value")
+	exp := time.Now().Add(time.Hour)
+	full := func(i int) cache.Write {
+		return cache.Write{Fields: []cache.FieldWrite{cache.Set("a", value), cache.Remove("b"), cache.SetIf("c", value, 0)},
+			AddTags: []string{fmt.Sprintf("t%d", i)}, RemoveTags: []string{fmt.Sprintf("t%d", i-1)}, Expires: exp.Add(time.Duration(i))}
+	}
+	ops := []struct {
+		name string
+		do   func(i int) error
+	}{
+		{"Create", func(i int) error {
+			_, err := s.Write(ctx, fmt.Sprintf("k%d", i), cache.Write{Create: true, Fields: []cache.FieldWrite{cache.Set("a", value), cache.Set("b", value)}, AddTags: []string{"t"}})
+			return err
+		}},
+		{"Read", func(i int) error { _, err := s.Read(ctx, fmt.Sprintf("k%d", i)); return err }},
+		{"ReadFields", func(i int) error { _, err := s.Read(ctx, fmt.Sprintf("k%d", i), "a", "b"); return err }},
+		{"ReadMany", func(i int) error {
+			_, err := s.ReadMany(ctx, []string{fmt.Sprintf("k%d", i), "k0", "none"})
+			return err
+		}},
+		{"Write", func(i int) error { _, err := s.Write(ctx, fmt.Sprintf("k%d", i), full(i)); return err }},
+		{"WriteCAS", func(i int) error {
+			r, err := s.Read(ctx, fmt.Sprintf("k%d", i), "a")
+			if err != nil {
+				return err
+			}
+			f, _ := r.Field("a")
+			c.reset() // the Read is not counted
+			_, err = s.Write(ctx, r.Key, cache.Write{Fields: []cache.FieldWrite{cache.SetIf("a", value, f.Version)}})
+			return err
+		}},
+		{"WriteRefused", func(i int) error {
+			_, err := s.Write(ctx, fmt.Sprintf("k%d", i), cache.Write{Fields: []cache.FieldWrite{cache.SetIf("a", value, 1)}})
+			if !errors.Is(err, cache.ErrConflict) {
+				return fmt.Errorf("a stale write: %v, want ErrConflict", err)
+			}
+			return nil
+		}},
+		{"Delete", func(i int) error { _, err := s.Delete(ctx, fmt.Sprintf("k%d", i)); return err }},
+	}
+	for _, op := range ops {
+		// The first call of each statement prepares it (once per connection).
+		if err := op.do(0); err != nil {
+			t.Fatalf("%s: %v", op.name, err)
+		}
+	}
+	for _, op := range ops {
+		for i := 1; i <= 5; i++ {
+			c.reset()
+			if err := op.do(i); err != nil {
+				t.Fatalf("%s: %v", op.name, err)
+			}
+			if c.statements.Load() != 1 || c.batches.Load() != 0 || c.prepares.Load() != 0 || c.writes.Load() != 1 {
+				t.Fatalf("%s cost %s; want 1 statement and 1 socket write", op.name, &c)
+			}
+		}
+	}
+}
+
+// The database stopped under a live store: every call fails promptly with
+// ErrUnavailable, and the same store works again once the database is back.
+func TestPostgresDown(t *testing.T) {
+	pg := testserver.StartPostgres(t)
+	ctx := t.Context()
+	s, err := pgstore.Open(ctx, pg.DSN(), pgstore.Options{Namespace: "down", StatementTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Write(ctx, "k", cache.Write{Create: true, Fields: []cache.FieldWrite{cache.Set("f", []byte("before"))}, AddTags: []string{"t"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := pg.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	calls := map[string]func() error{
+		"Read":     func() error { _, err := s.Read(ctx, "k"); return err },
+		"ReadMany": func() error { _, err := s.ReadMany(ctx, []string{"k", "j"}); return err },
+		"Write": func() error {
+			_, err := s.Write(ctx, "k", cache.Write{Fields: []cache.FieldWrite{cache.Set("f", []byte("x"))}})
+			return err
+		},
+		"Delete":         func() error { _, err := s.Delete(ctx, "k"); return err },
+		"DeleteMany":     func() error { _, err := s.DeleteMany(ctx, []string{"k", "j"}); return err },
+		"Keys":           func() error { return first(s.Keys(ctx)) },
+		"Tagged":         func() error { return first(s.Tagged(ctx, "t")) },
+		"Flush":          func() error { return s.Flush(ctx) },
+		"CollectGarbage": func() error { _, err := s.CollectGarbage(ctx, cache.GCOptions{}); return err },
+		"Lock":           func() error { _, err := s.Lock(ctx, "l", time.Minute); return err },
+		"Unlock":         func() error { _, err := s.Unlock(ctx, "l", "tok"); return err },
+	}
+	for name, call := range calls {
+		start := time.Now()
+		err := call()
+		if took := time.Since(start); took > 3*time.Second {
+			t.Errorf("%s on a stopped database took %v", name, took)
+		}
+		if !errors.Is(err, cache.ErrUnavailable) {
+			t.Errorf("%s on a stopped database: %v, want ErrUnavailable", name, err)
+		}
+	}
+	// A cancelled call is the caller's doing, even with the database down.
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := s.Read(cctx, "k"); !errors.Is(err, context.Canceled) || errors.Is(err, cache.ErrUnavailable) {
+		t.Errorf("a cancelled Read on a stopped database: %v, want context.Canceled and not ErrUnavailable", err)
+	}
+
+	if err := pg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// The pool may hand out one more broken connection; within a few calls the
+	// store answers again.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r, err := s.Read(ctx, "k")
+		if err == nil {
+			if f, _ := r.Field("f"); string(f.Value) != "before" {
+				t.Fatalf("after restart: %q", f.Value)
+			}
+			break
+		}
+		if !errors.Is(err, cache.ErrUnavailable) || time.Now().After(deadline) {
+			t.Fatalf("no recovery after restart: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for {
+		_, err := s.Write(ctx, "k", cache.Write{Fields: []cache.FieldWrite{cache.Set("f", []byte("after"))}})
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, cache.ErrUnavailable) || time.Now().After(deadline) {
+			t.Fatalf("no recovery after restart: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// A Write that waits on a row lock longer than StatementTimeout gives up with
+// ErrUnavailable instead of hanging, and the server cancels it: it does not
+// complete later. Reads do not wait for the lock.
+func TestPostgresStatementTimeout(t *testing.T) {
+	ctx := t.Context()
+	ns := cachetest.Namespace("slow")
+	s := open(t, pgstore.Options{Namespace: ns, StatementTimeout: 300 * time.Millisecond})
+	if _, err := s.Write(ctx, "k", cache.Write{Create: true, Fields: []cache.FieldWrite{cache.Set("f", []byte("v"))}}); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := server.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM fxcache_records WHERE namespace = $1 AND key = 'k' FOR UPDATE`, ns); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = s.Write(ctx, "k", cache.Write{Fields: []cache.FieldWrite{cache.Set("f", []byte("blocked"))}})
+	took := time.Since(start)
+	if !errors.Is(err, cache.ErrUnavailable) {
+		t.Fatalf("Write on a locked record: %v, want ErrUnavailable", err)
+	}
+	if took > 2*time.Second {
+		t.Fatalf("Write on a locked record took %v with a 300ms statement timeout", took)
+	}
+	if _, err := s.Read(ctx, "k"); err != nil {
+		t.Fatalf("Read of a locked record: %v", err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	r, err := s.Read(ctx, "k")
+	if f, _ := r.Field("f"); err != nil || string(f.Value) != "v" {
+		t.Fatalf("after the timeout: %q, %v (the timed-out write went through)", f.Value, err)
+	}
+}
+
+// Two handles on one database (two processes, each with its own pool) collect
+// at once: every expired record is reported once, with its fields and tags.
+func TestCollectTwoHandles(t *testing.T) {
+	ctx := t.Context()
+	ns := cachetest.Namespace("gc2")
+	a := open(t, pgstore.Options{Namespace: ns})
+	b := open(t, pgstore.Options{Namespace: ns})
+	const n = 600
+	soon := time.Now().Add(300 * time.Millisecond)
+	for i := range n {
+		k := fmt.Sprintf("k%04d", i)
+		if _, err := a.Write(ctx, k, cache.Write{Create: true, Expires: soon, AddTags: []string{"t", k},
+			Fields: []cache.FieldWrite{cache.Set("m", []byte(k)), cache.Set("other", []byte("x"))}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := a.Write(ctx, "live", cache.Write{Create: true, AddTags: []string{"t"}}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Until(soon) + 50*time.Millisecond)
+	var (
+		mu   sync.Mutex
+		seen = map[string]int{}
+		wg   sync.WaitGroup
+	)
+	for _, st := range []*pgstore.Store{a, b, a, b} {
+		wg.Go(func() {
+			for {
+				got, err := st.CollectGarbage(ctx, cache.GCOptions{Max: 40, Fields: []string{"m"}, Removed: func(r cache.Record) {
+					f, ok := r.Field("m")
+					if !ok || string(f.Value) != r.Key || len(r.Fields) != 1 || len(r.Tags) != 2 {
+						t.Errorf("reported %+v", r)
+					}
+					mu.Lock()
+					seen[r.Key]++
+					mu.Unlock()
+				}})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if got == 0 {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if len(seen) != n {
+		t.Fatalf("%d records reported, want %d", len(seen), n)
+	}
+	for k, c := range seen {
+		if c != 1 {
+			t.Fatalf("%s reported %d times", k, c)
+		}
+	}
+	// Nothing is left of them: the cascade took their fields and tags.
+	for table, want := range map[string]int{"fxcache_records": 1, "fxcache_fields": 0, "fxcache_tags": 1} {
+		var got int
+		if err := server.Pool().QueryRow(ctx, `SELECT count(*) FROM `+table+` WHERE namespace = $1`, ns).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Errorf("%s holds %d rows of the namespace, want %d", table, got, want)
+		}
+	}
+}
+
+// A record's fields and tags go with it, whatever removes it.
+func TestCascade(t *testing.T) {
+	ctx := t.Context()
+	ns := cachetest.Namespace("cascade")
+	s := open(t, pgstore.Options{Namespace: ns})
+	w := cache.Write{Create: true, Fields: []cache.FieldWrite{cache.Set("a", nil), cache.Set("b", nil)}, AddTags: []string{"x", "y"}}
+	for _, k := range []string{"del", "many1", "many2", "flushed"} {
+		if _, err := s.Write(ctx, k, w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Delete(ctx, "del"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.DeleteMany(ctx, []string{"many1", "many2"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, table := range []string{"fxcache_records", "fxcache_fields", "fxcache_tags"} {
+		var got int
+		if err := server.Pool().QueryRow(ctx, `SELECT count(*) FROM `+table+` WHERE namespace = $1`, ns).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != 0 {
+			t.Errorf("%s holds %d rows of the namespace", table, got)
+		}
+	}
+}
+
+// The statements that must stay cheap in a large namespace use their indexes,
+// as custom plans and as the generic plans the server may switch a prepared
+// statement to.
+func TestPlans(t *testing.T) {
+	ctx := t.Context()
+	ns := cachetest.Namespace("plans")
+	s := open(t, pgstore.Options{Namespace: ns})
+	// A namespace of 3,000 sessions, a third of them expiring, each tagged with
+	// its user and one tag they all have.
+	soon := time.Now().Add(time.Hour)
+	for i := range 3000 {
+		w := cache.Write{Create: true, Fields: []cache.FieldWrite{cache.Set("m", []byte("meta")), cache.Set("o", []byte("object"))},
+			AddTags: []string{fmt.Sprintf("user:%d", i), "all"}}
+		if i%3 == 0 {
+			w.Expires = soon
+		}
+		if _, err := s.Write(ctx, fmt.Sprintf("s%05d", i), w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := server.Pool().Exec(ctx, `ANALYZE fxcache_records; ANALYZE fxcache_fields; ANALYZE fxcache_tags`); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []struct {
+		name, sql, index string
+		args             []any
+	}{
+		{"collect", pgstore.QueryCollect, "fxcache_records_expiry", []any{ns, nil, 1000, []string{}}},
+		{"read", pgstore.QueryRead, "fxcache_fields_pkey", []any{ns, "s00001", []string{}}},
+		{"read fields", pgstore.QueryRead, "fxcache_fields_pkey", []any{ns, "s00001", []string{"m"}}},
+		{"read many", pgstore.QueryReadMany, "fxcache_fields_pkey", []any{ns, []string{"s00001", "s00002", "s00003"}, []string{"m"}}},
+		{"keys", pgstore.QueryKeys, "fxcache_records_pkey", []any{ns, "s01000", 500}},
+		{"tagged", pgstore.QueryTagged, "fxcache_tags_pkey", []any{ns, "user:7", "", 500}},
+	} {
+		for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
+			t.Run(q.name+"/"+mode, func(t *testing.T) {
+				tx, err := server.Pool().Begin(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer tx.Rollback(context.Background())
+				if _, err := tx.Exec(ctx, `SET LOCAL plan_cache_mode = `+mode+`; PREPARE fxplan AS `+q.sql); err != nil {
+					t.Fatal(err)
+				}
+				defer tx.Exec(context.Background(), `DEALLOCATE fxplan`)
+				rows, err := tx.Query(ctx, `EXPLAIN EXECUTE fxplan(`+literals(q.args)+`)`, pgx.QueryExecModeSimpleProtocol)
+				if err != nil {
+					t.Fatal(err)
+				}
+				plan, err := pgx.CollectRows(rows, pgx.RowTo[string])
+				if err != nil {
+					t.Fatal(err)
+				}
+				text := strings.Join(plan, "\n")
+				if !strings.Contains(text, q.index) || strings.Contains(text, "Seq Scan") {
+					t.Fatalf("the %s statement does not use %s:\n%s", q.name, q.index, text)
+				}
+				// Every join probes an index per row: no hash or merge join
+				// walks a table.
+				if joins.MatchString(text) {
+					t.Fatalf("the %s statement joins by walking a table:\n%s", q.name, text)
+				}
+			})
+		}
+	}
+}
+
+var joins = regexp.MustCompile(`(Hash|Merge)( \w+)? Join`)
+
+// literals renders args as SQL literals (they hold no quote).
+func literals(args []any) string {
+	var out []string
+	for _, a := range args {
+		switch a := a.(type) {
+		case nil:
+			out = append(out, "NULL")
+		case string:
+			out = append(out, "'"+a+"'")
+		case int:
+			out = append(out, fmt.Sprint(a))
+		case []string:
+			out = append(out, "'{"+strings.Join(a, ",")+"}'")
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 // A store made with New on a pool the caller keeps: Close leaves the pool alone.
@@ -74,17 +536,14 @@ func TestNewOnCallersPool(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sub.Set(ctx, cache.Item{Key: "k", Value: []byte("v")}); err != nil {
+	if _, err := sub.Write(ctx, "k", cache.Write{Create: true, Fields: []cache.FieldWrite{cache.Set("f", []byte("v"))}}); err != nil {
 		t.Fatal(err)
-	}
-	if e, err := sub.Get(ctx, "k"); err != nil || string(e.Value) != "v" {
-		t.Fatalf("Get = %q, %v", e.Value, err)
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sub.Get(ctx, "k"); !errors.Is(err, cache.ErrClosed) {
-		t.Fatalf("Get on a Sub after Close: %v, want ErrClosed", err)
+	if _, err := sub.Read(ctx, "k"); !errors.Is(err, cache.ErrClosed) {
+		t.Fatalf("Read on a Sub after Close: %v, want ErrClosed", err)
 	}
 	if err := server.Pool().Ping(ctx); err != nil {
 		t.Fatalf("the caller's pool was closed by the store: %v", err)
@@ -94,171 +553,8 @@ func TestNewOnCallersPool(t *testing.T) {
 	}
 }
 
-func BenchmarkPostgres(b *testing.B) {
-	cachetest.Bench(b, func(tb testing.TB, ns string) cache.Backend {
-		return open(tb, pgstore.Options{Namespace: ns})
-	})
-}
-
-// The database stopped under a live store: every call fails promptly with
-// ErrUnavailable, and the same store works again once the database is back.
-func TestPostgresDown(t *testing.T) {
-	pg := testserver.StartPostgres(t)
-	ctx := t.Context()
-	s, err := pgstore.Open(ctx, pg.DSN(), pgstore.Options{Namespace: "down", StatementTimeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if _, err := s.Set(ctx, cache.Item{Key: "k", Value: []byte("before"), Tags: []string{"t"}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := pg.Stop(); err != nil {
-		t.Fatal(err)
-	}
-	item := cache.Item{Key: "k", Value: []byte("x")}
-	calls := map[string]func() error{
-		"Get":            func() error { _, err := s.Get(ctx, "k"); return err },
-		"GetMany":        func() error { _, err := s.GetMany(ctx, []string{"k", "j"}); return err },
-		"Set":            func() error { _, err := s.Set(ctx, item); return err },
-		"SetMany":        func() error { return s.SetMany(ctx, []cache.Item{item}) },
-		"CompareAndSet":  func() error { _, err := s.CompareAndSet(ctx, item, 1); return err },
-		"Delete":         func() error { _, err := s.Delete(ctx, "k"); return err },
-		"Has":            func() error { _, err := s.Has(ctx, "k"); return err },
-		"Flush":          func() error { return s.Flush(ctx) },
-		"FlushByTag":     func() error { _, err := s.FlushByTag(ctx, "t"); return err },
-		"Tagged":         func() error { return first(s.Tagged(ctx, "t")) },
-		"All":            func() error { return first(s.All(ctx)) },
-		"CollectGarbage": func() error { _, err := s.CollectGarbage(ctx); return err },
-		"Lock":           func() error { _, err := s.Lock(ctx, "l", time.Minute); return err },
-		"Unlock":         func() error { _, err := s.Unlock(ctx, "l", "tok"); return err },
-	}
-	for name, call := range calls {
-		start := time.Now()
-		err := call()
-		if took := time.Since(start); took > 3*time.Second {
-			t.Errorf("%s on a stopped database took %v", name, took)
-		}
-		if !errors.Is(err, cache.ErrUnavailable) {
-			t.Errorf("%s on a stopped database: %v, want ErrUnavailable", name, err)
-		}
-	}
-
-	if err := pg.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// The pool may hand out one more broken connection; within a few calls the
-	// store answers again.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		e, err := s.Get(ctx, "k")
-		if err == nil {
-			if string(e.Value) != "before" {
-				t.Fatalf("after restart: %q", e.Value)
-			}
-			break
-		}
-		if !errors.Is(err, cache.ErrUnavailable) || time.Now().After(deadline) {
-			t.Fatalf("no recovery after restart: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if _, err := s.Set(ctx, cache.Item{Key: "k", Value: []byte("after")}); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// A statement that waits on a row lock longer than StatementTimeout gives up
-// with ErrUnavailable instead of hanging.
-func TestPostgresStatementTimeout(t *testing.T) {
-	ctx := t.Context()
-	s := open(t, pgstore.Options{Namespace: "slow", StatementTimeout: 300 * time.Millisecond})
-	if _, err := s.Set(ctx, cache.Item{Key: "k", Value: []byte("v")}); err != nil {
-		t.Fatal(err)
-	}
-	tx, err := server.Pool().Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(context.Background())
-	if _, err := tx.Exec(ctx, `SELECT 1 FROM fxcache_entries WHERE namespace = 'slow' AND key = 'k' FOR UPDATE`); err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	_, err = s.Set(ctx, cache.Item{Key: "k", Value: []byte("blocked")})
-	took := time.Since(start)
-	if !errors.Is(err, cache.ErrUnavailable) {
-		t.Fatalf("Set on a locked row: %v, want ErrUnavailable", err)
-	}
-	if took > 2*time.Second {
-		t.Fatalf("Set on a locked row took %v with a 300ms statement timeout", took)
-	}
-	if err := tx.Rollback(ctx); err != nil {
-		t.Fatal(err)
-	}
-	// The server cancelled the statement: it does not complete once the row is free.
-	time.Sleep(100 * time.Millisecond)
-	if e, err := s.Get(ctx, "k"); err != nil || string(e.Value) != "v" {
-		t.Fatalf("after the timeout: %q, %v (the timed-out write went through)", e.Value, err)
-	}
-}
-
-// GC deletes in bounded batches and counts every expired entry.
-func TestPostgresGarbageBatches(t *testing.T) {
-	ctx := t.Context()
-	s := open(t, pgstore.Options{Namespace: cachetest.Namespace("gc"), GCBatchSize: 10})
-	var items []cache.Item
-	for i := range 35 {
-		items = append(items, cache.Item{Key: fmt.Sprintf("k%02d", i), Value: []byte("x"), Tags: []string{"t"}, TTL: 50 * time.Millisecond})
-	}
-	items = append(items, cache.Item{Key: "kept", Value: []byte("x"), Tags: []string{"t"}})
-	if err := s.SetMany(ctx, items); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(100 * time.Millisecond)
-	n, err := s.CollectGarbage(ctx)
-	if err != nil || n != 35 {
-		t.Fatalf("CollectGarbage = %d, %v; want 35", n, err)
-	}
-	var tags int
-	if err := server.Pool().QueryRow(ctx, `SELECT count(*) FROM fxcache_tags WHERE namespace = $1`, s.Namespace()).Scan(&tags); err != nil {
-		t.Fatal(err)
-	}
-	if tags != 1 {
-		t.Fatalf("%d tag rows left, want 1 (the cascade removes the collected entries' tags)", tags)
-	}
-}
-
-// The garbage collector's query can use the expiry index (no full scan needed).
-func TestPostgresGarbageUsesIndex(t *testing.T) {
-	ctx := t.Context()
-	open(t, pgstore.Options{}) // makes sure the schema exists
-	tx, err := server.Pool().Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(context.Background())
-	if _, err := tx.Exec(ctx, `SET LOCAL enable_seqscan = off`); err != nil {
-		t.Fatal(err)
-	}
-	rows, err := tx.Query(ctx, `EXPLAIN DELETE FROM fxcache_entries WHERE (namespace, key) IN (
-		SELECT namespace, key FROM fxcache_entries
-		WHERE namespace = 'x' AND expires_at <= now()
-		ORDER BY expires_at LIMIT 1000 FOR UPDATE SKIP LOCKED)`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	plan, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if text := strings.Join(plan, "\n"); !strings.Contains(text, "fxcache_entries_expiry") {
-		t.Fatalf("the GC query does not use the expiry index:\n%s", text)
-	}
-}
-
 // Processes starting together on an empty database create the schema once.
-func TestPostgresSchemaConcurrentStart(t *testing.T) {
+func TestSchemaConcurrentStart(t *testing.T) {
 	ctx := t.Context()
 	dsn, err := server.CreateDatabase(ctx, "concurrent_start")
 	if err != nil {
@@ -274,7 +570,7 @@ func TestPostgresSchemaConcurrentStart(t *testing.T) {
 				return
 			}
 			defer s.Close()
-			if _, err := s.Set(ctx, cache.Item{Key: "k", Value: []byte("v")}); err != nil {
+			if _, err := s.Write(ctx, "k", cache.Write{Create: true}); err != nil {
 				errs <- err
 			}
 		})
@@ -290,34 +586,40 @@ func TestPostgresSchemaConcurrentStart(t *testing.T) {
 	}
 	defer conn.Close(context.Background())
 	var v int
-	if err := conn.QueryRow(ctx, `SELECT version FROM fxcache_schema`).Scan(&v); err != nil || v != 1 {
-		t.Fatalf("schema version = %d, %v; want 1", v, err)
+	if err := conn.QueryRow(ctx, `SELECT version FROM fxcache_schema`).Scan(&v); err != nil || v != 2 {
+		t.Fatalf("schema version = %d, %v; want 2", v, err)
 	}
 }
 
-// A schema newer than this release is refused with a clear message.
-func TestPostgresSchemaTooNew(t *testing.T) {
+// A schema of another version is refused with a clear message.
+func TestSchemaOtherVersion(t *testing.T) {
 	ctx := t.Context()
-	dsn, err := server.CreateDatabase(ctx, "too_new")
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, `CREATE TABLE fxcache_schema (id int PRIMARY KEY, version int NOT NULL);
-		INSERT INTO fxcache_schema VALUES (1, 99)`); err != nil {
-		t.Fatal(err)
-	}
-	_, err = pgstore.Open(ctx, dsn, pgstore.Options{})
-	if err == nil || !strings.Contains(err.Error(), "schema version 99") {
-		t.Fatalf("Open on a newer schema: %v", err)
+	for v, want := range map[int]string{99: "newer than this release", 1: "does not migrate"} {
+		dsn, err := server.CreateDatabase(ctx, fmt.Sprintf("schema_%d", v))
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = conn.Exec(ctx, fmt.Sprintf(`CREATE TABLE fxcache_schema (id int PRIMARY KEY, version int NOT NULL);
+			INSERT INTO fxcache_schema VALUES (1, %d)`, v))
+		_ = conn.Close(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = pgstore.Open(ctx, dsn, pgstore.Options{})
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("schema version %d, ", v)) || !strings.Contains(err.Error(), want) {
+			t.Fatalf("Open on schema version %d: %v", v, err)
+		}
+		if errors.Is(err, cache.ErrUnavailable) {
+			t.Fatalf("Open on schema version %d: %v is not a failure to reach the database", v, err)
+		}
 	}
 }
 
-func TestPostgresOpenErrors(t *testing.T) {
+func TestOpenErrors(t *testing.T) {
 	ctx := t.Context()
 	_, err := pgstore.Open(ctx, "postgres://bad host:5432/x%zz", pgstore.Options{})
 	if err == nil || !strings.Contains(err.Error(), "cannot parse the connection string") {
@@ -327,8 +629,6 @@ func TestPostgresOpenErrors(t *testing.T) {
 	if !errors.Is(err, cache.ErrInvalidKey) {
 		t.Fatalf("Open with a bad namespace: %v", err)
 	}
-	// Nothing listens on this port (the server's port plus one is not ours, so
-	// use a port taken a moment ago and released).
 	start := time.Now()
 	_, err = pgstore.Open(ctx, "postgres://postgres@127.0.0.1:1/x?sslmode=disable", pgstore.Options{StatementTimeout: time.Second})
 	if !errors.Is(err, cache.ErrUnavailable) {
@@ -340,19 +640,19 @@ func TestPostgresOpenErrors(t *testing.T) {
 }
 
 func TestModule(t *testing.T) {
-	var b cache.Backend
+	var st cache.Store
 	app := fxtest.New(t,
-		pgstore.Module(server.DSN(), pgstore.Options{Namespace: "module"}),
-		fx.Populate(&b),
+		pgstore.Module(server.DSN(), pgstore.Options{Namespace: cachetest.Namespace("module")}),
+		fx.Populate(&st),
 	)
 	app.RequireStart()
 	ctx := t.Context()
-	if _, err := b.Set(ctx, cache.Item{Key: "k", Value: []byte("v")}); err != nil {
+	if _, err := st.Write(ctx, "k", cache.Write{Create: true}); err != nil {
 		t.Fatal(err)
 	}
 	app.RequireStop()
-	if _, err := b.Get(ctx, "k"); !errors.Is(err, cache.ErrClosed) {
-		t.Fatalf("Get after the app stopped: %v, want ErrClosed", err)
+	if _, err := st.Read(ctx, "k"); !errors.Is(err, cache.ErrClosed) {
+		t.Fatalf("Read after the app stopped: %v, want ErrClosed", err)
 	}
 }
 
@@ -360,7 +660,7 @@ func TestModuleBadDSN(t *testing.T) {
 	app := fx.New(
 		fx.NopLogger,
 		pgstore.Module("postgres://user@host:notaport/db", pgstore.Options{}),
-		fx.Invoke(func(cache.Backend) {}),
+		fx.Invoke(func(cache.Store) {}),
 	)
 	err := app.Err()
 	if err == nil {
@@ -375,7 +675,7 @@ func TestModuleDatabaseDown(t *testing.T) {
 	app := fx.New(
 		fx.NopLogger,
 		pgstore.Module("postgres://postgres@127.0.0.1:1/x?sslmode=disable", pgstore.Options{StatementTimeout: time.Second}),
-		fx.Invoke(func(cache.Backend) {}),
+		fx.Invoke(func(cache.Store) {}),
 	)
 	if err := app.Err(); err != nil {
 		t.Fatal(err)

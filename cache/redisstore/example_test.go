@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -14,8 +15,8 @@ import (
 	"github.com/fxsession/fxsession/internal/testserver"
 )
 
-// A store on a client of your own: entries with tags and lifetimes, a versioned
-// write, a flush by tag.
+// A store on a client of your own: a record of several versioned fields with a
+// tag and an expiry, read in one round trip, changed by a conditional write.
 func Example() {
 	srv, stop, err := testserver.StartRedisMain() // stands in for your Redis
 	if err != nil {
@@ -34,24 +35,40 @@ func Example() {
 	defer store.Close()
 
 	ctx := context.Background()
-	v1, _ := store.Set(ctx, cache.Item{Key: "basket-42", Value: []byte("2 apples"), Tags: []string{"user-7"}, TTL: time.Hour})
-	_, err = store.CompareAndSet(ctx, cache.Item{Key: "basket-42", Value: []byte("3 apples"), Tags: []string{"user-7"}, TTL: time.Hour}, v1)
+	_, err = store.Write(ctx, "sel-42", cache.Write{
+		Create:  true,
+		Fields:  []cache.FieldWrite{cache.Set("meta", []byte("created now")), cache.Set("basket", []byte("2 apples"))},
+		AddTags: []string{"user-7"},
+		Expires: time.Now().Add(time.Hour),
+	})
+	fmt.Println("created:", err)
+
+	rec, _ := store.Read(ctx, "sel-42", "basket")
+	basket, _ := rec.Field("basket")
+	_, err = store.Write(ctx, "sel-42", cache.Write{Fields: []cache.FieldWrite{cache.SetIf("basket", []byte("3 apples"), basket.Version)}})
 	fmt.Println("update:", err)
-	_, err = store.CompareAndSet(ctx, cache.Item{Key: "basket-42", Value: []byte("lost update")}, v1)
+	_, err = store.Write(ctx, "sel-42", cache.Write{Fields: []cache.FieldWrite{cache.SetIf("basket", []byte("lost update"), basket.Version)}})
 	fmt.Println("stale update conflicts:", errors.Is(err, cache.ErrConflict))
-	e, _ := store.Get(ctx, "basket-42")
-	fmt.Printf("%s, tags %q\n", e.Value, e.Tags)
-	n, _ := store.FlushByTag(ctx, "user-7")
-	fmt.Println("flushed:", n)
+
+	rec, _ = store.Read(ctx, "sel-42")
+	basket, _ = rec.Field("basket")
+	fmt.Printf("%s, tags %q\n", basket.Value, rec.Tags)
+	for key := range store.Tagged(ctx, "user-7") {
+		fmt.Println("tagged user-7:", key)
+	}
+	deleted, _ := store.Delete(ctx, "sel-42")
+	fmt.Println("deleted:", deleted)
 	// Output:
+	// created: <nil>
 	// update: <nil>
 	// stale update conflicts: true
 	// 3 apples, tags ["user-7"]
-	// flushed: 1
+	// tagged user-7: sel-42
+	// deleted: true
 }
 
-// The backend as an fx module: the client is built, pinged on start and closed
-// on stop.
+// The store as an fx module: the client is built from the URL, pinged on start
+// and closed on stop.
 func ExampleModule() {
 	srv, stop, err := testserver.StartRedisMain()
 	if err != nil {
@@ -62,9 +79,9 @@ func ExampleModule() {
 
 	app := fx.New(
 		redisstore.Module(srv.URL(), redisstore.Options{Namespace: "app"}),
-		fx.Invoke(func(lc fx.Lifecycle, b cache.Backend) {
+		fx.Invoke(func(lc fx.Lifecycle, s cache.Store) {
 			lc.Append(fx.StartHook(func(ctx context.Context) error {
-				_, err := b.Set(ctx, cache.Item{Key: "hello", Value: []byte("world")})
+				_, err := s.Write(ctx, "hello", cache.Write{Create: true, Fields: []cache.FieldWrite{cache.Set("greeting", []byte("world"))}})
 				return err
 			}))
 		}),
@@ -80,4 +97,47 @@ func ExampleModule() {
 		fmt.Println(err)
 	}
 	// Output: started
+}
+
+// The durability mode: every write waits for a replica in the same round trip,
+// and fails rather than be acknowledged while no replica has it.
+func ExampleOptions_durability() {
+	master, stopMaster, err := testserver.StartRedisMain(testserver.WithRedisArgs("--repl-diskless-sync-delay", "0"))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer stopMaster()
+	host, port, _ := net.SplitHostPort(master.Addr())
+	replica, stopReplica, err := testserver.StartRedisMain(testserver.WithRedisArgs("--replicaof", host, port))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer stopReplica()
+	ctx := context.Background()
+	for { // wait until the replica is in sync and acknowledges writes
+		master.Client().Set(ctx, "probe", "1", 0)
+		if n, _ := master.Client().Do(ctx, "WAIT", 1, 100).Int(); n == 1 {
+			break
+		}
+	}
+
+	client := redisstore.NewClient(redis.UniversalOptions{Addrs: []string{master.Addr()}})
+	defer client.Close()
+	store, err := redisstore.New(client, redisstore.Options{Namespace: "safe", MinReplicas: 1, ReplicaTimeout: 200 * time.Millisecond})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	_, err = store.Write(ctx, "k", cache.Write{Create: true, Fields: []cache.FieldWrite{cache.Set("f", []byte("1"))}})
+	fmt.Println("with the replica:", err)
+
+	_ = replica.Pause() // the replica stops answering
+	_, err = store.Write(ctx, "k", cache.Write{Fields: []cache.FieldWrite{cache.Set("f", []byte("2"))}})
+	fmt.Println("without it, unavailable:", errors.Is(err, cache.ErrUnavailable))
+	_ = replica.Resume()
+	// Output:
+	// with the replica: <nil>
+	// without it, unavailable: true
 }

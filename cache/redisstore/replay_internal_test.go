@@ -2,7 +2,7 @@ package redisstore
 
 import (
 	"errors"
-	"strconv"
+	"slices"
 	"testing"
 	"time"
 
@@ -12,9 +12,10 @@ import (
 	"github.com/fxsession/fxsession/internal/testserver"
 )
 
-// go-redis replays a command whose reply was lost (a read timeout). These tests
-// send the same script call twice, as such a replay does, and check that the
-// second run reports the outcome of the first instead of a spurious failure.
+// go-redis sends a command again when its reply was lost (a read timeout, a
+// broken connection). These tests send the same calls twice, as such a replay
+// does, and check that the second run reports the outcome of the first instead
+// of a spurious conflict or a lost report.
 func TestReplays(t *testing.T) {
 	r := testserver.StartRedis(t)
 	ctx := t.Context()
@@ -23,27 +24,81 @@ func TestReplays(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	t.Run("CompareAndSet", func(t *testing.T) {
-		v1, err := s.Set(ctx, cache.Item{Key: "k", Value: []byte("1")})
+	send := func(calls []*call) {
+		t.Helper()
+		if _, err := s.run(ctx, calls, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reply := func(c *call) []any {
+		t.Helper()
+		v, err := c.cmd.Slice()
 		if err != nil {
 			t.Fatal(err)
 		}
-		ver := newVersion()
-		keys, args := s.writeCall(cache.Item{Key: "k", Value: []byte("2"), Tags: []string{"t"}}, ver)
-		args = append(args, strconv.FormatUint(uint64(v1), 10))
-		for i := range 2 {
-			got, err := s.sc.cas.Run(ctx, s.client, keys, args...).Text()
-			if err != nil || got != strconv.FormatUint(uint64(ver), 10) {
-				t.Fatalf("run %d: %q, %v; want the version %d", i+1, got, err, ver)
+		return v
+	}
+
+	t.Run("Write", func(t *testing.T) {
+		v1, err := s.Write(ctx, "k", cache.Write{Create: true, Fields: []cache.FieldWrite{cache.Set("n", []byte("1"))}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := cache.Write{Fields: []cache.FieldWrite{cache.SetIf("n", []byte("2"), v1)}, AddTags: []string{"t"}}
+		now := time.Now()
+		var versions []any
+		for range 2 {
+			calls, script := s.writeCalls("k", w, now, "same-id")
+			send(calls)
+			rep := reply(script)
+			if rep[0] != int64(writeOK) {
+				t.Fatalf("run of a write sent again: %v, want success", rep)
+			}
+			versions = append(versions, rep[1])
+		}
+		if versions[0] != versions[1] {
+			t.Fatalf("the write sent again got version %v, the first %v", versions[1], versions[0])
+		}
+		// Another writer with the same expectation conflicts.
+		if _, err := s.Write(ctx, "k", w); !errors.Is(err, cache.ErrConflict) {
+			t.Fatalf("a second writer at the old version: %v, want ErrConflict", err)
+		}
+		// A create sent again succeeds too.
+		c := cache.Write{Create: true}
+		for range 2 {
+			calls, script := s.writeCalls("new", c, now, "create-id")
+			send(calls)
+			if rep := reply(script); rep[0] != int64(writeOK) {
+				t.Fatalf("a create sent again: %v, want success", rep)
 			}
 		}
-		e, err := s.Get(ctx, "k")
-		if err != nil || e.Version != ver || string(e.Value) != "2" {
-			t.Fatalf("after the replay: %q at %d, %v", e.Value, e.Version, err)
+	})
+
+	t.Run("CollectGarbage", func(t *testing.T) {
+		exp := time.Now().Add(50 * time.Millisecond)
+		if _, err := s.Write(ctx, "old", cache.Write{Create: true, Fields: []cache.FieldWrite{cache.Set("m", []byte("meta"))}, AddTags: []string{"u"}, Expires: exp}); err != nil {
+			t.Fatal(err)
 		}
-		// Another writer's call with the same expectation conflicts.
-		if _, err := s.CompareAndSet(ctx, cache.Item{Key: "k", Value: []byte("3")}, v1); !errors.Is(err, cache.ErrConflict) {
-			t.Fatalf("a second writer at the old version: %v, want ErrConflict", err)
+		time.Sleep(100 * time.Millisecond)
+		collect := func(token string) []any {
+			c := scriptCall(s.sc.collect, []string{s.recordKey("old"), s.graveKey("old")}, token, time.Now().UnixMilli(), s.tombstoneTTL.Milliseconds(), "m")
+			send([]*call{c})
+			return reply(c)
+		}
+		first := collect("gc-1:")
+		if first[0] != int64(collectDone) {
+			t.Fatalf("first collection: %v", first)
+		}
+		again := collect("gc-1:")
+		if !slices.Equal(first, again) {
+			t.Fatalf("the collection sent again got %q, the first %q", again, first)
+		}
+		rec, err := collected("old", again)
+		if err != nil || rec.Version == 0 || len(rec.Fields) != 1 || string(rec.Fields[0].Value) != "meta" || !slices.Equal(rec.Tags, []string{"u"}) {
+			t.Fatalf("record from the tombstone: %+v, %v", rec, err)
+		}
+		if other := collect("gc-2:"); other[0] != int64(collectGone) {
+			t.Fatalf("another collector: %v, want gone", other)
 		}
 	})
 
@@ -55,7 +110,7 @@ func TestReplays(t *testing.T) {
 				t.Fatalf("first SET NX GET: %q, %v; want nil", prev, err)
 			}
 			if i == 1 && (err != nil || prev != token) {
-				t.Fatalf("replayed SET NX GET: %q, %v; want our token (which Lock takes as success)", prev, err)
+				t.Fatalf("SET NX GET sent again: %q, %v; want our token (which Lock takes as success)", prev, err)
 			}
 		}
 		if _, err := s.Lock(ctx, "l", time.Minute); !errors.Is(err, cache.ErrLocked) {
@@ -67,17 +122,7 @@ func TestReplays(t *testing.T) {
 	})
 }
 
-func TestTTLMillis(t *testing.T) {
-	for d, want := range map[time.Duration]int64{
-		0: 0, time.Nanosecond: 1, time.Millisecond: 1, time.Millisecond + 1: 2, 1500 * time.Microsecond: 2, time.Hour: 3600000,
-	} {
-		if got := ttlMillis(d); got != want {
-			t.Errorf("ttlMillis(%v) = %d, want %d", d, got, want)
-		}
-	}
-}
-
-func TestCarries(t *testing.T) {
+func TestHasTag(t *testing.T) {
 	for _, c := range []struct {
 		tags, tag string
 		want      bool
@@ -85,8 +130,21 @@ func TestCarries(t *testing.T) {
 		{"", "a", false}, {"a", "a", true}, {"ab", "a", false}, {"b,a", "a", true}, {"a,b", "b", true},
 		{"aa,b", "a", false}, {"x,a.b,y", "a.b", true}, {"x,a.b,y", "a", false},
 	} {
-		if got := carries(c.tags, c.tag); got != c.want {
-			t.Errorf("carries(%q, %q) = %v", c.tags, c.tag, got)
+		if got := hasTag(c.tags, c.tag); got != c.want {
+			t.Errorf("hasTag(%q, %q) = %v", c.tags, c.tag, got)
+		}
+	}
+}
+
+func TestExpiryMillis(t *testing.T) {
+	for in, want := range map[time.Time]int64{
+		time.UnixMilli(1234): 1234,
+		time.Unix(0, 0):      1,
+		time.Unix(-100, 0):   1,
+		time.Date(99999, 1, 1, 0, 0, 0, 0, time.UTC): 1 << 50,
+	} {
+		if got := expiryMillis(in); got != want {
+			t.Errorf("expiryMillis(%v) = %d, want %d", in, got, want)
 		}
 	}
 }

@@ -2,162 +2,226 @@ package redisstore
 
 import "github.com/redis/go-redis/v9"
 
-// The Lua scripts run inside Redis, so that an entry and the tag sets that list
-// it change together: no reader ever sees an entry missing from a tag set it
-// carries. Every key a script touches shares the namespace's hash tag, so the
-// scripts also run on Redis Cluster (the tag-set keys of an entry's old tags are
-// derived inside the script from the namespace prefix; they live in the same
-// slot as the keys passed in KEYS).
-//
-// Data layout, for namespace NS (see keyPrefix):
-//
-//	fxs:{NS}:e:<key>   hash: d = value, v = version (decimal), t = tags joined by ",",
-//	                   x = expiry in Unix milliseconds ("0": never); native TTL
-//	fxs:{NS}:t:<tag>   set of the keys carrying tag; its TTL is never shorter than
-//	                   that of any entry in it (persistent if one never expires)
-//	fxs:{NS}:l:<name>  string: the lock owner's token; native TTL
-//
-// Versions are chosen by the client (63 random bits) and passed in, which makes
-// every write script safe to replay: go-redis retries a command whose reply was
-// lost, and a replayed CompareAndSet recognises its own version instead of
-// reporting a conflict.
+// scripts are the Lua scripts of a store (each touches keys of one slot only).
+type scripts struct {
+	write, del, collect, unlock, tagPrune, indexFix *redis.Script
+}
 
-// luaCommon holds the helpers the write scripts share.
-const luaCommon = `
-local function split(s)
-  local out = {}
-  for t in string.gmatch(s, '[^,]+') do out[#out + 1] = t end
-  return out
+func newScripts() scripts {
+	return scripts{
+		write:    redis.NewScript(luaHelpers + writeScript),
+		del:      redis.NewScript(deleteScript),
+		collect:  redis.NewScript(collectScript),
+		unlock:   redis.NewScript(unlockScript),
+		tagPrune: redis.NewScript(tagPruneScript),
+		indexFix: redis.NewScript(indexFixScript),
+	}
+}
+
+// Reply codes of the write script.
+const (
+	writeOK       = 1 // {1, version}
+	writeExists   = 2 // {2}: Create found a live record
+	writeMissing  = 3 // {3}: no live record to change
+	writeConflict = 4 // {4, field, current version}
+)
+
+// luaHelpers encode and decode the 8-byte big-endian version that prefixes every
+// field value. Lua numbers are doubles: exact for integers below 2^53, and
+// versions (microseconds since 1970) stay far below that.
+const luaHelpers = `
+local function be8(v)
+  local b = {}
+  for i = 8, 1, -1 do
+    b[i] = v % 256
+    v = math.floor(v / 256)
+  end
+  return string.char(unpack(b))
 end
-
-local function carries(tags, tag)
-  return string.find(',' .. tags .. ',', ',' .. tag .. ',', 1, true) ~= nil
+local function version(s)
+  if #s < 8 then return -1 end
+  local v = 0
+  for i = 1, 8 do v = v * 256 + string.byte(s, i) end
+  return v
 end
+local function num(v) return string.format('%.0f', v) end
+`
 
--- write stores entry KEYS[1] and keeps its tag sets consistent.
--- KEYS[2..]: the tag sets of the new tags.
--- ARGV: 1 tag-set key prefix, 2 key (the sets' member), 3 value, 4 version,
---       5 lifetime in ms (0: none), 6 tags joined by ','.
-local function write()
-  local entry, tprefix, member, ttl = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[5])
-  local old = redis.call('HGET', entry, 't')
-  if old then
-    local keep = {}
-    for i = 2, #KEYS do keep[KEYS[i]] = true end
-    for _, t in ipairs(split(old)) do
-      local tk = tprefix .. t
-      if not keep[tk] then redis.call('SREM', tk, member) end
+// writeScript applies one cache.Write to the record hash KEYS[1], atomically:
+// every condition is checked before anything changes.
+//
+// ARGV: 1 write id, 2 now (Unix ms, the caller's clock, which decides expiry),
+// 3 create ("1"/"0"), 4 expiry ("" keep, "none" clear, else Unix ms), 5 retention
+// (ms), 6 tags to add, 7 tags to remove (comma separated), 8 number of fields,
+// then per field: op ("s" set, "r" remove), check ("1"/"0"), expected version,
+// name, value.
+const writeScript = `
+local k = KEYS[1]
+local m = redis.call('HMGET', k, '#v', '#e', '#w', '#t')
+if m[1] and m[3] == ARGV[1] then
+  return {1, m[1]}
+end
+local now = tonumber(ARGV[2])
+local live = m[1] and (not m[2] or tonumber(m[2]) > now)
+if ARGV[3] == '1' then
+  if live then return {2} end
+elseif not live then
+  return {3}
+end
+local n = tonumber(ARGV[8])
+for i = 0, n - 1 do
+  local b = 9 + i * 5
+  if ARGV[b + 1] == '1' then
+    local cur = 0
+    if live then
+      local old = redis.call('HGET', k, ARGV[b + 3])
+      if old then cur = version(old) end
+    end
+    if cur ~= tonumber(ARGV[b + 2]) then
+      return {4, ARGV[b + 3], num(cur)}
     end
   end
-  local expires = '0'
-  if ttl > 0 then
-    local now = redis.call('TIME')
-    expires = string.format('%.0f', tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) + ttl)
+end
+local last = tonumber(m[1]) or 0
+local tags = {}
+if live then
+  if m[4] then
+    for t in string.gmatch(m[4], '[^,]+') do tags[#tags + 1] = t end
   end
-  redis.call('HSET', entry, 'd', ARGV[3], 'v', ARGV[4], 't', ARGV[6], 'x', expires)
-  if ttl > 0 then
-    redis.call('PEXPIRE', entry, ARGV[5])
+elseif m[1] then
+  redis.call('DEL', k)
+end
+local t = redis.call('TIME')
+local v = tonumber(t[1]) * 1000000 + tonumber(t[2])
+if v <= last then v = last + 1 end
+local pre = be8(v)
+for i = 0, n - 1 do
+  local b = 9 + i * 5
+  if ARGV[b] == 'r' then
+    redis.call('HDEL', k, ARGV[b + 3])
   else
-    redis.call('PERSIST', entry)
+    redis.call('HSET', k, ARGV[b + 3], pre .. ARGV[b + 4])
   end
-  for i = 2, #KEYS do
-    local tk = KEYS[i]
-    local left = redis.call('PTTL', tk)
-    redis.call('SADD', tk, member)
-    if ttl == 0 then
-      if left >= 0 then redis.call('PERSIST', tk) end
-    elseif left == -2 or (left >= 0 and left < ttl) then
-      redis.call('PEXPIRE', tk, ARGV[5])
+end
+if ARGV[6] ~= '' or ARGV[7] ~= '' then
+  for a in string.gmatch(ARGV[6], '[^,]+') do
+    local found = false
+    for _, x in ipairs(tags) do
+      if x == a then found = true break end
+    end
+    if not found then tags[#tags + 1] = a end
+  end
+  for r in string.gmatch(ARGV[7], '[^,]+') do
+    for i, x in ipairs(tags) do
+      if x == r then table.remove(tags, i) break end
     end
   end
-  return ARGV[4]
-end
-`
-
-// luaSet: write; returns the version.
-const luaSet = luaCommon + `
-return write()
-`
-
-// luaCompareAndSet: write when the stored version is ARGV[7] ("0": absent);
-// returns the version, or nil on a conflict. A replay of a write that already
-// happened (the stored version is ours, ARGV[4]) succeeds again.
-const luaCompareAndSet = luaCommon + `
-local cur = redis.call('HGET', KEYS[1], 'v')
-if (cur == false and ARGV[7] == '0') or cur == ARGV[7] then
-  return write()
-end
-if cur == ARGV[4] then
-  return ARGV[4]
-end
-return false
-`
-
-// luaDelete: removes entry KEYS[1] and its tag-set memberships; returns 1 when
-// it existed. ARGV: 1 tag-set key prefix, 2 key.
-const luaDelete = luaCommon + `
-local tags = redis.call('HGET', KEYS[1], 't')
-if not tags then return 0 end
-for _, t in ipairs(split(tags)) do redis.call('SREM', ARGV[1] .. t, ARGV[2]) end
-return redis.call('DEL', KEYS[1])
-`
-
-// luaFlushTag: pops up to ARGV[4] members of tag set KEYS[1] and deletes those
-// entries that still carry the tag, with their other memberships. Returns
-// {deleted, members left}. ARGV: 1 entry key prefix, 2 tag-set key prefix, 3 tag,
-// 4 batch size.
-const luaFlushTag = luaCommon + `
-local members = redis.call('SPOP', KEYS[1], ARGV[4])
-local n = 0
-for _, m in ipairs(members) do
-  local entry = ARGV[1] .. m
-  local tags = redis.call('HGET', entry, 't')
-  if tags and carries(tags, ARGV[3]) then
-    for _, t in ipairs(split(tags)) do
-      if t ~= ARGV[3] then redis.call('SREM', ARGV[2] .. t, m) end
-    end
-    n = n + redis.call('DEL', entry)
+  if #tags == 0 then
+    redis.call('HDEL', k, '#t')
+  else
+    redis.call('HSET', k, '#t', table.concat(tags, ','))
   end
 end
-return {n, redis.call('SCARD', KEYS[1])}
+local vs = num(v)
+redis.call('HSET', k, '#v', vs, '#w', ARGV[1])
+if ARGV[4] == 'none' then
+  redis.call('HDEL', k, '#e')
+  redis.call('PERSIST', k)
+elseif ARGV[4] ~= '' then
+  redis.call('HSET', k, '#e', ARGV[4])
+  redis.call('PEXPIREAT', k, num(tonumber(ARGV[4]) + tonumber(ARGV[5])))
+end
+return {1, vs}
 `
 
-// luaPrune: removes from tag set KEYS[1] the members ARGV[3..] whose entry is
-// gone (expired) or no longer carries the tag; returns how many went.
-// ARGV: 1 entry key prefix, 2 tag.
-const luaPrune = luaCommon + `
+// deleteScript removes the record KEYS[1] and returns 1 when it was live at
+// ARGV[1] (Unix ms).
+const deleteScript = `
+local m = redis.call('HMGET', KEYS[1], '#v', '#e')
+if not m[1] then return 0 end
+redis.call('UNLINK', KEYS[1])
+if m[2] and tonumber(m[2]) <= tonumber(ARGV[1]) then return 0 end
+return 1
+`
+
+// Reply codes of the collect script.
+const (
+	collectGone     = 0 // {0}: no record
+	collectNoExpiry = 1 // {1}: the record never expires
+	collectNotDue   = 2 // {2, expiry}: it expires after the deadline
+	collectDone     = 3 // {3, version, expiry, tags, name, value, ...}
+)
+
+// collectScript removes the record KEYS[1] if it expired by ARGV[2] (Unix ms) and
+// returns what it held: version, expiry, tags and the fields named in ARGV[4...].
+// It leaves a tombstone KEYS[2] holding the collector's token ARGV[1] and the
+// reply for ARGV[3] ms, so that the same collector's call sent again (a lost
+// reply) gets the same answer while any other collector finds the record gone.
+const collectScript = `
+local m = redis.call('HMGET', KEYS[1], '#v', '#e', '#t')
+if not m[1] then
+  local g = redis.call('GET', KEYS[2])
+  if g and string.sub(g, 1, #ARGV[1]) == ARGV[1] then
+    return cmsgpack.unpack(string.sub(g, #ARGV[1] + 1))
+  end
+  return {0}
+end
+if not m[2] then return {1} end
+if tonumber(m[2]) > tonumber(ARGV[2]) then return {2, m[2]} end
+local out = {3, m[1], m[2], m[3] or ''}
+if #ARGV > 3 then
+  local vals = redis.call('HMGET', KEYS[1], unpack(ARGV, 4))
+  for i = 4, #ARGV do
+    if vals[i - 3] then
+      out[#out + 1] = ARGV[i]
+      out[#out + 1] = vals[i - 3]
+    end
+  end
+end
+redis.call('UNLINK', KEYS[1])
+redis.call('SET', KEYS[2], ARGV[1] .. cmsgpack.pack(out), 'PX', ARGV[3])
+return out
+`
+
+// unlockScript deletes the lock KEYS[1] if it holds the token ARGV[1].
+const unlockScript = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+`
+
+// tagPruneScript removes from the tag set KEYS[1] the members ARGV[2...] whose
+// score is below ARGV[1] (Unix ms): those no write has added since then.
+const tagPruneScript = `
+local limit = tonumber(ARGV[1])
 local n = 0
-for i = 3, #ARGV do
-  local tags = redis.call('HGET', ARGV[1] .. ARGV[i], 't')
-  if not tags or not carries(tags, ARGV[2]) then
-    n = n + redis.call('SREM', KEYS[1], ARGV[i])
+for i = 2, #ARGV do
+  local s = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if s and tonumber(s) < limit then
+    n = n + redis.call('ZREM', KEYS[1], ARGV[i])
   end
 end
 return n
 `
 
-// luaUnlock: deletes lock KEYS[1] when it holds token ARGV[1]; returns 1 if so.
-const luaUnlock = `
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
+// indexFixScript corrects entries of the expiry index shard KEYS[1]: ARGV holds
+// triples (member, score seen, new score or "" to remove); an entry is changed
+// only if its score is still the one seen, so that a write that moved it
+// meanwhile wins.
+const indexFixScript = `
+local n = 0
+for i = 1, #ARGV, 3 do
+  local s = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if s and tonumber(s) == tonumber(ARGV[i + 1]) then
+    if ARGV[i + 2] == '' then
+      redis.call('ZREM', KEYS[1], ARGV[i])
+    else
+      redis.call('ZADD', KEYS[1], ARGV[i + 2], ARGV[i])
+    end
+    n = n + 1
+  end
 end
-return 0
+return n
 `
-
-// scripts are a Store's compiled scripts, shared with its Subs. redis.Script
-// runs EVALSHA and falls back to EVAL when the server does not know the script
-// (after a restart or SCRIPT FLUSH).
-type scripts struct {
-	set, cas, del, flushTag, prune, unlock *redis.Script
-}
-
-func newScripts() *scripts {
-	return &scripts{
-		set:      redis.NewScript(luaSet),
-		cas:      redis.NewScript(luaCompareAndSet),
-		del:      redis.NewScript(luaDelete),
-		flushTag: redis.NewScript(luaFlushTag),
-		prune:    redis.NewScript(luaPrune),
-		unlock:   redis.NewScript(luaUnlock),
-	}
-}

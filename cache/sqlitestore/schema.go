@@ -9,37 +9,50 @@ import (
 	"github.com/fxsession/fxsession/cache/internal/sqlcommon"
 )
 
-// schemaV1 creates version 1 of the schema. Times are Unix nanoseconds; NULL
-// means "never expires". Text comparisons are SQLite's default BINARY (bytewise),
-// which keyset pagination relies on.
-var schemaV1 = []string{
+// schema creates the current version of the schema. Times are Unix
+// microseconds; NULL means "never expires". Text comparisons are SQLite's
+// default BINARY (bytewise), which keyset pagination relies on.
+var schema = []string{
 	// The version counter: one row, bumped inside each write transaction, so
-	// versions grow strictly and are never given twice, across processes too.
-	`CREATE TABLE IF NOT EXISTS fxcache_seq (
+	// versions grow and are never given twice, across processes too.
+	`CREATE TABLE fxcache_seq (
 		id INTEGER PRIMARY KEY CHECK (id = 1),
 		v  INTEGER NOT NULL
 	)`,
-	`INSERT INTO fxcache_seq (id, v) VALUES (1, 0) ON CONFLICT (id) DO NOTHING`,
-	`CREATE TABLE IF NOT EXISTS fxcache_entries (
+	`INSERT INTO fxcache_seq (id, v) VALUES (1, 0)`,
+	// Small rows: stored in the primary key's b-tree.
+	`CREATE TABLE fxcache_records (
 		namespace  TEXT NOT NULL,
 		key        TEXT NOT NULL,
-		value      BLOB NOT NULL,
 		version    INTEGER NOT NULL,
 		expires_at INTEGER,
+		tags       TEXT NOT NULL, -- sorted, separated by spaces
 		PRIMARY KEY (namespace, key)
-	)`,
-	// Garbage collection walks this index; entries that never expire are not in it.
-	`CREATE INDEX IF NOT EXISTS fxcache_entries_expiry ON fxcache_entries (namespace, expires_at)
+	) WITHOUT ROWID`,
+	// Garbage collection walks this index; records that never expire are not in it.
+	`CREATE INDEX fxcache_records_expiry ON fxcache_records (namespace, expires_at)
 		WHERE expires_at IS NOT NULL`,
-	`CREATE TABLE IF NOT EXISTS fxcache_tags (
+	// Values up to MaxValueSize: a rowid table, so that large rows do not
+	// bloat the key's b-tree.
+	`CREATE TABLE fxcache_fields (
+		namespace TEXT NOT NULL,
+		key       TEXT NOT NULL,
+		name      TEXT NOT NULL,
+		version   INTEGER NOT NULL,
+		value     BLOB NOT NULL,
+		PRIMARY KEY (namespace, key, name),
+		FOREIGN KEY (namespace, key) REFERENCES fxcache_records (namespace, key) ON DELETE CASCADE
+	)`,
+	`CREATE TABLE fxcache_tags (
 		namespace TEXT NOT NULL,
 		tag       TEXT NOT NULL,
 		key       TEXT NOT NULL,
 		PRIMARY KEY (namespace, tag, key),
-		FOREIGN KEY (namespace, key) REFERENCES fxcache_entries (namespace, key) ON DELETE CASCADE
+		FOREIGN KEY (namespace, key) REFERENCES fxcache_records (namespace, key) ON DELETE CASCADE
 	) WITHOUT ROWID`,
-	`CREATE INDEX IF NOT EXISTS fxcache_tags_entry ON fxcache_tags (namespace, key)`,
-	`CREATE TABLE IF NOT EXISTS fxcache_locks (
+	// For the cascade: a record's tag rows without walking the tag's keys.
+	`CREATE INDEX fxcache_tags_record ON fxcache_tags (namespace, key)`,
+	`CREATE TABLE fxcache_locks (
 		namespace  TEXT NOT NULL,
 		name       TEXT NOT NULL,
 		token      TEXT NOT NULL,
@@ -49,12 +62,12 @@ var schemaV1 = []string{
 }
 
 // migrate creates the schema when it is missing and checks its version, in one
-// BEGIN IMMEDIATE transaction on the writer, so concurrent first starts (several
-// processes) are serialised by SQLite's write lock.
-func migrate(ctx context.Context, w *sql.DB) (err error) {
-	tx, err := w.BeginTx(ctx, nil)
+// write transaction, so concurrent first starts (several processes) are
+// serialised by SQLite's write lock.
+func migrate(ctx context.Context, begin func(context.Context) (*sql.Tx, error)) (created bool, err error) {
+	tx, err := begin(ctx)
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer func() {
 		if err != nil {
@@ -65,31 +78,26 @@ func migrate(ctx context.Context, w *sql.DB) (err error) {
 		id      INTEGER PRIMARY KEY CHECK (id = 1),
 		version INTEGER NOT NULL
 	)`); err != nil {
-		return err
+		return false, err
 	}
 	var v int
 	err = tx.QueryRowContext(ctx, `SELECT version FROM fxcache_schema WHERE id = 1`).Scan(&v)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		v = 0
-	case err != nil:
-		return err
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return false, err
 	}
-	switch {
-	case v == sqlcommon.SchemaVersion:
-		return tx.Commit()
-	case v > sqlcommon.SchemaVersion:
-		return fmt.Errorf("sqlitestore: the database holds cache schema version %d, newer than this release understands (%d): upgrade fxsession", v, sqlcommon.SchemaVersion)
+	if err := sqlcommon.CheckSchema(v); err != nil {
+		return false, err
 	}
-	// v == 0: a fresh database. Later releases add "case v == 1: migrate to 2".
-	for _, stmt := range schemaV1 {
-		if _, err := tx.ExecContext(ctx, stmt); err != nil {
-			return err
+	if v == 0 {
+		for _, stmt := range schema {
+			if _, err := tx.ExecContext(ctx, stmt); err != nil {
+				return false, fmt.Errorf("creating the schema: %w", err)
+			}
 		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO fxcache_schema (id, version) VALUES (1, ?)`, sqlcommon.SchemaVersion); err != nil {
+			return false, err
+		}
+		created = true
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO fxcache_schema (id, version) VALUES (1, ?)
-		ON CONFLICT (id) DO UPDATE SET version = excluded.version`, sqlcommon.SchemaVersion); err != nil {
-		return err
-	}
-	return tx.Commit()
+	return created, tx.Commit()
 }

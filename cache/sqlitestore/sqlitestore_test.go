@@ -31,10 +31,12 @@ func TestMain(m *testing.M) {
 }
 
 // opener returns an OpenFunc whose stores all share one database file.
-func opener(t testing.TB) cachetest.OpenFunc {
+func opener(t testing.TB, o sqlitestore.Options) cachetest.OpenFunc {
 	path := filepath.Join(t.TempDir(), "cache.db")
-	return func(tb testing.TB, ns string) cache.Backend {
-		s, err := sqlitestore.Open(tb.Context(), path, sqlitestore.Options{Namespace: ns})
+	return func(tb testing.TB, ns string) cache.Store {
+		o := o
+		o.Namespace = ns
+		s, err := sqlitestore.Open(tb.Context(), path, o)
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -44,16 +46,41 @@ func opener(t testing.TB) cachetest.OpenFunc {
 }
 
 func TestConformance(t *testing.T) {
-	cachetest.Run(t, "sqlite", opener(t))
+	// Lifetimes long enough that a loaded machine writes a check's records
+	// before they expire; a batch size that the iteration checks cross several
+	// times with few records.
+	cachetest.Run(t, "sqlite", opener(t, sqlitestore.Options{BatchSize: 100}),
+		cachetest.Options{Parallel: true, TTL: time.Second, Many: 500})
 }
 
 func BenchmarkSQLite(b *testing.B) {
-	cachetest.Bench(b, opener(b))
+	cachetest.Bench(b, opener(b, sqlitestore.Options{}))
+}
+
+// create writes a new record with one field.
+func create(t testing.TB, s cache.Store, key, value string, tags ...string) cache.Version {
+	t.Helper()
+	v, err := s.Write(t.Context(), key, cache.Write{Create: true, Fields: []cache.FieldWrite{cache.Set("f", []byte(value))}, AddTags: tags})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// field reads field f of the record under key.
+func field(t testing.TB, s cache.Store, key string) (string, cache.Version) {
+	t.Helper()
+	r, err := s.Read(t.Context(), key, "f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _ := r.Field("f")
+	return string(f.Value), f.Version
 }
 
 const helperEnv = "SQLITESTORE_HELPER"
 
-// helperProcess is the body of a child process of TestTwoProcessesCounter: it
+// helperProcess is the body of a child process of TestTwoProcesses: it
 // increments the counter in the database file named by the environment.
 func helperProcess() int {
 	ctx := context.Background()
@@ -65,7 +92,7 @@ func helperProcess() int {
 	}
 	defer s.Close()
 	for range n {
-		if _, err := cachetest.Increment(ctx, s, "counter"); err != nil {
+		if _, err := cachetest.Increment(ctx, s, "counter", "n"); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
@@ -74,9 +101,9 @@ func helperProcess() int {
 }
 
 // Two OS processes and goroutines of this one increment one counter in one file
-// with CompareAndSet: the result is exact.
-func TestTwoProcessesCounter(t *testing.T) {
-	const perProc, goroutines, perGoroutine = 300, 4, 100
+// with per-field compare-and-set: the result is exact.
+func TestTwoProcesses(t *testing.T) {
+	const perProc, goroutines, perGoroutine = 100, 4, 25
 	path := filepath.Join(t.TempDir(), "shared.db")
 	ctx := t.Context()
 	s, err := sqlitestore.Open(ctx, path, sqlitestore.Options{Namespace: "shared", StatementTimeout: 10 * time.Second})
@@ -96,39 +123,36 @@ func TestTwoProcessesCounter(t *testing.T) {
 		cmds = append(cmds, cmd)
 	}
 	var wg sync.WaitGroup
-	errs := make(chan error, goroutines)
 	for range goroutines {
 		wg.Go(func() {
 			for range perGoroutine {
-				if _, err := cachetest.Increment(ctx, s, "counter"); err != nil {
-					errs <- err
+				if _, err := cachetest.Increment(ctx, s, "counter", "n"); err != nil {
+					t.Error(err)
 					return
 				}
 			}
 		})
 	}
 	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
 	for _, cmd := range cmds {
 		if err := cmd.Wait(); err != nil {
 			t.Fatalf("helper process: %v", err)
 		}
 	}
-	e, err := s.Get(ctx, "counter")
+	r, err := s.Read(ctx, "counter")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := strconv.Itoa(2*perProc + goroutines*perGoroutine); string(e.Value) != want {
-		t.Fatalf("counter = %s, want %s", e.Value, want)
+	f, _ := r.Field("n")
+	if want := strconv.Itoa(2*perProc + goroutines*perGoroutine); string(f.Value) != want {
+		t.Fatalf("counter = %s, want %s", f.Value, want)
 	}
 }
 
 // A write lock held by another connection for longer than StatementTimeout
 // gives a prompt ErrUnavailable, and the store works once it is released.
-func TestSQLiteBusy(t *testing.T) {
+// Readers do not wait for a writer.
+func TestBusy(t *testing.T) {
 	ctx := t.Context()
 	path := filepath.Join(t.TempDir(), "busy.db")
 	s, err := sqlitestore.Open(ctx, path, sqlitestore.Options{StatementTimeout: 300 * time.Millisecond})
@@ -136,9 +160,7 @@ func TestSQLiteBusy(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if _, err := s.Set(ctx, cache.Item{Key: "k", Value: []byte("v")}); err != nil {
-		t.Fatal(err)
-	}
+	create(t, s, "k", "v", "t")
 
 	other, err := sql.Open("sqlite", path)
 	if err != nil {
@@ -154,10 +176,14 @@ func TestSQLiteBusy(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, call := range map[string]func() error{
-		"Set":           func() error { _, err := s.Set(ctx, cache.Item{Key: "k", Value: []byte("blocked")}); return err },
-		"CompareAndSet": func() error { _, err := s.CompareAndSet(ctx, cache.Item{Key: "k"}, 0); return err },
-		"Delete":        func() error { _, err := s.Delete(ctx, "k"); return err },
-		"Lock":          func() error { _, err := s.Lock(ctx, "l", time.Minute); return err },
+		"Write": func() error {
+			_, err := s.Write(ctx, "k", cache.Write{Fields: []cache.FieldWrite{cache.Set("f", []byte("blocked"))}})
+			return err
+		},
+		"Delete":         func() error { _, err := s.Delete(ctx, "k"); return err },
+		"Flush":          func() error { return s.Flush(ctx) },
+		"CollectGarbage": func() error { _, err := s.CollectGarbage(ctx, cache.GCOptions{}); return err },
+		"Lock":           func() error { _, err := s.Lock(ctx, "l", time.Minute); return err },
 	} {
 		start := time.Now()
 		err := call()
@@ -168,104 +194,182 @@ func TestSQLiteBusy(t *testing.T) {
 			t.Errorf("%s took %v with a 300ms statement timeout", name, took)
 		}
 	}
-	// Readers are not blocked by a writer in WAL mode.
-	if e, err := s.Get(ctx, "k"); err != nil || string(e.Value) != "v" {
-		t.Fatalf("Get while the write lock is held: %q, %v", e.Value, err)
+	if v, _ := field(t, s, "k"); v != "v" {
+		t.Fatalf("Read while the write lock is held: %q", v)
+	}
+	if n := len(collect(t, s.Tagged(ctx, "t"))); n != 1 {
+		t.Fatalf("Tagged while the write lock is held: %d keys", n)
 	}
 	if _, err := conn.ExecContext(ctx, "ROLLBACK"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Set(ctx, cache.Item{Key: "k", Value: []byte("after")}); err != nil {
-		t.Fatalf("Set after the lock was released: %v", err)
+	if _, err := s.Write(ctx, "k", cache.Write{Fields: []cache.FieldWrite{cache.Set("f", []byte("after"))}}); err != nil {
+		t.Fatalf("Write after the lock was released: %v", err)
 	}
 }
 
-// GC deletes in bounded batches, counts every expired entry and takes the
-// entries' tags with them.
-func TestSQLiteGarbageBatches(t *testing.T) {
+// Another process holds an exclusive lock on the file for a second: writes
+// fail promptly with ErrUnavailable meanwhile, and the same store works again
+// once the lock is gone.
+func TestLockedFileRecovers(t *testing.T) {
 	ctx := t.Context()
-	path := filepath.Join(t.TempDir(), "gc.db")
-	s, err := sqlitestore.Open(ctx, path, sqlitestore.Options{GCBatchSize: 10})
+	dir := t.TempDir()
+	path := filepath.Join(dir, "c.db")
+	s, err := sqlitestore.Open(ctx, path, sqlitestore.Options{StatementTimeout: 500 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	var items []cache.Item
-	for i := range 35 {
-		items = append(items, cache.Item{Key: fmt.Sprintf("k%02d", i), Value: []byte("x"), Tags: []string{"t"}, TTL: 50 * time.Millisecond})
-	}
-	items = append(items, cache.Item{Key: "kept", Value: []byte("x"), Tags: []string{"t"}})
-	if err := s.SetMany(ctx, items); err != nil {
+	create(t, s, "k", "v")
+	other, err := sql.Open("sqlite", path)
+	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(100 * time.Millisecond)
-	n, err := s.CollectGarbage(ctx)
-	if err != nil || n != 35 {
-		t.Fatalf("CollectGarbage = %d, %v; want 35", n, err)
+	defer other.Close()
+	conn, err := other.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "BEGIN EXCLUSIVE"); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		time.Sleep(time.Second)
+		_, _ = conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
+	}()
+	failures := 0
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := s.Write(ctx, "k", cache.Write{Fields: []cache.FieldWrite{cache.Set("f", []byte("after"))}})
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, cache.ErrUnavailable) || time.Now().After(deadline) {
+			t.Fatalf("Write while the file is locked: %v", err)
+		}
+		failures++
+	}
+	if failures == 0 {
+		t.Fatal("no Write failed while another connection held an exclusive lock")
+	}
+	if v, _ := field(t, s, "k"); v != "after" {
+		t.Fatalf("after recovery: %q", v)
+	}
+}
 
-	db, err := sql.Open("sqlite", path)
+// Garbage collection removes a bounded batch per call through the expiry index
+// and takes the records' fields and tags with them.
+func TestGarbage(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "gc.db")
+	s, err := sqlitestore.Open(ctx, path, sqlitestore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
-	var tags int
-	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM fxcache_tags`).Scan(&tags); err != nil {
-		t.Fatal(err)
-	}
-	if tags != 1 {
-		t.Fatalf("%d tag rows left, want 1 (the collected entries' tags go with them)", tags)
-	}
-	// The collector's query walks the expiry index, not the table.
-	rows, err := db.QueryContext(ctx, `EXPLAIN QUERY PLAN SELECT rowid FROM fxcache_entries
-		WHERE namespace = 'x' AND expires_at IS NOT NULL AND expires_at <= 5 ORDER BY expires_at LIMIT 1000`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var plan []string
-	for rows.Next() {
-		var id, parent, unused int
-		var detail string
-		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+	defer s.Close()
+	soon := time.Now().Add(200 * time.Millisecond)
+	for i := range 35 {
+		if _, err := s.Write(ctx, fmt.Sprintf("k%02d", i), cache.Write{Create: true, Expires: soon, AddTags: []string{"t"},
+			Fields: []cache.FieldWrite{cache.Set("a", []byte("x")), cache.Set("b", []byte("y"))}}); err != nil {
 			t.Fatal(err)
 		}
-		plan = append(plan, detail)
 	}
-	if text := strings.Join(plan, "\n"); !strings.Contains(text, "fxcache_entries_expiry") {
-		t.Fatalf("the GC query does not use the expiry index:\n%s", text)
+	create(t, s, "kept", "x", "t")
+	time.Sleep(time.Until(soon) + 20*time.Millisecond)
+	total := 0
+	for {
+		n, err := s.CollectGarbage(ctx, cache.GCOptions{Max: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n > 10 {
+			t.Fatalf("CollectGarbage(Max 10) removed %d", n)
+		}
+		if total += n; n == 0 {
+			break
+		}
 	}
-}
-
-func TestSQLiteSchemaTooNew(t *testing.T) {
-	ctx := t.Context()
-	path := filepath.Join(t.TempDir(), "new.db")
+	if total != 35 {
+		t.Fatalf("collected %d, want 35", total)
+	}
 	db, err := sql.Open("sqlite", path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if _, err := db.ExecContext(ctx, `CREATE TABLE fxcache_schema (id INTEGER PRIMARY KEY, version INTEGER NOT NULL);
-		INSERT INTO fxcache_schema VALUES (1, 99)`); err != nil {
-		t.Fatal(err)
+	for table, want := range map[string]int{"fxcache_records": 1, "fxcache_fields": 1, "fxcache_tags": 1} {
+		var n int
+		if err := db.QueryRowContext(ctx, `SELECT count(*) FROM `+table).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n != want {
+			t.Errorf("%s has %d rows, want %d (the collected records' rows go with them)", table, n, want)
+		}
 	}
-	_, err = sqlitestore.Open(ctx, path, sqlitestore.Options{})
-	if err == nil || !strings.Contains(err.Error(), "schema version 99") {
-		t.Fatalf("Open on a newer schema: %v", err)
+	// The statements that must stay cheap in a large namespace use their indexes.
+	for _, q := range []struct{ sql, index string }{
+		{`SELECT key FROM fxcache_records WHERE namespace = 'x' AND expires_at IS NOT NULL AND expires_at <= 5
+			ORDER BY expires_at LIMIT 1000`, "fxcache_records_expiry"},
+		{`DELETE FROM fxcache_tags WHERE namespace = 'x' AND key = 'k'`, "fxcache_tags_record"},
+		{`SELECT key FROM fxcache_tags WHERE namespace = 'x' AND tag = 't' AND key > '' ORDER BY key LIMIT 500`, "PRIMARY KEY"},
+	} {
+		rows, err := db.QueryContext(ctx, `EXPLAIN QUERY PLAN `+q.sql)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var plan []string
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, detail)
+		}
+		_ = rows.Close()
+		if text := strings.Join(plan, "\n"); !strings.Contains(text, q.index) {
+			t.Errorf("%s does not use %s:\n%s", q.sql, q.index, text)
+		}
 	}
 }
 
-func TestSQLiteReopen(t *testing.T) {
+func TestSchemaOtherVersion(t *testing.T) {
+	ctx := t.Context()
+	for v, want := range map[int]string{99: "newer than this release", 1: "does not migrate"} {
+		path := filepath.Join(t.TempDir(), "other.db")
+		db, err := sql.Open("sqlite", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = db.ExecContext(ctx, fmt.Sprintf(`CREATE TABLE fxcache_schema (id INTEGER PRIMARY KEY, version INTEGER NOT NULL);
+			INSERT INTO fxcache_schema VALUES (1, %d)`, v))
+		_ = db.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = sqlitestore.Open(ctx, path, sqlitestore.Options{})
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("schema version %d, ", v)) || !strings.Contains(err.Error(), want) {
+			t.Fatalf("Open on schema version %d: %v", v, err)
+		}
+		if errors.Is(err, cache.ErrUnavailable) {
+			t.Fatalf("Open on schema version %d: %v is not a failure to reach the database", v, err)
+		}
+	}
+}
+
+func TestReopen(t *testing.T) {
 	ctx := t.Context()
 	path := filepath.Join(t.TempDir(), "sub", "dir", "re.db")
 	s, err := sqlitestore.Open(ctx, path, sqlitestore.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := s.Set(ctx, cache.Item{Key: "k", Value: []byte("kept"), Tags: []string{"t"}})
-	if err != nil {
+	v := create(t, s, "k", "kept", "t")
+	if _, err := s.Delete(ctx, "k"); err != nil {
 		t.Fatal(err)
 	}
+	v = max(v, create(t, s, "k", "kept", "t"))
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -274,18 +378,21 @@ func TestSQLiteReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	e, err := s.Get(ctx, "k")
-	if err != nil || string(e.Value) != "kept" || e.Version != v || len(e.Tags) != 1 {
-		t.Fatalf("after reopening: %+v, %v", e, err)
+	r, err := s.Read(ctx, "k")
+	if err != nil || r.Version != v || len(r.Tags) != 1 {
+		t.Fatalf("after reopening: %+v, %v", r, err)
 	}
-	// Versions keep growing across restarts.
-	v2, err := s.Set(ctx, cache.Item{Key: "k", Value: []byte("new")})
-	if err != nil || v2 <= v {
-		t.Fatalf("Set after reopening: version %d (before %d), %v", v2, v, err)
+	// Versions keep growing across restarts, also for a record deleted and
+	// created again.
+	if _, err := s.Delete(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	if v2 := create(t, s, "k", "new"); v2 <= v {
+		t.Fatalf("version after reopening %d, not above %d", v2, v)
 	}
 }
 
-func TestSQLiteOpenErrors(t *testing.T) {
+func TestOpenErrors(t *testing.T) {
 	ctx := t.Context()
 	for _, bad := range []string{"", ":memory:", "file:x.db?mode=memory"} {
 		if _, err := sqlitestore.Open(ctx, bad, sqlitestore.Options{}); err == nil || !strings.Contains(err.Error(), "not a file path") {
@@ -315,7 +422,7 @@ func TestSQLiteOpenErrors(t *testing.T) {
 }
 
 // A path with characters that mean something in a URI.
-func TestSQLiteOddPath(t *testing.T) {
+func TestOddPath(t *testing.T) {
 	ctx := t.Context()
 	path := filepath.Join(t.TempDir(), "a dir?#%", "c&d.db")
 	s, err := sqlitestore.Open(ctx, path, sqlitestore.Options{})
@@ -323,9 +430,7 @@ func TestSQLiteOddPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if _, err := s.Set(ctx, cache.Item{Key: "k", Value: []byte("v")}); err != nil {
-		t.Fatal(err)
-	}
+	create(t, s, "k", "v")
 	if _, err := os.Stat(path); err != nil {
 		t.Fatalf("database not at %s: %v", path, err)
 	}
@@ -336,22 +441,20 @@ func TestSQLiteOddPath(t *testing.T) {
 
 func TestModule(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "module.db")
-	var b cache.Backend
+	var st cache.Store
 	app := fxtest.New(t,
 		sqlitestore.Module(path, sqlitestore.Options{Namespace: "module"}),
-		fx.Populate(&b),
+		fx.Populate(&st),
 	)
 	if _, err := os.Stat(path); !os.IsNotExist(err) {
 		t.Fatalf("the database was created before start: %v", err)
 	}
 	app.RequireStart()
 	ctx := t.Context()
-	if _, err := b.Set(ctx, cache.Item{Key: "k", Value: []byte("v")}); err != nil {
-		t.Fatal(err)
-	}
+	create(t, st, "k", "v")
 	app.RequireStop()
-	if _, err := b.Get(ctx, "k"); !errors.Is(err, cache.ErrClosed) {
-		t.Fatalf("Get after the app stopped: %v, want ErrClosed", err)
+	if _, err := st.Read(ctx, "k"); !errors.Is(err, cache.ErrClosed) {
+		t.Fatalf("Read after the app stopped: %v, want ErrClosed", err)
 	}
 }
 
@@ -359,7 +462,7 @@ func TestModuleBadPath(t *testing.T) {
 	app := fx.New(
 		fx.NopLogger,
 		sqlitestore.Module(":memory:", sqlitestore.Options{}),
-		fx.Invoke(func(cache.Backend) {}),
+		fx.Invoke(func(cache.Store) {}),
 	)
 	if err := app.Err(); err == nil || !strings.Contains(err.Error(), "sqlitestore: \":memory:\" is not a file path") {
 		t.Fatalf("app with an in-memory path: %v", err)
@@ -372,7 +475,7 @@ func TestModuleBadPath(t *testing.T) {
 	app = fx.New(
 		fx.NopLogger,
 		sqlitestore.Module(filepath.Join(file, "x.db"), sqlitestore.Options{}),
-		fx.Invoke(func(cache.Backend) {}),
+		fx.Invoke(func(cache.Store) {}),
 	)
 	if err := app.Err(); err != nil {
 		t.Fatal(err)
@@ -380,4 +483,16 @@ func TestModuleBadPath(t *testing.T) {
 	if err := app.Start(t.Context()); !errors.Is(err, cache.ErrUnavailable) {
 		t.Fatalf("start with an unusable folder: %v, want ErrUnavailable", err)
 	}
+}
+
+func collect(t testing.TB, seq func(func(string, error) bool)) []string {
+	t.Helper()
+	var out []string
+	for k, err := range seq {
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, k)
+	}
+	return out
 }

@@ -13,7 +13,7 @@ import (
 // Mount the commands in a program's own command line: pass the manager of the
 // application's store and the arguments after the program's "sessions" word.
 func ExampleRun() {
-	store := memstore.New(memstore.Options{JanitorInterval: -1}) // the application's store
+	store := memstore.New(memstore.Options{}) // the application's store
 	defer store.Close()
 	m, _ := session.New(store, session.Config{GCInterval: session.Never})
 

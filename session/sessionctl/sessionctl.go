@@ -45,8 +45,8 @@ var ErrNotConfirmed = errors.New("not confirmed: nothing was destroyed")
 // Usage lists the commands.
 const Usage = `commands:
   list              list the active sessions (hash, created, last activity, tags, size)
-  show HASH|ID      show one session's metadata and stored values
-  destroy HASH|ID   destroy one session
+  show REF|ID       show one session's metadata and stored values
+  destroy REF|ID    destroy one session
   destroy-tag TAG   destroy every session carrying TAG
   destroy-all       destroy every session (asks first on a terminal, otherwise needs -yes)
   gc                remove expired sessions now`
@@ -175,7 +175,7 @@ func DestroyAll(ctx context.Context, m *session.Manager, out Output) error {
 	if out.Out == nil {
 		out.Out = io.Discard
 	}
-	all, err := hashes(ctx, m, out.progress("found"))
+	all, err := refs(ctx, m, out.progress("found"))
 	if err != nil {
 		return err
 	}
@@ -228,7 +228,7 @@ func stamp(t time.Time) string { return t.Local().Format(time.RFC3339) }
 
 // jsonSession is a session in list's and show's JSON.
 type jsonSession struct {
-	Hash            string     `json:"hash"`
+	Ref             string     `json:"ref"`
 	Created         string     `json:"created"`
 	LastUsed        string     `json:"last_used"`
 	Expires         *string    `json:"expires"` // null: never
@@ -240,7 +240,7 @@ type jsonSession struct {
 
 func toJSON(s sessionInfo) jsonSession {
 	j := jsonSession{
-		Hash: s.Hash, Created: stamp(s.Created), LastUsed: stamp(s.LastUsed),
+		Ref: s.Ref, Created: stamp(s.Created), LastUsed: stamp(s.LastUsed),
 		LifetimeSeconds: int64(s.Lifetime / time.Second), Tags: s.Tags, Size: s.Size,
 	}
 	if j.Tags == nil {
@@ -264,14 +264,14 @@ func List(ctx context.Context, m *session.Manager, out Output) error {
 		return listJSON(ctx, m, out.Out, p)
 	}
 	tw := tabwriter.NewWriter(out.Out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "HASH\tCREATED\tLAST ACTIVITY\tTAGS\tSIZE")
+	fmt.Fprintln(tw, "REF\tCREATED\tLAST ACTIVITY\tTAGS\tSIZE")
 	n := 0
 	for s, err := range allSessions(ctx, m) {
 		if err != nil {
 			tw.Flush()
 			return err
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Hash, stamp(s.Created), stamp(s.LastUsed), strings.Join(s.Tags, ","), bytes(s.Size))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Ref, stamp(s.Created), stamp(s.LastUsed), strings.Join(s.Tags, ","), bytes(s.Size))
 		n++
 		p.add(1)
 	}
@@ -330,7 +330,7 @@ func Show(ctx context.Context, m *session.Manager, idOrHash string, out Output) 
 		return enc.Encode(j)
 	}
 	w := out.Out
-	fmt.Fprintf(w, "hash:           %s\n", info.Hash)
+	fmt.Fprintf(w, "ref:            %s\n", info.Ref)
 	fmt.Fprintf(w, "created:        %s\n", stamp(info.Created))
 	fmt.Fprintf(w, "last activity:  %s (%s ago)\n", stamp(info.LastUsed), time.Since(info.LastUsed).Round(time.Second))
 	if info.Expires.IsZero() {

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"iter"
 	"sort"
-	"strings"
+
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -20,7 +20,7 @@ import (
 
 // sessionInfo is what list and show print about one session.
 type sessionInfo struct {
-	Hash     string
+	Ref      string
 	Created  time.Time
 	LastUsed time.Time
 	Expires  time.Time // zero: never
@@ -31,7 +31,7 @@ type sessionInfo struct {
 
 func infoOf(md session.Metadata) sessionInfo {
 	return sessionInfo{
-		Hash: md.Hash, Created: md.Created, LastUsed: md.LastUsed, Expires: md.Expires,
+		Ref: md.Ref, Created: md.Created, LastUsed: md.LastUsed, Expires: md.Expires,
 		Lifetime: md.Lifetime, Tags: md.Tags,
 	}
 }
@@ -45,7 +45,7 @@ func allSessions(ctx context.Context, m *session.Manager) iter.Seq2[sessionInfo,
 				return
 			}
 			info := infoOf(md)
-			size, err := m.Size(ctx, md.Hash)
+			size, err := m.Size(ctx, md.Ref)
 			if err != nil && !errors.Is(err, session.ErrNotFound) { // destroyed meanwhile: size 0
 				yield(sessionInfo{}, err)
 				return
@@ -58,40 +58,47 @@ func allSessions(ctx context.Context, m *session.Manager) iter.Seq2[sessionInfo,
 	}
 }
 
-// hashes collects the hashes of the active sessions, reporting progress.
-func hashes(ctx context.Context, m *session.Manager, p *progress) ([]string, error) {
+// refs collects the references of the active sessions, reporting progress.
+func refs(ctx context.Context, m *session.Manager, p *progress) ([]string, error) {
 	var out []string
 	for md, err := range m.All(ctx) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, md.Hash)
+		out = append(out, md.Ref)
 		p.add(1)
 	}
 	return out, nil
 }
 
-// Kinds of stored values, from the first part of their store key.
-var kinds = map[string]Kind{"v": KindValue, "e": KindObject, "b": KindBag, "f": KindFlashes}
+// Kinds of stored values, from session.StoredValue's kind.
+var kinds = map[string]Kind{"value": KindValue, "object": KindObject, "bag": KindBag, "flashes": KindFlashes}
 
-// inspect reads one session (by ID or hash): its metadata and every stored
+// inspect reads one session (by ID or reference): its metadata and every stored
 // value, raw. It writes nothing.
-func inspect(ctx context.Context, m *session.Manager, idOrHash string) (sessionInfo, []Value, error) {
-	entries, err := m.Entries(ctx, idOrHash)
+func inspect(ctx context.Context, m *session.Manager, idOrRef string) (sessionInfo, []Value, error) {
+	all, err := m.Entries(ctx, idOrRef)
 	if err != nil {
-		return sessionInfo{}, nil, plainNotFound(idOrHash, err)
+		return sessionInfo{}, nil, plainNotFound(idOrRef, err)
+	}
+	// The session's own metadata and activity are shown as its metadata.
+	var entries []session.StoredValue
+	for _, e := range all {
+		if e.Kind != "metadata" && e.Kind != "activity" {
+			entries = append(entries, e)
+		}
 	}
 	// A bag is readable only once registered, which the manager allows before
 	// its first session: register the bags this session holds (best effort; a
 	// manager that already serves keeps its own registrations).
 	for _, e := range entries {
-		if kind, name, _ := strings.Cut(e.Key, ":"); kinds[kind] == KindBag {
-			_ = m.RegisterBag(name)
+		if kinds[e.Kind] == KindBag {
+			_ = m.RegisterBag(e.Name)
 		}
 	}
-	s, err := m.Session(ctx, idOrHash)
+	s, err := m.Session(ctx, idOrRef)
 	if err != nil {
-		return sessionInfo{}, nil, plainNotFound(idOrHash, err)
+		return sessionInfo{}, nil, plainNotFound(idOrRef, err)
 	}
 	md, err := s.Metadata(ctx)
 	if err != nil {
@@ -101,16 +108,16 @@ func inspect(ctx context.Context, m *session.Manager, idOrHash string) (sessionI
 	sort.Slice(entries, func(i, j int) bool { return entries[i].Key < entries[j].Key })
 	var values []Value
 	for _, e := range entries {
-		info.Size += e.Size
-		k, name, _ := strings.Cut(e.Key, ":")
-		v := Value{Key: e.Key, Kind: kinds[k], Name: name, Size: e.Size}
+		info.Size += e.Size()
+		name := e.Name
+		v := Value{Key: e.Key, Kind: kinds[e.Kind], Name: name, Size: e.Size()}
 		switch v.Kind {
 		case KindValue:
 			var raw msgpack.RawMessage
 			v.err = s.Get(ctx, name, &raw)
 			v.Data = session.Value(raw)
 		case KindObject:
-			v.Data, _, v.err = s.GetEntry(ctx, name)
+			v.Data = session.Value(e.Value)
 		case KindFlashes:
 			v.Name = "flashes"
 			flashes, err := s.Flashes().PeekAll(ctx) // peek: show consumes nothing
@@ -154,9 +161,9 @@ func readBag(ctx context.Context, s *session.Session, bag Value) ([]Value, error
 	return out, nil
 }
 
-func destroy(ctx context.Context, m *session.Manager, idOrHash, reason string) (bool, error) {
-	ok, err := m.Destroy(ctx, idOrHash, reason)
-	return ok, plainNotFound(idOrHash, err)
+func destroy(ctx context.Context, m *session.Manager, idOrRef, reason string) (bool, error) {
+	ok, err := m.Destroy(ctx, idOrRef, reason)
+	return ok, plainNotFound(idOrRef, err)
 }
 
 func destroyTag(ctx context.Context, m *session.Manager, tag, reason string) (int, error) {
@@ -166,7 +173,7 @@ func destroyTag(ctx context.Context, m *session.Manager, tag, reason string) (in
 // destroyRest destroys whatever sessions remain in the namespace (expired ones
 // not yet collected, ones started during destroy-all).
 func destroyRest(ctx context.Context, m *session.Manager) (int, error) {
-	return m.DestroyAll(ctx)
+	return m.DestroyAll(ctx, nil)
 }
 
 func collect(ctx context.Context, m *session.Manager) (int, error) {

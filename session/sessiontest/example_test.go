@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -59,3 +60,22 @@ func TestClientForgetsAndReplays(t *testing.T) {
 }
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// TestNewManagerClock: a manager from NewManager with Config.Now runs its store
+// on the same clock, so sessions expire when the test moves it.
+func TestNewManagerClock(t *testing.T) {
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	m := sessiontest.NewManager(t, session.Config{Now: func() time.Time { return now }, InactivityTimeout: time.Minute})
+	c := sessiontest.NewClient(m.Middleware(http.HandlerFunc(counter)))
+	c.Request("POST", "/", "")
+	if got := c.Get("/").Body.String(); got != "1" {
+		t.Fatalf("before expiry: %s", got)
+	}
+	now = now.Add(2 * time.Minute)
+	if got := c.Get("/").Body.String(); got != "0" || c.Cookie("fxsession") != "" {
+		t.Errorf("after expiry: %s, cookie %q (want it forgotten)", got, c.Cookie("fxsession"))
+	}
+	if n, err := m.CollectGarbage(t.Context()); n != 1 || err != nil {
+		t.Errorf("CollectGarbage = %d, %v", n, err)
+	}
+}

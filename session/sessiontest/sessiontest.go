@@ -16,10 +16,11 @@ import (
 )
 
 // NewManager returns a manager on a fresh in-memory store with cfg; the store is
-// closed when the test ends.
+// closed when the test ends. The store runs on cfg.Now when it is set, so that a
+// test moving the clock moves the store's expiry with the manager's.
 func NewManager(t testing.TB, cfg session.Config) *session.Manager {
 	t.Helper()
-	store := memstore.New(memstore.Options{JanitorInterval: -1})
+	store := memstore.New(memstore.Options{Now: cfg.Now})
 	t.Cleanup(func() { _ = store.Close() })
 	m, err := session.New(store, cfg)
 	if err != nil {

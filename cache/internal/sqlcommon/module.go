@@ -8,18 +8,18 @@ import (
 	"github.com/fxsession/fxsession/cache"
 )
 
-// Store is a SQL backend that checks (and creates) its schema on Ready.
-type Store interface {
-	cache.Backend
+// Opened is a SQL backend as its package's Open makes it, before Ready.
+type Opened interface {
+	cache.Store
 	Ready(ctx context.Context) error
 }
 
-// Module is the fx module of a SQL backend: it provides the cache.Backend that
+// Module is the fx module of a SQL backend: it provides the cache.Store that
 // open returns (an error fails the app's construction), makes it Ready when the
 // app starts (an error fails the start) and closes it when the app stops.
-func Module[S Store](name string, open func() (S, error)) fx.Option {
+func Module[S Opened](name string, open func() (S, error)) fx.Option {
 	return fx.Module(name,
-		fx.Provide(func(lc fx.Lifecycle) (cache.Backend, error) {
+		fx.Provide(func(lc fx.Lifecycle) (cache.Store, error) {
 			s, err := open()
 			if err != nil {
 				return nil, err

@@ -1,14 +1,29 @@
-// Package sqlcommon holds what the SQL backends (pgstore and sqlitestore) share:
-// option defaults, input validation, lock tokens, tag normalisation and keyset
-// paging.
+// Package sqlcommon is the part of the SQL record stores (pgstore and
+// sqlitestore) that does not depend on the database: option defaults, input
+// validation, the plan of a write, building records from result rows, keyset
+// paging, error wrapping, the life of a store (schema check on first use,
+// Subs, Close) and the fx module. A backend supplies a [Driver]: its SQL.
+//
+// Both backends store the same layout, one schema version for both (see
+// [SchemaVersion]):
+//
+//	fxcache_records (namespace, key) PRIMARY KEY, version, expires_at, tags
+//	fxcache_fields  (namespace, key, name) PRIMARY KEY, version, value
+//	                (namespace, key) REFERENCES fxcache_records ON DELETE CASCADE
+//	fxcache_tags    (namespace, tag, key) PRIMARY KEY
+//	                (namespace, key) REFERENCES fxcache_records ON DELETE CASCADE
+//	fxcache_locks   (namespace, name) PRIMARY KEY, token, expires_at
+//	fxcache_schema  (id = 1) PRIMARY KEY, version
+//
+// A record's tags are kept twice on purpose: in its own row (what a read
+// returns, without touching another table) and in fxcache_tags (the index
+// Tagged walks), which a write changes only when the record's tags change.
 package sqlcommon
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"iter"
 	"log/slog"
 	"slices"
 	"time"
@@ -16,17 +31,36 @@ import (
 	"github.com/fxsession/fxsession/cache"
 )
 
-// SchemaVersion is the schema version this release writes and understands. Both
-// SQL backends record it in their schema table; a later release that changes the
-// tables migrates from the version it finds there.
-const SchemaVersion = 1
+// SchemaVersion is the version of the layout this release writes and reads.
+// Version 1 was the key/value layout of earlier development builds (one value
+// per key); it was never released and is not migrated.
+const SchemaVersion = 2
 
-// Defaults shared by the SQL backends.
+// CheckSchema returns nil when found, the schema version recorded in a
+// database (0: none, a fresh database), is one this release can use or create,
+// and otherwise an error saying what to do (which [Store] does not count as a
+// failure to reach the database).
+func CheckSchema(found int) error {
+	switch {
+	case found == 0 || found == SchemaVersion:
+		return nil
+	case found > SchemaVersion:
+		return schemaError(fmt.Sprintf("the database holds cache schema version %d, newer than this release understands (%d): upgrade fxsession", found, SchemaVersion))
+	default:
+		return schemaError(fmt.Sprintf("the database holds cache schema version %d, the unreleased key/value layout, which this release (schema %d) does not migrate: drop the fxcache_* tables or use another database", found, SchemaVersion))
+	}
+}
+
+// schemaError is a schema version this release cannot use.
+type schemaError string
+
+func (e schemaError) Error() string { return string(e) }
+
+// Defaults of the options both SQL backends have.
 const (
-	DefaultStatementTimeout = 2 * time.Second
-	DefaultGCBatchSize      = 1000
-	DefaultPageSize         = 500
 	DefaultNamespace        = "default"
+	DefaultStatementTimeout = 2 * time.Second
+	DefaultBatchSize        = 500
 )
 
 // Config is the normalised form of a backend's options.
@@ -34,8 +68,7 @@ type Config struct {
 	Namespace        string
 	MaxValueSize     int
 	StatementTimeout time.Duration
-	GCBatchSize      int
-	PageSize         int
+	BatchSize        int
 	Logger           *slog.Logger
 }
 
@@ -53,11 +86,8 @@ func (c Config) Normalize() (Config, error) {
 	if c.StatementTimeout <= 0 {
 		c.StatementTimeout = DefaultStatementTimeout
 	}
-	if c.GCBatchSize <= 0 {
-		c.GCBatchSize = DefaultGCBatchSize
-	}
-	if c.PageSize <= 0 {
-		c.PageSize = DefaultPageSize
+	if c.BatchSize <= 0 {
+		c.BatchSize = DefaultBatchSize
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -65,111 +95,36 @@ func (c Config) Normalize() (Config, error) {
 	return c, nil
 }
 
-// Token returns a fresh lock owner token: 128 random bits in hex.
-func Token() string {
+// token returns a fresh lock owner token: 128 random bits in hex.
+func token() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
 	return hex.EncodeToString(b[:])
 }
 
-// Tags returns the item's tags sorted and without duplicates (a fresh slice).
-func Tags(tags []string) []string {
-	if len(tags) == 0 {
-		return nil
+// tags returns tags sorted and without duplicates, as a fresh non-nil slice.
+func tags(ts []string) []string {
+	out := slices.Clone(ts)
+	if out == nil {
+		out = []string{}
 	}
-	out := slices.Clone(tags)
 	slices.Sort(out)
 	return slices.Compact(out)
 }
 
-// ValidateKeys validates every key.
-func ValidateKeys(keys []string) error {
+// unique returns keys without duplicates (the first of each kept, order kept).
+func unique(keys []string) []string {
+	seen := make(map[string]struct{}, len(keys))
+	out := make([]string, 0, len(keys))
 	for _, k := range keys {
-		if err := cache.ValidateKey(k); err != nil {
-			return err
+		if _, dup := seen[k]; !dup {
+			seen[k] = struct{}{}
+			out = append(out, k)
 		}
 	}
-	return nil
+	return out
 }
 
-// ValidateLock validates a lock name and lifetime.
-func ValidateLock(name string, ttl time.Duration) error {
-	if err := cache.ValidateKey(name); err != nil {
-		return fmt.Errorf("lock: %w", err)
-	}
-	if ttl <= 0 {
-		return fmt.Errorf("cache: lock %q: lifetime %v is not positive", name, ttl)
-	}
-	return nil
-}
-
-// Micros converts a lifetime to whole microseconds, rounding up so that a
-// positive lifetime never becomes 0 ("never expires").
-func Micros(d time.Duration) int64 {
-	if d <= 0 {
-		return 0
-	}
-	return int64((d + time.Microsecond - 1) / time.Microsecond)
-}
-
-// Dedupe returns the items with one item per key, the last one given winning,
-// sorted by key (a consistent order in which to lock rows), and validated.
-func Dedupe(items []cache.Item, maxValue int) ([]cache.Item, error) {
-	for _, it := range items {
-		if err := cache.ValidateItem(it, maxValue); err != nil {
-			return nil, err
-		}
-	}
-	out := slices.Clone(items)
-	// A stable sort keeps the given order among equal keys; keep the last.
-	slices.SortStableFunc(out, func(a, b cache.Item) int {
-		switch {
-		case a.Key < b.Key:
-			return -1
-		case a.Key > b.Key:
-			return 1
-		}
-		return 0
-	})
-	w := 0
-	for i := range out {
-		if i+1 < len(out) && out[i+1].Key == out[i].Key {
-			continue
-		}
-		out[w] = out[i]
-		w++
-	}
-	return out[:w], nil
-}
-
-// Pages streams the values of a keyset-paginated query. fetch reads the page
-// after the cursor (the empty string before the first page) and returns its
-// values and the cursor of its last row; a page shorter than size ends the
-// stream. No connection is held while the consumer runs.
-func Pages[V any](ctx context.Context, size int, fetch func(ctx context.Context, after string) ([]V, string, error)) iter.Seq2[V, error] {
-	return func(yield func(V, error) bool) {
-		after := ""
-		for {
-			page, last, err := fetch(ctx, after)
-			if err != nil {
-				var zero V
-				yield(zero, err)
-				return
-			}
-			for _, v := range page {
-				if err := ctx.Err(); err != nil {
-					var zero V
-					yield(zero, cache.Unavailable("cache: iterate", err))
-					return
-				}
-				if !yield(v, nil) {
-					return
-				}
-			}
-			if len(page) < size {
-				return
-			}
-			after = last
-		}
-	}
-}
+// Micros is t in whole microseconds since the Unix epoch: the precision both
+// backends keep.
+func Micros(t time.Time) int64 { return t.UnixMicro() }

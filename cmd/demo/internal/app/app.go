@@ -25,7 +25,7 @@ func Options(c *Config, logger *slog.Logger) fx.Option {
 	return fx.Options(
 		fx.Supply(logger),
 		fx.Supply(SessionConfig(c, logger)),
-		fx.Provide(func(lc fx.Lifecycle) (cache.Backend, error) {
+		fx.Provide(func(lc fx.Lifecycle) (cache.Store, error) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			b, err := c.OpenBackend(ctx)

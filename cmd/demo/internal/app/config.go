@@ -109,7 +109,7 @@ func (c *Config) Validate() error {
 }
 
 // OpenBackend opens the session store the configuration names.
-func (c *Config) OpenBackend(ctx context.Context) (cache.Backend, error) {
+func (c *Config) OpenBackend(ctx context.Context) (cache.Store, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
@@ -167,7 +167,7 @@ func (c *Config) CheckExisting() error {
 // OpenExisting opens the session store the configuration names, which must
 // exist: a missing file store folder or SQLite file is an error matching
 // ErrNoStore that names the path, and nothing is created.
-func (c *Config) OpenExisting(ctx context.Context) (cache.Backend, error) {
+func (c *Config) OpenExisting(ctx context.Context) (cache.Store, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
@@ -203,12 +203,12 @@ func (c *Config) OpenExisting(ctx context.Context) (cache.Backend, error) {
 
 // ownedClient is a backend that also closes the client it was opened on.
 type ownedClient struct {
-	cache.Backend
+	cache.Store
 	closeClient func() error
 }
 
 func (o ownedClient) Close() error {
-	return errors.Join(o.Backend.Close(), o.closeClient())
+	return errors.Join(o.Store.Close(), o.closeClient())
 }
 
 func orDefault[T comparable](v, def T) T {

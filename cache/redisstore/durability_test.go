@@ -1,0 +1,273 @@
+package redisstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/fxsession/fxsession/cache"
+	"github.com/fxsession/fxsession/cache/redisstore"
+	"github.com/fxsession/fxsession/internal/testserver"
+)
+
+// replicaTimeout is the durability mode's wait in these tests.
+const replicaTimeout = 300 * time.Millisecond
+
+// expectTooFewReplicas checks that err is the durability mode's refusal and that
+// it came within the replica timeout (and some slack for a loaded machine).
+func expectTooFewReplicas(t *testing.T, what string, err error, took time.Duration) {
+	t.Helper()
+	if !errors.Is(err, cache.ErrUnavailable) || !strings.Contains(fmt.Sprint(err), "replicas") {
+		t.Fatalf("%s with the replica paused: %v, want an error matching ErrUnavailable about replicas", what, err)
+	}
+	if took < replicaTimeout-10*time.Millisecond || took > replicaTimeout+1500*time.Millisecond {
+		t.Fatalf("%s with the replica paused failed after %v; the replica timeout is %v", what, took, replicaTimeout)
+	}
+	t.Logf("%s with the replica paused failed after %v: %v", what, took, err)
+}
+
+// eventually retries f until it succeeds or 15 s passed.
+func eventually(t *testing.T, what string, f func() error) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		err := f()
+		if err == nil {
+			return time.Since(start)
+		}
+		if time.Since(start) > 15*time.Second {
+			t.Fatalf("%s: still failing after 15 s: %v", what, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestDurability: a master with one replica, the replica paused (SIGSTOP). In
+// the durability mode a write, a delete and a create fail with ErrUnavailable
+// within the replica timeout (having been applied on the master all the same,
+// as documented); a version conflict is still a conflict; a store without the
+// mode goes on writing. Resumed, the same store writes again.
+func TestDurability(t *testing.T) {
+	master, replica := startReplicated(t)
+	c := testClient(t, master)
+	ctx := t.Context()
+	s := newStore(t, c, redisstore.Options{Namespace: "dur", MinReplicas: 1, ReplicaTimeout: replicaTimeout})
+	plain := newStore(t, c, redisstore.Options{Namespace: "dur"})
+
+	v := try(s.Write(ctx, "k", cache.Write{Create: true, Fields: set("f", "1"), AddTags: []string{"u"}})).must(t)
+	try(s.Write(ctx, "gone", cache.Write{Create: true})).must(t)
+
+	if err := replica.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err := s.Write(ctx, "k", cache.Write{Fields: []cache.FieldWrite{cache.SetIf("f", []byte("2"), v)}})
+	expectTooFewReplicas(t, "Write", err, time.Since(start))
+	// The write reached the master: a failover could now lose it, which is why it
+	// was not acknowledged.
+	rec := try(plain.Read(ctx, "k")).must(t)
+	if f, _ := rec.Field("f"); string(f.Value) != "2" {
+		t.Fatalf("the unacknowledged write is not on the master: f = %q", f.Value)
+	}
+	start = time.Now()
+	_, err = s.Write(ctx, "n", cache.Write{Create: true, Fields: set("f", "1")})
+	expectTooFewReplicas(t, "Create", err, time.Since(start))
+	start = time.Now()
+	_, err = s.Delete(ctx, "gone")
+	expectTooFewReplicas(t, "Delete", err, time.Since(start))
+	start = time.Now()
+	_, err = s.DeleteMany(ctx, []string{"n"})
+	expectTooFewReplicas(t, "DeleteMany", err, time.Since(start))
+	// A failed condition wrote nothing: it is a conflict, whatever the replicas.
+	if _, err := s.Write(ctx, "k", cache.Write{Fields: []cache.FieldWrite{cache.SetIf("f", []byte("3"), v)}}); !errors.Is(err, cache.ErrConflict) {
+		t.Fatalf("a stale write with the replica paused: %v, want ErrConflict", err)
+	}
+	// Reads and stores without the mode are not affected.
+	try(s.Read(ctx, "k")).must(t)
+	try(plain.Write(ctx, "k", cache.Write{Fields: set("g", "1")})).must(t)
+
+	if err := replica.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	took := eventually(t, "a durable write after the resume", func() error {
+		_, err := s.Write(ctx, "k", cache.Write{Fields: set("h", "1")})
+		return err
+	})
+	t.Logf("a durable write succeeded again %v after the resume", took)
+	rec = try(s.Read(ctx, "k")).must(t)
+	if _, ok := rec.Field("h"); !ok {
+		t.Fatal("the durable write after the resume is missing")
+	}
+}
+
+// sharded is a Redis Cluster of masters with one replica each, started by the
+// test.
+type sharded struct {
+	masters, replicas []*testserver.Redis
+	ranges            [][2]int // slots of each master
+}
+
+// startSharded starts a cluster of n masters with one replica each: enough to
+// check that the durability mode waits on the node that took each part of a
+// write. (internal/testserver.StartCluster, with three masters, serves the
+// failover tests.)
+func startSharded(t *testing.T, n int) *sharded {
+	t.Helper()
+	ctx := context.Background()
+	c := &sharded{}
+	var all []*testserver.Redis
+	var buses []string
+	for i := range 2 * n {
+		r, bus := startClusterNode(t)
+		all, buses = append(all, r), append(buses, bus)
+		if i < n {
+			c.masters = append(c.masters, r)
+		} else {
+			c.replicas = append(c.replicas, r)
+		}
+	}
+	for i, m := range c.masters {
+		lo, hi := i*16384/n, (i+1)*16384/n-1
+		c.ranges = append(c.ranges, [2]int{lo, hi})
+		if err := m.Client().Do(ctx, "CLUSTER", "ADDSLOTSRANGE", lo, hi).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	host, port, _ := net.SplitHostPort(all[0].Addr())
+	for _, r := range all[1:] {
+		if err := r.Client().Do(ctx, "CLUSTER", "MEET", host, port, buses[0]).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "every node knows every other", func() error {
+		for _, r := range all {
+			nodes, err := r.Client().ClusterNodes(ctx).Result()
+			if err != nil {
+				return err
+			}
+			if got := strings.Count(strings.TrimSpace(nodes), "\n") + 1; got != len(all) {
+				return fmt.Errorf("%s knows %d nodes", r.Addr(), got)
+			}
+		}
+		return nil
+	})
+	for i, r := range c.replicas {
+		id, err := c.masters[i].Client().Do(ctx, "CLUSTER", "MYID").Text()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Client().Do(ctx, "CLUSTER", "REPLICATE", id).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, m := range c.masters {
+		waitInSync(t, m, 1, c.keyOn(t, i, func(k string) string { return k }))
+	}
+	for _, r := range all {
+		waitClusterOK(t, r)
+	}
+	return c
+}
+
+// waitFor retries check until it passes or 20 s passed.
+func waitFor(t *testing.T, what string, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not after 20 s: %v", what, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// master returns the index of the master serving slot.
+func (c *sharded) master(slot int64) int {
+	for i, r := range c.ranges {
+		if int(slot) >= r[0] && int(slot) <= r[1] {
+			return i
+		}
+	}
+	return -1
+}
+
+// keyOn returns a key whose Redis key made by mk lands on master i.
+func (c *sharded) keyOn(t *testing.T, i int, mk func(string) string) string {
+	t.Helper()
+	for n := range 1000 {
+		k := fmt.Sprintf("k%d", n)
+		slot, err := c.masters[0].Client().ClusterKeySlot(t.Context(), mk(k)).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.master(slot) == i {
+			return k
+		}
+	}
+	t.Fatalf("no key on master %d", i)
+	return ""
+}
+
+// TestDurabilityCluster: on a cluster of two masters with a replica each, the
+// durability mode sends WAIT to each node that took part of a write. With the
+// second master's replica paused, writes whose record and index entries all live
+// on the first master succeed, while a write touching the second master (its
+// record, or only a tag set there) fails with ErrUnavailable.
+func TestDurabilityCluster(t *testing.T) {
+	c := startSharded(t, 2)
+	cc := clusterClient(t, c.masters[0].Addr())
+	nodeTrips := &counter{}
+	cc.OnNewNode(func(n *redis.Client) { n.AddHook(nodeTrips) })
+	ctx := t.Context()
+	const ns = "durc"
+	s := newStore(t, cc, redisstore.Options{Namespace: ns, MinReplicas: 1, ReplicaTimeout: replicaTimeout})
+	recordKey := func(k string) string { return "fxs:" + ns + ":r:{" + k + "}" }
+	tagKey := func(k string) string { return "fxs:" + ns + ":t:{" + k + "}" }
+	on0, on1 := c.keyOn(t, 0, recordKey), c.keyOn(t, 1, recordKey)
+	tag0, tag1 := c.keyOn(t, 0, tagKey), c.keyOn(t, 1, tagKey)
+
+	for _, k := range []string{on0, on1} {
+		try(s.Write(ctx, k, cache.Write{Create: true, Fields: set("f", "1")})).must(t)
+	}
+	nodeTrips.take()
+	try(s.Write(ctx, on0, cache.Write{Fields: set("f", "2"), AddTags: []string{tag1}})).must(t)
+	pipes := nodeTrips.takePipelines()
+	t.Logf("a durable write of a record on one master and a tag on the other: %d node pipelines, sent at once", pipes)
+	if pipes != 2 {
+		t.Fatalf("%d node pipelines, want one per master", pipes)
+	}
+
+	if err := c.replicas[1].Pause(); err != nil {
+		t.Fatal(err)
+	}
+	try(s.Write(ctx, on0, cache.Write{Fields: set("f", "3"), AddTags: []string{tag0}})).must(t)
+	start := time.Now()
+	_, err := s.Write(ctx, on1, cache.Write{Fields: set("f", "3")})
+	expectTooFewReplicas(t, "Write of a record on the second master", err, time.Since(start))
+	start = time.Now()
+	_, err = s.Write(ctx, on0, cache.Write{AddTags: []string{tag1}})
+	expectTooFewReplicas(t, "Write of a record on the first master tagged on the second", err, time.Since(start))
+	try(s.Delete(ctx, on0)).must(t)
+	start = time.Now()
+	_, err = s.Delete(ctx, on1)
+	expectTooFewReplicas(t, "Delete on the second master", err, time.Since(start))
+
+	if err := c.replicas[1].Resume(); err != nil {
+		t.Fatal(err)
+	}
+	took := eventually(t, "a durable write on the second master after the resume", func() error {
+		_, err := s.Write(ctx, on1, cache.Write{Create: true, Fields: set("f", "4")})
+		return err
+	})
+	t.Logf("durable writes on the second master succeed again %v after the resume", took)
+}

@@ -8,6 +8,9 @@ import (
 	"net/netip"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/fxsession/fxsession/cache"
 )
 
@@ -165,6 +168,16 @@ type Config struct {
 	// 1024). A listener that cannot keep up never blocks a request: events
 	// beyond the buffer are dropped, and counted in the log.
 	EventBuffer int
+
+	// MeterProvider switches on OpenTelemetry metrics (sessions started,
+	// resumed, renewed, destroyed by reason, expired; commits; Update conflicts
+	// and retries; objects decoded; bytes read and written; store latency by
+	// operation and backend). Nil, the default: off, at no cost.
+	MeterProvider metric.MeterProvider
+	// TracerProvider switches on OpenTelemetry traces: a span for the resume,
+	// for each commit and for each store call, children of the request's span.
+	// Nil, the default: off, at no cost.
+	TracerProvider trace.TracerProvider
 
 	// Development makes misuse fail loudly: using the session on a [Stateless]
 	// route returns ErrStateless instead of logging a warning.

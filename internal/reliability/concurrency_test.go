@@ -16,7 +16,7 @@ func TestPerObjectWrites(t *testing.T) {
 	rounds := pick(20, 200)
 	for _, kind := range storeKinds {
 		t.Run(kind, func(t *testing.T) {
-			sh := newShop(t, shopConfig{Backend: sharedBackends(t, kind, 1)[0]})
+			sh := newShop(t, shopConfig{Store: sharedStores(t, kind, 1)[0]})
 			v := &visitor{}
 			mustStatus(t, v.serve(sh.Handler, "POST", "/put?k=init&v=1"), 200, "start")
 			start := time.Now()
@@ -65,8 +65,8 @@ func TestConcurrentUpdates(t *testing.T) {
 	rounds := pick(2, 10)
 	for _, kind := range storeKinds {
 		t.Run(kind, func(t *testing.T) {
-			backends := sharedBackends(t, kind, 2)
-			apps := []*shop{newShop(t, shopConfig{Backend: backends[0]}), newShop(t, shopConfig{Backend: backends[1]})}
+			backends := sharedStores(t, kind, 2)
+			apps := []*shop{newShop(t, shopConfig{Store: backends[0]}), newShop(t, shopConfig{Store: backends[1]})}
 			start := time.Now()
 			for round := range rounds {
 				v := &visitor{}

@@ -18,7 +18,7 @@
 // JSON line there; ./tablegen turns those lines into the table of
 // docs/reliability.md.
 //
-// [Counting] is the one helper other tests may reuse: a [cache.Backend]
+// [Counting] is the one helper other tests may reuse: a [cache.Store]
 // decorator that counts the calls reaching the store, to prove that hostile
 // input is refused before any store access.
 package reliability

@@ -12,12 +12,13 @@ import (
 // Counting shows which calls reach the store: here one write and one read.
 func ExampleCounting() {
 	ctx := context.Background()
-	mem := memstore.New(memstore.Options{JanitorInterval: -1})
+	mem := memstore.New(memstore.Options{})
 	defer mem.Close()
 	store := reliability.NewCounting(mem)
 
-	_, _ = store.Set(ctx, cache.Item{Key: "k", Value: []byte("v")})
-	e, _ := store.Get(ctx, "k")
-	fmt.Println(string(e.Value), store.Reads(), store.Writes())
+	_, _ = store.Write(ctx, "k", cache.Write{Create: true, Fields: []cache.FieldWrite{cache.Set("f", []byte("v"))}})
+	rec, _ := store.Read(ctx, "k")
+	f, _ := rec.Field("f")
+	fmt.Println(string(f.Value), store.Reads(), store.Writes())
 	// Output: v 1 1
 }

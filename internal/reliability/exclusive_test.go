@@ -22,8 +22,8 @@ func exclusiveServers(t *testing.T, kind string, lockWait time.Duration) (send f
 	cfg := session.Config{LockWait: lockWait}
 	switch kind {
 	case "memory":
-		b := memBackend(t)
-		apps := []*shop{newShop(t, shopConfig{Backend: b, Session: cfg}), newShop(t, shopConfig{Backend: b, Session: cfg})}
+		b := memStore(t)
+		apps := []*shop{newShop(t, shopConfig{Store: b, Session: cfg}), newShop(t, shopConfig{Store: b, Session: cfg})}
 		return func(v *visitor, i int, method, target string) reply {
 			return v.serve(apps[i%2].Handler, method, target)
 		}, 1
@@ -103,7 +103,7 @@ func TestExclusiveConcurrentAdds(t *testing.T) {
 // place), and read-only and cookieless requests that never lock.
 func TestExclusiveLock(t *testing.T) {
 	const ttl = 1500 * time.Millisecond
-	mem := memBackend(t)
+	mem := memStore(t)
 	counting := reliability.NewCounting(mem)
 	var handled []error
 	var hmu sync.Mutex
@@ -117,7 +117,7 @@ func TestExclusiveLock(t *testing.T) {
 			apiError(w, err)
 		},
 	}
-	sh := newShop(t, shopConfig{Backend: counting, Session: cfg})
+	sh := newShop(t, shopConfig{Store: counting, Session: cfg})
 
 	// A cookieless request through Exclusive starts a session without locking.
 	v := &visitor{}

@@ -22,17 +22,17 @@ import (
 // again the same process writes again.
 func TestFileDiskFull(t *testing.T) {
 	dir := mountTmpfs(t, "1m")
-	backend := fileBackend(t, dir)
-	sh := newShop(t, shopConfig{Backend: backend})
+	backend := fileStore(t, dir)
+	sh := newShop(t, shopConfig{Store: backend})
 	ctx := context.Background()
 	v := &visitor{}
 	for i := range 3 {
 		mustStatus(t, v.serve(sh.Handler, "POST", fmt.Sprintf("/basket/update?sku=s%d&note_kb=4", i)), 200, "add")
 	}
-	if _, err := backend.Set(ctx, cache.Item{Key: "plain", Value: []byte("previous")}); err != nil {
+	if _, err := backend.Write(ctx, "plain", cache.Write{Create: true, Fields: valueField([]byte("previous"))}); err != nil {
 		t.Fatal(err)
 	}
-	before := storedEntry(t, backend, ":e:scope:"+basketKey)
+	_, before := storedField(t, backend, basketField)
 
 	// Fill the disk with a ballast file.
 	ballast := filepath.Join(dir, "ballast")
@@ -64,7 +64,7 @@ func TestFileDiskFull(t *testing.T) {
 	if r := fresh.serve(sh.Handler, "POST", "/basket/update?sku=tea&note_kb=4"); r.Status != 503 || fresh.Cookie() != "" {
 		t.Fatalf("a new session on a full disk: %v, cookie %q; want 503 and no cookie", r, fresh.Cookie())
 	}
-	_, setErr := backend.Set(ctx, cache.Item{Key: "plain", Value: make([]byte, 64<<10)})
+	_, setErr := backend.Write(ctx, "plain", cache.Write{Fields: valueField(make([]byte, 64<<10))})
 	if !errors.Is(setErr, cache.ErrUnavailable) || !strings.Contains(setErr.Error(), want) {
 		t.Fatalf("a store write on a full disk: %v", setErr)
 	}
@@ -73,10 +73,11 @@ func TestFileDiskFull(t *testing.T) {
 	if n := r.Int(t, "count"); n != 3 {
 		t.Fatalf("the basket read on a full disk holds %d, want 3", n)
 	}
-	if e, err := backend.Get(ctx, "plain"); err != nil || string(e.Value) != "previous" {
-		t.Fatalf("the previous value on a full disk: %q, %v", e.Value, err)
+	rec, err := backend.Read(ctx, "plain")
+	if f, _ := rec.Field("v"); err != nil || string(f.Value) != "previous" {
+		t.Fatalf("the previous value on a full disk: %q, %v", f.Value, err)
 	}
-	if after := storedEntry(t, backend, ":e:scope:"+basketKey); after.Version != before.Version {
+	if _, after := storedField(t, backend, basketField); after.Version != before.Version {
 		t.Fatal("the stored basket changed on a full disk")
 	}
 	tmp := 0

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -68,9 +69,28 @@ func parseGenValue(b []byte) (k, gen int, err error) {
 
 func genKey(k int) string { return "entry-" + strconv.Itoa(k) }
 
+// The fields of a generation record: the checksummed value, and its generation
+// on its own, which must always match the value's (a write sets both at once).
+const (
+	genField = "v"
+	genNum   = "n"
+)
+
+// genFields are the field writes of generation gen of key k; with expect > 0 the
+// value is written only if its version is still expect.
+func genFields(k, gen int, expect cache.Version) []cache.FieldWrite {
+	v := cache.Set(genField, genValue(k, gen))
+	if expect > 0 {
+		v = cache.SetIf(genField, genValue(k, gen), expect)
+	}
+	return []cache.FieldWrite{v, cache.Set(genNum, []byte(strconv.Itoa(gen)))}
+}
+
 // childFileWriter is the writer process: it writes generation 1, 2, ... of keys
-// 0..K-1 in turn (Set, CompareAndSet and SetMany in rotation), W writes in all,
-// and prints "ack K GEN" after each write returned.
+// 0..K-1 in turn, W writes in all, each setting both fields of the record, in
+// rotation: unconditionally; as a compare-and-set of the value's version read
+// just before; and with a tag change and a new expiry. It prints "ack K GEN"
+// after each write returned.
 func childFileWriter() error {
 	dir := os.Getenv(envDir)
 	keys, _ := strconv.Atoi(os.Getenv(envKeys))
@@ -86,17 +106,24 @@ func childFileWriter() error {
 	out.Flush()
 	for w := range writes {
 		k, gen := w%keys, 1+w/keys
-		it := cache.Item{Key: genKey(k), Value: genValue(k, gen), Tags: []string{"gen"}}
+		key := genKey(k)
 		switch w % 3 {
 		case 0:
-			_, err = s.Set(ctx, it)
+			_, err = s.Write(ctx, key, cache.Write{Fields: genFields(k, gen, 0)})
 		case 1:
-			var e cache.Entry
-			if e, err = s.Get(ctx, it.Key); err == nil {
-				_, err = s.CompareAndSet(ctx, it, e.Version)
+			var rec cache.Record
+			if rec, err = s.Read(ctx, key, genField); err == nil {
+				f, _ := rec.Field(genField)
+				_, err = s.Write(ctx, key, cache.Write{Fields: genFields(k, gen, f.Version)})
 			}
 		case 2:
-			err = s.SetMany(ctx, []cache.Item{it})
+			parity := []string{"even", "odd"}
+			_, err = s.Write(ctx, key, cache.Write{
+				Fields:     genFields(k, gen, 0),
+				AddTags:    []string{parity[gen%2]},
+				RemoveTags: []string{parity[1-gen%2]},
+				Expires:    time.Now().Add(24*time.Hour + time.Duration(gen)*time.Second),
+			})
 		}
 		if err != nil {
 			return fmt.Errorf("write %d: %w", w, err)
@@ -116,8 +143,9 @@ func child(t testing.TB, role string, env ...string) *exec.Cmd {
 }
 
 // TestFileWriterKilled: a writer process is killed with SIGKILL in the middle
-// of 1,000 writes (at a random point); every entry is then either its old or its
-// new value, checksummed whole, and nothing acknowledged is lost.
+// of 1,000 writes (at a random point); every record is then either its old or
+// its new generation, both fields of the same one (a write is atomic), the value
+// checksummed whole, and nothing acknowledged is lost.
 func TestFileWriterKilled(t *testing.T) {
 	const keys, writes = 50, 1000
 	rounds := pick(1, 10)
@@ -132,7 +160,7 @@ func TestFileWriterKilled(t *testing.T) {
 		}
 		ctx := context.Background()
 		for k := range keys {
-			if _, err := s.Set(ctx, cache.Item{Key: genKey(k), Value: genValue(k, 0), Tags: []string{"gen"}}); err != nil {
+			if _, err := s.Write(ctx, genKey(k), cache.Write{Create: true, Fields: genFields(k, 0, 0), AddTags: []string{"gen"}}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -185,19 +213,27 @@ func TestFileWriterKilled(t *testing.T) {
 			t.Fatal(err)
 		}
 		for k := range keys {
-			e, err := s.Get(ctx, genKey(k))
+			rec, err := s.Read(ctx, genKey(k))
 			if err != nil {
 				t.Fatalf("round %d: %s lost after the kill: %v", round, genKey(k), err)
 			}
-			gk, gen, err := parseGenValue(e.Value)
+			value, _ := rec.Field(genField)
+			num, _ := rec.Field(genNum)
+			gk, gen, err := parseGenValue(value.Value)
 			if err != nil || gk != k {
 				t.Fatalf("round %d: %s holds a bad value (key %d): %v", round, genKey(k), gk, err)
 			}
 			if gen < acked[k] || gen > acked[k]+1 {
 				t.Fatalf("round %d: %s is at generation %d, acknowledged %d", round, genKey(k), gen, acked[k])
 			}
-			if string(e.Value) != string(genValue(k, gen)) {
+			if string(value.Value) != string(genValue(k, gen)) {
 				t.Fatalf("round %d: %s generation %d differs from what was written", round, genKey(k), gen)
+			}
+			if string(num.Value) != strconv.Itoa(gen) || num.Version != value.Version || len(rec.Fields) != 2 {
+				t.Fatalf("round %d: %s holds the value of generation %d and the number %q (versions %d, %d; %d fields): not one write", round, genKey(k), gen, num.Value, value.Version, num.Version, len(rec.Fields))
+			}
+			if !slices.Contains(rec.Tags, "gen") {
+				t.Fatalf("round %d: %s lost its tag: %q", round, genKey(k), rec.Tags)
 			}
 			if gen > 0 {
 				advanced++
@@ -207,7 +243,7 @@ func TestFileWriterKilled(t *testing.T) {
 			}
 		}
 		all := 0
-		for _, err := range s.All(ctx) {
+		for _, err := range s.Keys(ctx) {
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -222,7 +258,7 @@ func TestFileWriterKilled(t *testing.T) {
 		}
 		s.Close()
 		if all != keys || tagged != keys {
-			t.Fatalf("round %d: All yields %d entries, Tagged %d; want %d", round, all, tagged, keys)
+			t.Fatalf("round %d: Keys yields %d records, Tagged %d; want %d", round, all, tagged, keys)
 		}
 		if c := logs.Matching("corrupt"); len(c) > 0 {
 			t.Fatalf("round %d: the store met corrupt files: %v", round, c)
@@ -236,11 +272,11 @@ func TestFileWriterKilled(t *testing.T) {
 	}
 	record(t, figure{
 		Area:   "Faults",
-		Check:  "file store: a writer process (Set, CompareAndSet, SetMany in turn; values 1–48 KiB with their own SHA-256) killed with SIGKILL at a random point of 1,000 writes over 50 keys; each entry then checked whole, old or new",
+		Check:  "file store: a writer process (writes of two fields per record — a value of 1–48 KiB with its own SHA-256, and its generation — unconditional, compare-and-set on the value's version, and with a tag change and a new expiry, in turn) killed with SIGKILL at a random point of 1,000 writes over 50 records; each record then checked whole, old or new",
 		Amount: fmt.Sprintf("%d kill(s), %d acknowledged writes before the kills", rounds, totalAcked),
 		Measured: joinf(
-			fmt.Sprintf("%d/%d entries readable and checksummed", rounds*keys, rounds*keys),
-			"0 torn, 0 corrupt-file warnings, 0 acknowledged writes lost",
+			fmt.Sprintf("%d/%d records readable, checksummed, both fields of one generation", rounds*keys, rounds*keys),
+			"0 torn, 0 half-applied writes, 0 corrupt-file warnings, 0 acknowledged writes lost",
 			fmt.Sprintf("%d unacknowledged in-flight writes landed whole", inFlightLanded),
 			fmt.Sprintf("%d stray temp files left for GC", leftovers),
 		),
@@ -251,14 +287,17 @@ func TestFileWriterKilled(t *testing.T) {
 
 // fsizeResult is what the fsize child reports.
 type fsizeResult struct {
-	OverwriteErr   string `json:"overwrite_err"`
-	OverwriteUnav  bool   `json:"overwrite_unavailable"`
-	NewErr         string `json:"new_err"`
-	NewUnav        bool   `json:"new_unavailable"`
-	OldAfter       string `json:"old_after"`
-	SmallWriteErr  string `json:"small_write_err"`
-	SessionLikeErr string `json:"setmany_err"`
+	OverwriteErr  string `json:"overwrite_err"`
+	OverwriteUnav bool   `json:"overwrite_unavailable"`
+	NewErr        string `json:"new_err"`
+	NewUnav       bool   `json:"new_unavailable"`
+	OldAfter      string `json:"old_after"`
+	SmallWriteErr string `json:"small_write_err"`
+	ManyErr       string `json:"many_err"`
 }
+
+// value writes of one field.
+func valueField(b []byte) []cache.FieldWrite { return []cache.FieldWrite{cache.Set("v", b)} }
 
 // childFileSize runs with RLIMIT_FSIZE set: no file may grow past the limit,
 // so writing a value larger than that fails with EFBIG, as a write to a full
@@ -277,19 +316,21 @@ func childFileSize() error {
 	ctx := context.Background()
 	big := make([]byte, 4*limit)
 	var res fsizeResult
-	_, err = s.Set(ctx, cache.Item{Key: "old", Value: big})
+	_, err = s.Write(ctx, "old", cache.Write{Fields: valueField(big)})
 	res.OverwriteErr, res.OverwriteUnav = errText(err), errors.Is(err, cache.ErrUnavailable)
-	_, err = s.Set(ctx, cache.Item{Key: "new", Value: big})
+	_, err = s.Write(ctx, "new", cache.Write{Create: true, Fields: valueField(big)})
 	res.NewErr, res.NewUnav = errText(err), errors.Is(err, cache.ErrUnavailable)
-	err = s.SetMany(ctx, []cache.Item{{Key: "many-1", Value: big}, {Key: "many-2", Value: []byte("small")}})
-	res.SessionLikeErr = errText(err)
-	e, err := s.Get(ctx, "old")
+	// A session-like record: a large field beside a small one, in one write.
+	_, err = s.Write(ctx, "many", cache.Write{Create: true, Fields: []cache.FieldWrite{cache.Set("big", big), cache.Set("small", []byte("small"))}, AddTags: []string{"t"}})
+	res.ManyErr = errText(err)
+	rec, err := s.Read(ctx, "old")
 	if err != nil {
 		res.OldAfter = "error: " + err.Error()
 	} else {
-		res.OldAfter = string(e.Value)
+		f, _ := rec.Field("v")
+		res.OldAfter = string(f.Value)
 	}
-	_, err = s.Set(ctx, cache.Item{Key: "small", Value: []byte("fits")})
+	_, err = s.Write(ctx, "small", cache.Write{Create: true, Fields: valueField([]byte("fits"))})
 	res.SmallWriteErr = errText(err)
 	return json.NewEncoder(os.Stdout).Encode(res)
 }
@@ -308,8 +349,8 @@ func errText(err error) string {
 func TestFileFull(t *testing.T) {
 	const limit = 16 << 10
 	dir := t.TempDir()
-	s := fileBackend(t, dir)
-	if _, err := s.Set(context.Background(), cache.Item{Key: "old", Value: []byte("previous value")}); err != nil {
+	s := fileStore(t, dir)
+	if _, err := s.Write(context.Background(), "old", cache.Write{Create: true, Fields: valueField([]byte("previous value"))}); err != nil {
 		t.Fatal(err)
 	}
 	cmd := child(t, "fsize", envDir+"="+dir, envLimit+"="+strconv.Itoa(limit))
@@ -326,7 +367,7 @@ func TestFileFull(t *testing.T) {
 		t.Fatalf("child said %q: %v", out, err)
 	}
 	t.Logf("child: %+v", res)
-	for what, e := range map[string]string{"overwrite": res.OverwriteErr, "new entry": res.NewErr, "SetMany": res.SessionLikeErr} {
+	for what, e := range map[string]string{"overwrite": res.OverwriteErr, "new record": res.NewErr, "new record of two fields and a tag": res.ManyErr} {
 		if !strings.Contains(e, "file too large") {
 			t.Errorf("%s past the limit: error %q does not say why", what, e)
 		}
@@ -341,11 +382,17 @@ func TestFileFull(t *testing.T) {
 		t.Errorf("a write that fits failed: %s", res.SmallWriteErr)
 	}
 	ctx := context.Background()
-	if e, err := s.Get(ctx, "old"); err != nil || string(e.Value) != "previous value" {
-		t.Fatalf("previous value read by another process: %q, %v", e.Value, err)
+	rec, err := s.Read(ctx, "old")
+	if f, _ := rec.Field("v"); err != nil || string(f.Value) != "previous value" {
+		t.Fatalf("previous value read by another process: %q, %v", f.Value, err)
 	}
-	if ok, err := s.Has(ctx, "new"); err != nil || ok {
-		t.Fatalf("the refused new entry exists: %v, %v", ok, err)
+	for _, key := range []string{"new", "many"} {
+		if _, err := s.Read(ctx, key); !errors.Is(err, cache.ErrNotFound) {
+			t.Fatalf("the refused new record %q: %v, want it absent", key, err)
+		}
+	}
+	for k, err := range s.Tagged(ctx, "t") {
+		t.Fatalf("the refused record's tag lists %q (%v)", k, err)
 	}
 	tmp := 0
 	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
@@ -359,8 +406,8 @@ func TestFileFull(t *testing.T) {
 	}
 	record(t, figure{
 		Area:     "Faults",
-		Check:    "file store: writes past the space left (child process with RLIMIT_FSIZE 16 KiB: EFBIG) — overwrite, new entry, SetMany",
+		Check:    "file store: writes past the space left (child process with RLIMIT_FSIZE 16 KiB: EFBIG) — overwrite, new record, new record of a large and a small field with a tag",
 		Amount:   "3 refused writes, 1 write that fits",
-		Measured: fmt.Sprintf("error %q matches cache.ErrUnavailable; previous value intact; refused entry absent; 0 temp files left", tidy(res.OverwriteErr, dir)),
+		Measured: fmt.Sprintf("error %q matches cache.ErrUnavailable; previous value intact; refused records absent, their tag unlisted; 0 temp files left", tidy(res.OverwriteErr, dir)),
 	})
 }

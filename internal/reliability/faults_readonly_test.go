@@ -1,8 +1,10 @@
 package reliability_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/fxsession/fxsession/cache"
 	"github.com/fxsession/fxsession/cache/filestore"
+	"github.com/fxsession/fxsession/session"
 )
 
 // mountTmpfs mounts a tmpfs of the given size ("1m") on a fresh folder and
@@ -70,12 +73,14 @@ func unwritableFolder(t testing.TB) (dir string, lock, unlock func(), how string
 
 // TestFileUnwritable: when the session folder becomes unwritable, requests that
 // write answer 503 with an error that says why (and matches
-// cache.ErrUnavailable), requests that only read still see the previous data, and
-// once the folder is writable again the same process writes again.
+// cache.ErrUnavailable), requests that only read still see the previous data, a
+// store opened on the folder meanwhile (another process starting) reads the
+// session and fails its writes the same way, and once the folder is writable
+// again the same process writes again.
 func TestFileUnwritable(t *testing.T) {
 	dir, lock, unlock, how := unwritableFolder(t)
-	backend := fileBackend(t, dir)
-	sh := newShop(t, shopConfig{Backend: backend})
+	backend := fileStore(t, dir)
+	sh := newShop(t, shopConfig{Store: backend})
 	v := &visitor{}
 	for range 3 {
 		mustStatus(t, v.serve(sh.Handler, "POST", "/basket/update?sku=tea"), 200, "add")
@@ -119,9 +124,20 @@ func TestFileUnwritable(t *testing.T) {
 	if got := v.serve(sh.Handler, "GET", "/bag/prefs").JSON(t)["lang"]; got != "de" {
 		t.Fatalf("bag read from an unwritable folder: %v", got)
 	}
-	_, openErr := filestore.Open(filestore.Options{Dir: dir, Namespace: "rel"})
-	if !errors.Is(openErr, cache.ErrUnavailable) || !strings.Contains(openErr.Error(), want) {
-		t.Fatalf("filestore.Open on the unwritable folder: %v", openErr)
+	// Another process opening the folder now: the file store opens a folder it
+	// may only read (reads work, writes fail saying why).
+	other, err := filestore.Open(filestore.Options{Dir: dir, Namespace: "rel", Logger: slog.New(&logSink{})})
+	if err != nil {
+		t.Fatalf("filestore.Open on the unwritable folder: %v; want it open for reads", err)
+	}
+	defer other.Close()
+	ref := v.Cookie()[:session.RefLength]
+	if rec, err := sessionRecords(t, other).Read(context.Background(), ref); err != nil || len(rec.Fields) == 0 {
+		t.Fatalf("reading the session through a store opened on the unwritable folder: %v", err)
+	}
+	_, openWriteErr := sessionRecords(t, other).Write(context.Background(), ref, cache.Write{Fields: []cache.FieldWrite{cache.Set("v:x", []byte{0xc0})}})
+	if !errors.Is(openWriteErr, cache.ErrUnavailable) || !strings.Contains(openWriteErr.Error(), want) {
+		t.Fatalf("a write through a store opened on the unwritable folder: %v", openWriteErr)
 	}
 
 	unlock()
@@ -134,14 +150,14 @@ func TestFileUnwritable(t *testing.T) {
 	record(t, figure{
 		Area:   "Faults",
 		Check:  "file store: the session folder becomes unwritable (" + how + ") under a running app",
-		Amount: "1 add to an existing session, 1 new session, 3 reads (one on a session.ReadOnly route), 1 filestore.Open, then recovery",
+		Amount: "1 add to an existing session, 1 new session, 3 reads (one on a session.ReadOnly route), 1 filestore.Open with a read and a write, then recovery",
 		Measured: joinf(
 			fmt.Sprintf("writes answer 503 %s", addErr),
 			"routes without session use 200",
 			"reads: previous basket (3) and bag intact",
 			"no cookie for the unsaved session",
 			"writable again: next add 200 without restart",
-			"filestore.Open refuses the folder: "+tidy(openErr.Error(), dir),
+			"filestore.Open of the folder by another process opens it for reads: the session reads, a write fails: "+tidy(openWriteErr.Error(), dir),
 		),
 	})
 }

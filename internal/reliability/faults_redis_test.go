@@ -325,7 +325,7 @@ func TestRedisFaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sh := newShop(t, shopConfig{Backend: store})
+	sh := newShop(t, shopConfig{Store: store})
 	srv := httptest.NewServer(sh.Handler)
 	tg := shopTarget(t, "test shop", []string{srv.URL})
 	tr := tg.hc.Transport.(*http.Transport)

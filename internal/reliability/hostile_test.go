@@ -2,7 +2,6 @@ package reliability_test
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
@@ -24,19 +23,34 @@ import (
 
 const b64url = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
-// randomID is a well-formed session ID the server never issued.
+// randomID is a well-formed session ID the server never issued: a 16-byte
+// selector and a 32-byte verifier, each in unpadded base64url.
 func randomID() string {
-	var b [32]byte
-	_, _ = rand.Read(b[:])
-	return base64.RawURLEncoding.EncodeToString(b[:])
+	var sel [16]byte
+	var ver [32]byte
+	_, _ = rand.Read(sel[:])
+	_, _ = rand.Read(ver[:])
+	return base64.RawURLEncoding.EncodeToString(sel[:]) + base64.RawURLEncoding.EncodeToString(ver[:])
 }
 
-// wellFormed is the test's own oracle for a session ID: 43 characters of
-// strict (canonical) unpadded base64url holding 32 bytes.
+// wellFormed is the test's own oracle for a session ID: 65 characters of
+// strict (canonical) unpadded base64url, a 22-character selector holding 16
+// bytes and a 43-character verifier holding 32.
 func wellFormed(v string) bool {
-	b, err := base64.RawURLEncoding.Strict().DecodeString(v)
-	return err == nil && len(b) == 32 && len(v) == 43
+	if len(v) != 65 {
+		return false
+	}
+	sel, err1 := base64.RawURLEncoding.Strict().DecodeString(v[:22])
+	ver, err2 := base64.RawURLEncoding.Strict().DecodeString(v[22:])
+	return err1 == nil && err2 == nil && len(sel) == 16 && len(ver) == 32
 }
+
+// The last character of each part of an ID, and how many of its low bits the
+// part leaves unused (they must be zero in the canonical form).
+const (
+	selectorEnd, selectorPad = 21, 4
+	verifierEnd, verifierPad = 64, 2
+)
 
 // presentedID returns the first well-formed value of a cookie called name in
 // the Cookie header lines, as RFC 6265 reads them (pairs split at ";", spaces and
@@ -55,6 +69,13 @@ func presentedID(lines []string, name string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// expiresCookie reports whether the Set-Cookie headers of h are exactly one,
+// expiring the session cookie (no value, Max-Age=0).
+func expiresCookie(h http.Header) bool {
+	cs := (&http.Response{Header: h}).Cookies()
+	return len(cs) == 1 && cs[0].Name == cookieName && cs[0].Value == "" && cs[0].MaxAge < 0
 }
 
 // cookieGen builds Cookie header lines of every kind.
@@ -88,21 +109,25 @@ func (g *cookieGen) malformedValue() string {
 	case 0:
 		return ""
 	case 1:
-		return id[:g.rng.IntN(43)]
+		return id[:g.rng.IntN(len(id))]
 	case 2:
 		return id + g.b64(1+g.rng.IntN(3))
 	case 3:
 		return id + "="
 	case 4: // one character outside base64url
 		b := []byte(id)
-		b[g.rng.IntN(43)] = g.pickChar("+/=.~!*'()%$&,:@[]{} \"\\\x00\x01\x7f")
+		b[g.rng.IntN(len(b))] = g.pickChar("+/=.~!*'()%$&,:@[]{} \"\\\x00\x01\x7f")
 		return string(b)
-	case 5: // canonical form broken: the last character's unused bits set
+	case 5: // canonical form broken: the unused bits of a part's last character set
 		b := []byte(id)
+		end, pad := selectorEnd, selectorPad
+		if g.rng.IntN(2) == 0 {
+			end, pad = verifierEnd, verifierPad
+		}
 		for {
 			c := g.pickChar(b64url)
-			if strings.IndexByte(b64url, c)&3 != 0 {
-				b[42] = c
+			if strings.IndexByte(b64url, c)&(1<<pad-1) != 0 {
+				b[end] = c
 				return string(b)
 			}
 		}
@@ -143,7 +168,12 @@ func (g *cookieGen) header(kind string) []string {
 		value = randomID()
 	case kindMutated:
 		b := []byte(g.real[g.rng.IntN(len(g.real))])
-		i := g.rng.IntN(42) // the last character is kept canonical
+		// Any character but the last of each part (kept canonical): a changed
+		// selector names no record, a changed verifier does not open it.
+		i := g.rng.IntN(verifierEnd - 1)
+		if i >= selectorEnd {
+			i++
+		}
 		for c := b[i]; c == b[i]; {
 			b[i] = g.pickChar(b64url)
 		}
@@ -180,21 +210,22 @@ func (g *cookieGen) header(kind string) []string {
 
 // TestHostileCookies: random well-formed and malformed cookies through the
 // middleware (with a route that reads the session). A malformed cookie costs no
-// store access at all; a well-formed unknown one costs exactly one read and no
-// write; none is adopted as a session (no cookie set, nothing stored); memory
+// store access at all and gets no Set-Cookie; a well-formed unknown one costs
+// exactly one read and no write, and its response only expires the cookie;
+// none is adopted as a session (no session cookie set, nothing stored); memory
 // stays flat. Live IDs (1%) are the control that adoption would be seen.
 func TestHostileCookies(t *testing.T) {
 	total := pick(10_000, 100_000)
-	mem := memBackend(t)
+	mem := memStore(t)
 	counting := reliability.NewCounting(mem)
-	sh := newShop(t, shopConfig{Backend: counting})
+	sh := newShop(t, shopConfig{Store: counting})
 	g := &cookieGen{rng: mrand.New(mrand.NewPCG(1, 2))}
 	for range 100 {
 		v := &visitor{}
 		mustStatus(t, v.serve(sh.Handler, "POST", "/basket/update?sku=tea"), 200, "a live session")
 		g.real = append(g.real, v.Cookie())
 	}
-	entriesBefore := countEntries(t, mem)
+	recordsBefore := len(sessionKeys(t, mem))
 
 	counts := map[string]int{}
 	var heapBefore, heapAfter runtime.MemStats
@@ -234,13 +265,15 @@ func TestHostileCookies(t *testing.T) {
 					i, lines, dr, dw, started, setCookie)
 			}
 		case kind == kindReal:
-			if !started || dw != 0 {
-				t.Fatalf("request %d: the live session %s… did not resume (%s) or wrote (%d)", i, id[:6], w.Body, dw)
+			if !started || dw != 0 || setCookie != "" {
+				t.Fatalf("request %d: the live session %s… did not resume (%s), wrote (%d) or set a cookie %q", i, id[:6], w.Body, dw, setCookie)
 			}
 		default:
-			if dr != 1 || dw != 0 || started || setCookie != "" {
-				t.Fatalf("request %d: well-formed unknown ID (%s): %d reads, %d writes, started %v, Set-Cookie %q",
-					i, kind, dr, dw, started, setCookie)
+			// The ID names no live session: the response expires the cookie
+			// (so that the browser stops sending a dead ID) and sets no other.
+			if dr != 1 || dw != 0 || started || !expiresCookie(w.Header()) {
+				t.Fatalf("request %d: well-formed unknown ID (%s): %d reads, %d writes, started %v, Set-Cookie %q; want 1 read and the cookie expired",
+					i, kind, dr, dw, started, w.Header().Values("Set-Cookie"))
 			}
 		}
 	}
@@ -263,8 +296,8 @@ func TestHostileCookies(t *testing.T) {
 	if growth > 4<<20 {
 		t.Fatalf("heap grew by %d bytes over %d requests (%d → %d)", growth, total-warm, heapBefore.HeapAlloc, heapAfter.HeapAlloc)
 	}
-	if after := countEntries(t, mem); after != entriesBefore {
-		t.Fatalf("the store holds %d entries after the flood, %d before", after, entriesBefore)
+	if after := len(sessionKeys(t, mem)); after != recordsBefore {
+		t.Fatalf("the store holds %d session records after the flood, %d before", after, recordsBefore)
 	}
 	record(t, figure{
 		Area:   "Hostile input",
@@ -272,59 +305,12 @@ func TestHostileCookies(t *testing.T) {
 		Amount: fmt.Sprintf("%d requests: %d malformed, %d never issued, %d mutated, %d live", total, counts[kindMalformed], counts[kindUnknown], counts[kindMutated], counts[kindReal]),
 		Measured: joinf(
 			"malformed: 0 store calls",
-			"well-formed unknown: exactly 1 read, 0 writes each",
-			"none adopted: no Set-Cookie, no session, store entries unchanged ("+fmt.Sprint(entriesBefore)+")",
+			"well-formed unknown: exactly 1 read, 0 writes each, the cookie expired (Max-Age=0)",
+			"none adopted: no session cookie set, no session, session records unchanged ("+fmt.Sprint(recordsBefore)+")",
 			fmt.Sprintf("heap %+d bytes after %d requests (%.1f MiB → %.1f MiB, GC'd)", growth, total-warm, float64(heapBefore.HeapAlloc)/(1<<20), float64(heapAfter.HeapAlloc)/(1<<20)),
 			fmt.Sprintf("%v", took.Round(time.Millisecond)),
 		),
 	})
-}
-
-// countEntries counts the session metadata and data entries of a store built
-// by memBackend (namespace "rel").
-func countEntries(t testing.TB, b cache.Backend) int {
-	t.Helper()
-	n := 0
-	for _, ns := range []string{"meta", "data"} {
-		for _, err := range subOf(t, b, "session", ns).All(context.Background()) {
-			if err != nil {
-				t.Fatal(err)
-			}
-			n++
-		}
-	}
-	return n
-}
-
-// subOf walks down Sub namespaces.
-func subOf(t testing.TB, b cache.Backend, names ...string) cache.Backend {
-	t.Helper()
-	for _, n := range names {
-		var err error
-		if b, err = b.Sub(n); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return b
-}
-
-// storedEntry returns the session data entry whose key ends with suffix (there
-// must be exactly one).
-func storedEntry(t testing.TB, b cache.Backend, suffix string) cache.Entry {
-	t.Helper()
-	var found []cache.Entry
-	for e, err := range subOf(t, b, "session", "data").All(context.Background()) {
-		if err != nil {
-			t.Fatal(err)
-		}
-		if strings.HasSuffix(e.Key, suffix) {
-			found = append(found, e)
-		}
-	}
-	if len(found) != 1 {
-		t.Fatalf("%d stored entries end with %q", len(found), suffix)
-	}
-	return found[0]
 }
 
 // ---- oversized payloads ----
@@ -335,7 +321,7 @@ func storedEntry(t testing.TB, b cache.Backend, suffix string) cache.Entry {
 // exactly as they were.
 func TestOversizedPayloads(t *testing.T) {
 	const limit = 64 << 10
-	backend := fileBackend(t, t.TempDir())
+	backend := fileStore(t, t.TempDir())
 	var handled []error
 	cfg := session.Config{
 		MaxPayload: limit,
@@ -346,7 +332,7 @@ func TestOversizedPayloads(t *testing.T) {
 			apiError(w, err)
 		},
 	}
-	sh := newShop(t, shopConfig{Backend: backend, Session: cfg})
+	sh := newShop(t, shopConfig{Store: backend, Session: cfg})
 	v := &visitor{}
 	for i := range 6 {
 		mustStatus(t, v.serve(sh.Handler, "POST", fmt.Sprintf("/basket/update?sku=s%d&note_kb=10", i)), 200, "growing the basket")
@@ -357,10 +343,10 @@ func TestOversizedPayloads(t *testing.T) {
 	for i := range 6 {
 		mustStatus(t, v.serve(sh.Handler, "POST", fmt.Sprintf("/bag/ui?k=k%d&v=%s", i, ten)), 200, "growing a bag")
 	}
-	basket := storedEntry(t, backend, ":e:scope:"+basketKey)
-	raw := storedEntry(t, backend, ":v:big")
-	bag := storedEntry(t, backend, ":b:prefs")
-	grown := storedEntry(t, backend, ":b:ui")
+	_, basket := storedField(t, backend, basketField)
+	_, raw := storedField(t, backend, "v:big")
+	_, bag := storedField(t, backend, "b:prefs")
+	_, grown := storedField(t, backend, "b:ui")
 
 	type attempt struct{ what, method, target string }
 	var measured []string
@@ -388,10 +374,10 @@ func TestOversizedPayloads(t *testing.T) {
 	}
 	for _, c := range []struct {
 		name   string
-		before cache.Entry
-		suffix string
-	}{{"basket", basket, ":e:scope:" + basketKey}, {"raw value", raw, ":v:big"}, {"bag", bag, ":b:prefs"}, {"grown bag", grown, ":b:ui"}} {
-		after := storedEntry(t, backend, c.suffix)
+		before cache.Field
+		field  string
+	}{{"basket", basket, basketField}, {"raw value", raw, "v:big"}, {"bag", bag, "b:prefs"}, {"grown bag", grown, "b:ui"}} {
+		_, after := storedField(t, backend, c.field)
 		if after.Version != c.before.Version || !bytes.Equal(after.Value, c.before.Value) {
 			t.Fatalf("the stored %s changed: version %d → %d", c.name, c.before.Version, after.Version)
 		}
@@ -399,12 +385,12 @@ func TestOversizedPayloads(t *testing.T) {
 
 	// The same plain change with the default error handler: refused too, but
 	// answered as a generic 503.
-	plain := newShop(t, shopConfig{Backend: backend, Session: session.Config{MaxPayload: limit}})
+	plain := newShop(t, shopConfig{Store: backend, Session: session.Config{MaxPayload: limit}})
 	r = v.serve(plain.Handler, "POST", "/basket/plain?sku=s9&note_kb=10")
 	if r.Status < 400 {
 		t.Fatalf("default error handler: a too-large basket was accepted: %v", r)
 	}
-	if after := storedEntry(t, backend, ":e:scope:"+basketKey); after.Version != basket.Version {
+	if _, after := storedField(t, backend, basketField); after.Version != basket.Version {
 		t.Fatal("default error handler: the stored basket changed")
 	}
 	measured = append(measured, fmt.Sprintf("with the default ErrorHandler the plain change answers %d %q", r.Status, strings.TrimSpace(string(r.Body))))
@@ -427,7 +413,7 @@ func TestChangedType(t *testing.T) {
 	dir := t.TempDir()
 	v := &visitor{}
 	{
-		old := newShop(t, shopConfig{Backend: fileBackend(t, dir)})
+		old := newShop(t, shopConfig{Store: fileStore(t, dir)})
 		for _, target := range []string{"/basket/update?sku=tea&qty=3", "/basket/update?sku=mug", "/wish/plain?sku=pot", "/bag/prefs?k=lang&v=de", "/put?k=user&v=alice"} {
 			mustStatus(t, v.serve(old.Handler, "POST", target), 200, target)
 		}
@@ -437,7 +423,7 @@ func TestChangedType(t *testing.T) {
 	}
 	id := v.Cookie()
 
-	next := newShop(t, shopConfig{Backend: fileBackend(t, dir), V2: true})
+	next := newShop(t, shopConfig{Store: fileStore(t, dir), V2: true})
 	r := v.serve(next.Handler, "GET", "/basket")
 	mustStatus(t, r, 200, "reading the changed basket")
 	if m := r.JSON(t); m["count"] != 0.0 || m["started"] != true {

@@ -25,7 +25,7 @@ import (
 //
 // The demo (cmd/demo) lives behind an internal/ path this package cannot import,
 // so the in-process checks use this small shop, wired the same way (session.Module,
-// a cache.Backend in the graph, scope.Provide for the session-scoped types); the
+// a cache.Store in the graph, scope.Provide for the session-scoped types); the
 // checks that need the demo itself run its binary (demo_test.go).
 
 // Line is one basket line. Note pads a line to grow the basket (payload tests).
@@ -83,15 +83,20 @@ type Wishlist struct {
 // NewWishlist is Wishlist's constructor.
 func NewWishlist() *Wishlist { return &Wishlist{} }
 
-// basketKey is the storage key of both basket versions (scope.Key).
-const basketKey = "basket"
+// basketKey is the storage key of both basket versions (scope.Key), and
+// basketField the field of the session's record that holds it (an extension
+// field, "e:", of package scope, "scope:").
+const (
+	basketKey   = "basket"
+	basketField = "e:scope:" + basketKey
+)
 
 // shopBags are the attribute bags the shop registers.
 var shopBags = []string{"prefs", "ui"}
 
 // shopConfig configures newShop.
 type shopConfig struct {
-	Backend cache.Backend  // required; closed by its creator
+	Store   cache.Store    // required; closed by its creator
 	Session session.Config // Logger is filled when nil
 	V2      bool           // serve BasketV2 instead of Basket
 	Logger  *slog.Logger   // default: discards below Warn into a logSink
@@ -119,7 +124,7 @@ type tb interface {
 
 var _ tb = testing.TB(nil)
 
-// newShop builds and starts the shop's fx app on cfg.Backend; it stops when the
+// newShop builds and starts the shop's fx app on cfg.Store; it stops when the
 // test ends (or earlier with Stop).
 func newShop(t tb, cfg shopConfig) *shop {
 	t.Helper()
@@ -135,7 +140,7 @@ func newShop(t tb, cfg shopConfig) *shop {
 		fx.NopLogger,
 		fx.Supply(logger),
 		fx.Supply(cfg.Session),
-		fx.Provide(func() cache.Backend { return cfg.Backend }),
+		fx.Provide(func() cache.Store { return cfg.Store }),
 		session.Module,
 		scope.Provide(NewWishlist),
 		fx.Populate(&s.Mgr),

@@ -54,7 +54,7 @@ func (c *childTB) cleanup() {
 // body of a second (third, ...) app server process on a shared file folder or
 // Redis server. It prints "listening http://ADDR".
 func childShopServer() error {
-	var backend cache.Backend
+	var backend cache.Store
 	switch store := os.Getenv(envStore); store {
 	case "file":
 		s, err := filestore.Open(filestore.Options{Dir: os.Getenv(envDir), Namespace: "rel"})
@@ -79,7 +79,7 @@ func childShopServer() error {
 	cfg.LockWait, _ = time.ParseDuration(os.Getenv(envLockWait))
 	ctb := &childTB{}
 	defer ctb.cleanup()
-	sh := newShop(ctb, shopConfig{Backend: backend, Session: cfg})
+	sh := newShop(ctb, shopConfig{Store: backend, Session: cfg})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err

@@ -30,7 +30,7 @@ type shutdownLoad struct {
 func TestGracefulShutdown(t *testing.T) {
 	visitors := pick(16, 64)
 	dir := t.TempDir()
-	sh := newShop(t, shopConfig{Backend: fileBackend(t, dir)})
+	sh := newShop(t, shopConfig{Store: fileStore(t, dir)})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -126,7 +126,7 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 
 	// A fresh app on the same folder reads every basket.
-	next := newShop(t, shopConfig{Backend: fileBackend(t, dir)})
+	next := newShop(t, shopConfig{Store: fileStore(t, dir)})
 	total := 0
 	for i, v := range vs {
 		got := v.serve(next.Handler, "GET", "/basket").Int(t, "count")

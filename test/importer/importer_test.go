@@ -60,27 +60,28 @@ func destinations() []any {
 }
 
 // env is an fx app with a memory store, one started session holding a value, a
-// bag, flashes and a Cart, and the stored entries to overwrite.
+// bag, flashes and a Cart, and the stored fields to overwrite.
 type env struct {
-	mgr   *session.Manager
-	carts scope.Handle[*Cart]
-	clock *Clock
-	data  cache.Backend // the sessions' data namespace
-	id    string
+	mgr     *session.Manager
+	carts   scope.Handle[*Cart]
+	clock   *Clock
+	records cache.Store // the sessions' namespace: one record per session
+	id      string
+	ref     string // the session's record key (Session.Ref)
 
-	value, bag, flashes, cart cache.Entry
+	value, bag, flashes, cart cache.Field
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	backend := memstore.New(memstore.Options{JanitorInterval: -1})
+	backend := memstore.New(memstore.Options{})
 	t.Cleanup(func() { _ = backend.Close() })
 	e := &env{}
 	app := fxtest.New(t,
 		fx.NopLogger,
 		fx.Supply(slog.New(slog.DiscardHandler)), // undecodable bytes are logged
 		fx.Supply(session.Config{GCInterval: session.Never}),
-		fx.Provide(func() cache.Backend { return backend }),
+		fx.Provide(func() cache.Store { return backend }),
 		session.Module,
 		session.RegisterBag("prefs"),
 		fx.Supply(&Clock{name: "the clock"}),
@@ -125,46 +126,51 @@ func newEnv(t *testing.T) *env {
 	if e.id, err = s.ID(ctx); err != nil {
 		t.Fatal(err)
 	}
-
-	// Find the stored entries by walking the store's namespaces.
-	root, err := backend.Sub(session.DefaultNamespace)
-	if err == nil {
-		e.data, err = root.Sub("data")
+	if e.ref = s.Ref(); e.ref == "" {
+		t.Fatal("a started session without a reference")
 	}
+
+	// The session is one record of the manager's namespace, keyed by its
+	// reference; its fields are "v:<key>" for values, "b:<bag>" for bags, "f"
+	// for the flashes, "e:scope:<type>.<hash>" for session-scoped objects.
+	if e.records, err = backend.Sub(session.DefaultNamespace); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := e.records.Read(context.Background(), e.ref)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Keys are "<storage ID>:v:<key>" for values, ":b:<bag>" for bags,
-	// ":f:flashes", ":e:scope:<type>.<hash>" for session-scoped objects.
-	found := map[string]*cache.Entry{":v:value": &e.value, ":b:prefs": &e.bag, ":f:flashes": &e.flashes, ":e:scope:Cart.": &e.cart}
-	var keys []string
-	for en, err := range e.data.All(context.Background()) {
-		if err != nil {
-			t.Fatal(err)
-		}
-		keys = append(keys, en.Key)
-		for part, dst := range found {
-			if strings.Contains(en.Key, part) {
-				if dst.Key != "" {
-					t.Fatalf("two stored entries match %q: %q and %q", part, dst.Key, en.Key)
+	found := map[string]*cache.Field{"v:value": &e.value, "b:prefs": &e.bag, "f": &e.flashes, "e:scope:Cart.": &e.cart}
+	var names []string
+	for _, f := range rec.Fields {
+		names = append(names, f.Name)
+		for prefix, dst := range found {
+			if f.Name == prefix || strings.HasSuffix(prefix, ".") && strings.HasPrefix(f.Name, prefix) {
+				if dst.Name != "" {
+					t.Fatalf("two stored fields match %q: %q and %q", prefix, dst.Name, f.Name)
 				}
-				*dst = en
+				*dst = f
 			}
 		}
 	}
-	for part, dst := range found {
-		if dst.Key == "" {
-			t.Fatalf("no stored entry matches %q among %q", part, keys)
+	for prefix, dst := range found {
+		if dst.Name == "" {
+			t.Fatalf("no stored field matches %q among %q", prefix, names)
 		}
 	}
-	t.Logf("stored entries: value %q, bag %q, flashes %q, object %q", e.value.Key, e.bag.Key, e.flashes.Key, e.cart.Key)
+	t.Logf("session record %s: value %q, bag %q, flashes %q, object %q", e.ref, e.value.Name, e.bag.Name, e.flashes.Name, e.cart.Name)
 	return e
 }
 
-// store overwrites a stored entry's bytes, keeping its key and tags.
-func (e *env) store(t *testing.T, en cache.Entry, b []byte) {
+// store overwrites the bytes of fields of the session's record, in one write
+// through the store (the record's other fields and its tags stay).
+func (e *env) store(t *testing.T, b []byte, fields ...cache.Field) {
 	t.Helper()
-	if _, err := e.data.Set(context.Background(), cache.Item{Key: en.Key, Value: b, Tags: en.Tags}); err != nil {
+	var w cache.Write
+	for _, f := range fields {
+		w.Fields = append(w.Fields, cache.Set(f.Name, b))
+	}
+	if _, err := e.records.Write(context.Background(), e.ref, w); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -172,9 +178,7 @@ func (e *env) store(t *testing.T, en cache.Entry, b []byte) {
 // feed stores b as the value, the bag, the flashes and the Cart, and reads each
 // back through the public API in a new request of the session.
 func (e *env) feed(t *testing.T, b []byte) {
-	for _, en := range []cache.Entry{e.value, e.bag, e.flashes, e.cart} {
-		e.store(t, en, b)
-	}
+	e.store(t, b, e.value, e.bag, e.flashes, e.cart)
 	ctx, s := e.mgr.NewContext(context.Background(), e.id)
 
 	for _, dst := range destinations() {

@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -72,25 +70,26 @@ func (s storeFlags) env() map[string]string {
 	return map[string]string{"DEMO_STORE": "file", "DEMO_DIR": s.dir, "DEMO_NAMESPACE": s.namespace, "DEMO_CATALOG": s.catalog}
 }
 
-// hashOf is the session hash "sessions list" shows for a session ID.
-func hashOf(id string) string {
-	h := sha256.Sum256([]byte(id))
-	return hex.EncodeToString(h[:])
-}
+// refOf is the session reference "sessions list" shows for a session ID: its
+// selector, the ID's first session.RefLength characters.
+func refOf(id string) string { return id[:session.RefLength] }
+
+// secretOf is the part of a session ID no command may print: its verifier.
+func secretOf(id string) string { return id[session.RefLength:] }
 
 // stamp is an RFC 3339 time with its zone.
 const stamp = `\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:Z|[+-]\d\d:\d\d)`
 
-var rowRE = regexp.MustCompile(`(?m)^([0-9a-f]{64})  +(` + stamp + `)  +(` + stamp + `)  +(\S*?) *  (\d+(?:\.\d)? (?:B|KiB|MiB))$`)
+var rowRE = regexp.MustCompile(`(?m)^([A-Za-z0-9_-]{22})  +(` + stamp + `)  +(` + stamp + `)  +(\S*?) *  (\d+(?:\.\d)? (?:B|KiB|MiB))$`)
 
 type row struct{ created, last, tags, size string }
 
-// list runs "sessions list" and parses its table by session hash.
+// list runs "sessions list" and parses its table by session reference.
 func list(t *testing.T, s storeFlags) map[string]row {
 	t.Helper()
 	out := mustCLI(t, nil, s.args("list")...)
 	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
-	if !regexp.MustCompile(`^HASH +CREATED +LAST ACTIVITY +TAGS +SIZE$`).MatchString(lines[0]) {
+	if !regexp.MustCompile(`^REF +CREATED +LAST ACTIVITY +TAGS +SIZE$`).MatchString(lines[0]) {
 		t.Fatalf("list header = %q", lines[0])
 	}
 	rows := map[string]row{}
@@ -119,7 +118,7 @@ func TestSessionsCommands(t *testing.T) {
 
 	browser := newVisitor(t, base)
 	browser.must(200, "GET", "/", "")
-	if out := mustCLI(t, nil, s.args("list")...); out != "HASH  CREATED  LAST ACTIVITY  TAGS  SIZE\n0 sessions\n" {
+	if out := mustCLI(t, nil, s.args("list")...); out != "REF  CREATED  LAST ACTIVITY  TAGS  SIZE\n0 sessions\n" {
 		t.Fatalf("list before any session = %q", out)
 	}
 
@@ -138,9 +137,9 @@ func TestSessionsCommands(t *testing.T) {
 		t.Fatalf("%d sessions listed, want 4", len(rows))
 	}
 	for name, v := range map[string]*visitor{"anna": anna, "phone": phone, "bob": bob, "carl": carl} {
-		r, ok := rows[hashOf(v.cookie())]
+		r, ok := rows[refOf(v.cookie())]
 		if !ok {
-			t.Fatalf("%s's session (hash %s) is not listed: %v", name, hashOf(v.cookie()), rows)
+			t.Fatalf("%s's session (ref %s) is not listed: %v", name, refOf(v.cookie()), rows)
 		}
 		wantTags := ""
 		if name == "anna" || name == "phone" {
@@ -157,14 +156,14 @@ func TestSessionsCommands(t *testing.T) {
 			t.Errorf("%s's session created %q (%v), want about now", name, r.created, err)
 		}
 	}
-	if _, ok := rows[hashOf(browser.cookie())]; browser.cookie() != "" || ok {
+	if browser.cookie() != "" {
 		t.Error("browsing the catalog made a session")
 	}
 
-	// show, by hash and by ID; the ID is never printed.
-	for _, name := range []string{hashOf(bob.cookie()), bob.cookie()} {
+	// show, by reference and by ID; the ID's secret part is never printed.
+	for _, name := range []string{refOf(bob.cookie()), bob.cookie()} {
 		out := mustCLI(t, nil, s.args("show", name)...)
-		for _, want := range []string{"hash:           " + hashOf(bob.cookie()), "created:", "last activity:", "expires:", "values:"} {
+		for _, want := range []string{"ref:            " + refOf(bob.cookie()), "created:", "last activity:", "expires:", "values:"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("show lacks %q:\n%s", want, out)
 			}
@@ -172,11 +171,11 @@ func TestSessionsCommands(t *testing.T) {
 		if !regexp.MustCompile(`(?m)^  \S+\s+\d+ B$`).MatchString(out) {
 			t.Errorf("show lists no stored value with its size:\n%s", out)
 		}
-		if strings.Contains(out, bob.cookie()) {
-			t.Error("show printed the session ID")
+		if strings.Contains(out, secretOf(bob.cookie())) {
+			t.Error("show printed the session ID's secret part")
 		}
 	}
-	annaShow := mustCLI(t, nil, s.args("show", hashOf(anna.cookie()))...)
+	annaShow := mustCLI(t, nil, s.args("show", refOf(anna.cookie()))...)
 	for _, want := range []string{
 		"tags:           user:alice\n",
 		// The shop's own values, decoded: the user and the basket (a reference
@@ -193,7 +192,7 @@ func TestSessionsCommands(t *testing.T) {
 		t.Errorf("show of alice's session left a value undecoded:\n%s", annaShow)
 	}
 	var shown struct {
-		Hash    string `json:"hash"`
+		Ref     string `json:"ref"`
 		Created string `json:"created"`
 		Values  []struct {
 			Key  string          `json:"key"`
@@ -203,19 +202,23 @@ func TestSessionsCommands(t *testing.T) {
 	if err := json.Unmarshal([]byte(mustCLI(t, nil, s.args("show", "-json", anna.cookie())...)), &shown); err != nil {
 		t.Fatalf("show -json: %v", err)
 	}
-	if _, err := time.Parse(time.RFC3339, shown.Created); shown.Hash != hashOf(anna.cookie()) || err != nil || len(shown.Values) != 2 {
+	if _, err := time.Parse(time.RFC3339, shown.Created); shown.Ref != refOf(anna.cookie()) || err != nil || len(shown.Values) != 2 {
 		t.Errorf("show -json = %+v (%v)", shown, err)
 	}
 	var listed []struct {
-		Hash string   `json:"hash"`
+		Ref  string   `json:"ref"`
 		Tags []string `json:"tags"`
 	}
 	if err := json.Unmarshal([]byte(mustCLI(t, nil, s.args("list", "-json")...)), &listed); err != nil || len(listed) != 4 {
 		t.Errorf("list -json: %v, %+v", err, listed)
 	}
-	_, _, err := cli(t, nil, s.args("show", strings.Repeat("ab", 32))...)
-	if !errors.Is(err, session.ErrNotFound) || errors.Is(err, errUsage) {
-		t.Errorf("show of an unknown session: %v, want ErrNotFound and not a usage error", err)
+	// A well-formed reference of no session, a name of the old form (a hex
+	// hash), and bob's ID with another verifier.
+	for _, name := range []string{strings.Repeat("A", session.RefLength), strings.Repeat("ab", 32), refOf(bob.cookie()) + strings.Repeat("A", len(secretOf(bob.cookie())))} {
+		_, _, err := cli(t, nil, s.args("show", name)...)
+		if !errors.Is(err, session.ErrNotFound) || errors.Is(err, errUsage) {
+			t.Errorf("show of an unknown session %s: %v, want ErrNotFound and not a usage error", name, err)
+		}
 	}
 
 	// destroy one, by ID: bob's next request has an empty basket.
@@ -225,7 +228,7 @@ func TestSessionsCommands(t *testing.T) {
 	if got := bob.basket(); got != "" {
 		t.Errorf("bob's basket after destroy = %q", got)
 	}
-	if _, _, err := cli(t, nil, s.args("destroy", hashOf(bob.cookie()))...); !errors.Is(err, session.ErrNotFound) {
+	if _, _, err := cli(t, nil, s.args("destroy", refOf(bob.cookie()))...); !errors.Is(err, session.ErrNotFound) {
 		t.Errorf("destroying it again: %v, want ErrNotFound", err)
 	}
 
@@ -331,8 +334,8 @@ func TestUsageErrors(t *testing.T) {
 		{nil, []string{"sessions"}, "no command", ""},
 		{nil, []string{"sessions", "list", "-store", "memory"}, "-store memory keeps its sessions inside the serving process", ""},
 		{nil, s.args("lst"), `unknown command "lst"`, ""},
-		{nil, s.args("show"), "show takes a session hash or ID", ""},
-		{nil, s.args("destroy", "a", "b"), "destroy takes a session hash or ID", ""},
+		{nil, s.args("show"), "show takes a session reference or ID", ""},
+		{nil, s.args("destroy", "a", "b"), "destroy takes a session reference or ID", ""},
 		{nil, s.args("destroy-tag"), "destroy-tag takes a tag", ""},
 		{nil, s.args("list", "everything"), "list takes no argument", ""},
 		{nil, []string{"serve", "now"}, "demo serve takes no arguments", ""},
@@ -381,7 +384,7 @@ func TestMessagesDoNotStutter(t *testing.T) {
 		{[]string{"frobnicate"}, `demo: unknown command "frobnicate"`, "demo serve [flags]"},
 		{[]string{"sessions"}, "demo sessions: no command", "usage: demo sessions COMMAND [flags]"},
 		{[]string{"sessions", "lst"}, `demo sessions: unknown command "lst"`, "destroy-tag TAG"},
-		{[]string{"sessions", "show"}, "demo sessions: show takes a session hash or ID", "-namespace"},
+		{[]string{"sessions", "show"}, "demo sessions: show takes a session reference or ID", "-namespace"},
 		{[]string{"sessions", "list", "-store", "memory"}, "demo sessions: -store memory keeps its sessions inside the serving process, out of reach of another command: name the store the shop serves from", "-store"},
 		{[]string{"serve", "-bogus"}, "demo serve: flag provided but not defined: -bogus", "usage: demo serve [flags]"},
 		{[]string{"serve", "-store", "nope"}, `demo serve: unknown -store "nope" (want one of memory, file, redis, sqlite, postgres)`, "-shutdown-timeout"},
@@ -484,14 +487,14 @@ func TestConfigFromEnv(t *testing.T) {
 		t.Errorf("flags over the environment: %+v", *c)
 	}
 
-	c, out, rest, err := parseSessions([]string{"show", "-store", "file", "-json", "HASH", "-dir", "/tmp/d"}, &stderr, getenv)
+	c, out, rest, err := parseSessions([]string{"show", "-store", "file", "-json", "REF", "-dir", "/tmp/d"}, &stderr, getenv)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.Store != "file" || c.Dir != "/tmp/d" || c.Namespace != "ns-env" || !out.JSON || out.Yes {
 		t.Errorf("sessions flags over the environment: %+v, %+v", *c, *out)
 	}
-	if len(rest) != 2 || rest[0] != "show" || rest[1] != "HASH" {
+	if len(rest) != 2 || rest[0] != "show" || rest[1] != "REF" {
 		t.Errorf("positional arguments around flags: %q", rest)
 	}
 
@@ -527,12 +530,12 @@ func TestExitCodes(t *testing.T) {
 	}{
 		{nil, nil, 2, "", "usage:\n  demo serve [flags]\n"},
 		{[]string{"frobnicate"}, nil, 2, "", `demo: unknown command "frobnicate"`},
-		{[]string{"sessions", "show"}, s.environ(), 2, "", "show takes a session hash or ID"},
+		{[]string{"sessions", "show"}, s.environ(), 2, "", "show takes a session reference or ID"},
 		{[]string{"serve", "-store", "nope"}, nil, 2, "", `unknown -store "nope"`},
 		{[]string{"serve", "-h"}, nil, 0, "", "-shutdown-timeout"},
 		{[]string{"-h"}, nil, 0, "demo sessions list", ""},
 		{[]string{"sessions", "list"}, s.environ(), 1, "", "demo: no session store at " + s.dir + ": the folder does not exist"},
-		{[]string{"sessions", "show", strings.Repeat("ab", 32)}, s.environ(), 1, "", "demo: no session store at " + s.dir},
+		{[]string{"sessions", "show", strings.Repeat("A", session.RefLength)}, s.environ(), 1, "", "demo: no session store at " + s.dir},
 		{[]string{"serve", "-store", "redis", "-redis-url", "redis://127.0.0.1:1/0"}, s.environ(), 1, "", "\ndemo: opening the redis session store: ping Redis at 127.0.0.1:1: "},
 	} {
 		ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
@@ -592,17 +595,17 @@ func runDemo(t *testing.T, dir string, env []string, args ...string) (code int, 
 // neither a store nor a catalog.
 func TestSessionsCreateNothing(t *testing.T) {
 	dir := t.TempDir()
-	hash := strings.Repeat("ab", 32)
+	ref := strings.Repeat("A", session.RefLength)
 	for _, tc := range []struct {
 		args   []string
 		code   int
 		stderr string
 	}{
 		{[]string{"sessions", "list"}, 1, "demo: no session store at var/sessions: the folder does not exist"},
-		{[]string{"sessions", "show", hash}, 1, "demo: no session store at var/sessions: the folder does not exist"},
+		{[]string{"sessions", "show", ref}, 1, "demo: no session store at var/sessions: the folder does not exist"},
 		{[]string{"sessions", "list", "-json", "-dir", "elsewhere"}, 1, "demo: no session store at elsewhere: the folder does not exist"},
 		{[]string{"sessions", "list", "-store", "sqlite", "-dsn", "sessions.db"}, 1, "demo: no session store at sessions.db: the file does not exist"},
-		{[]string{"sessions", "show", hash, "-store", "sqlite", "-dsn", "var/sessions.db"}, 1, "demo: no session store at var/sessions.db: the file does not exist"},
+		{[]string{"sessions", "show", ref, "-store", "sqlite", "-dsn", "var/sessions.db"}, 1, "demo: no session store at var/sessions.db: the file does not exist"},
 		{[]string{"sessions", "gc"}, 1, "demo: no session store at var/sessions"},
 		{[]string{"sessions", "destroy-all", "-yes"}, 1, "demo: no session store at var/sessions"},
 		{[]string{"sessions", "list", "-store", "memory"}, 2, "demo sessions: -store memory keeps its sessions inside the serving process"},

@@ -14,7 +14,7 @@ type Kind string
 // The kinds of stored values.
 const (
 	KindValue   Kind = "value"   // a Session.Put value, named by its key
-	KindObject  Kind = "object"  // an extension's entry, such as a session-scoped object ("scope:basket")
+	KindObject  Kind = "object"  // an extension's field, such as a session-scoped object ("scope:basket")
 	KindBag     Kind = "bag"     // one member of a named attribute bag
 	KindFlashes Kind = "flashes" // the flash messages
 	KindOther   Kind = "other"   // a value this package does not know how to read
@@ -22,8 +22,8 @@ const (
 
 // Value is one value a session holds, as "show" prints it.
 type Value struct {
-	// Key is the value's key in the store, as show prints it ("v:user",
-	// "e:scope:basket", "b:prefs", "f:flashes").
+	// Key is the name of the value's field in the session's record, as show
+	// prints it ("v:user", "e:scope:basket", "b:prefs", "f").
 	Key string
 	// Kind says what the value is; Name names it within its kind: the
 	// Session.Put key, the extension's key ("scope:" and the scope.Key name of a
@@ -62,7 +62,7 @@ func PutValue[T any](name string) Decoder {
 	}
 }
 
-// Object decodes the extension entry stored under key (for a session-scoped
+// Object decodes the extension field stored under key (for a session-scoped
 // object, "scope:" followed by its scope.Key name) with decode.
 func Object(key string, decode func(ctx context.Context, data session.Value) (any, error)) Decoder {
 	return func(ctx context.Context, v Value) (any, bool, error) {

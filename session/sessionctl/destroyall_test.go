@@ -3,8 +3,6 @@ package sessionctl_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"io"
@@ -16,11 +14,6 @@ import (
 	"github.com/fxsession/fxsession/session"
 	"github.com/fxsession/fxsession/session/sessionctl"
 )
-
-func hashOf(id string) string {
-	h := sha256.Sum256([]byte(id))
-	return hex.EncodeToString(h[:])
-}
 
 func newFlagSet() *flag.FlagSet {
 	fs := flag.NewFlagSet("test", flag.ContinueOnError)
@@ -183,19 +176,39 @@ func TestDestroyAllProgress(t *testing.T) {
 	}
 }
 
-// TestDestroyAllRest: sessions the listing does not show (expired, not yet
-// collected) go too.
+// TestDestroyAllRest: sessions started while destroy-all runs (after its
+// listing, here while it asks) go too. Expired sessions, which no read sees any
+// more (neither the listing nor a request), are not counted and are left to the
+// collector: gc removes them afterwards.
 func TestDestroyAllRest(t *testing.T) {
 	clk := newClock()
 	m := manager(t, session.Config{Now: clk.Now, GCInterval: session.Never, InactivityTimeout: time.Hour})
-	newSession(t, m, 10)
+	expired, _ := newSession(t, m, 10)
 	newSession(t, m, 10)
 	clk.Add(2 * time.Hour)
-	newSession(t, m, 10)
-	if out := mustRunWith(t, m, sessionctl.Output{Yes: true}, "destroy-all"); out != "destroyed 3 sessions\n" {
-		t.Errorf("destroy-all = %q", out)
+	live, _ := newSession(t, m, 10)
+	var late string
+	var asked []string
+	confirm := func(_ context.Context, q string) (bool, error) {
+		asked = append(asked, q)
+		late, _ = newSession(t, m, 10) // started after the listing
+		return true, nil
+	}
+	if out := mustRunWith(t, m, sessionctl.Output{Confirm: confirm}, "destroy-all"); out != "destroyed 2 sessions\n" {
+		t.Errorf("destroy-all = %q, want the live session and the one started meanwhile", out)
+	}
+	if len(asked) != 1 || asked[0] != "Destroy all 1 session?" {
+		t.Errorf("questions asked: %q", asked)
+	}
+	for what, id := range map[string]string{"listed": live, "started meanwhile": late, "expired": expired} {
+		if _, err := m.Session(t.Context(), id); !errors.Is(err, session.ErrNotFound) {
+			t.Errorf("the %s session after destroy-all: %v, want ErrNotFound", what, err)
+		}
+	}
+	if out := mustRun(t, m, "gc"); out != "removed 2 expired sessions\n" {
+		t.Errorf("gc after destroy-all = %q, want the two expired sessions", out)
 	}
 	if out := mustRun(t, m, "gc"); out != "removed 0 expired sessions\n" {
-		t.Errorf("gc after destroy-all = %q", out)
+		t.Errorf("gc again = %q", out)
 	}
 }

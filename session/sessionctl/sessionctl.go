@@ -3,9 +3,11 @@
 // collect garbage (Neos Flow's flow:session:* commands). The demo's
 // "demo sessions ..." commands are built from it.
 //
-// Sessions are named by their hash (the hex SHA-256 of the session ID, which is
-// all the store keeps) or by the ID itself; "list" prints hashes. Times are
-// printed in RFC 3339 with their zone; list and show print JSON with
+// Sessions are named by their reference (session.Metadata.Ref: the first 22
+// characters of the session ID, which key its record; the store keeps only a
+// hash of the rest, the secret) or by the ID itself; "list" prints references.
+// A reference lets an administrator show or destroy a session, never use it.
+// Times are printed in RFC 3339 with their zone; list and show print JSON with
 // Output.JSON (the -json flag of Output.Flags). show decodes the stored values
 // whose Go type the program declares (Output.Decoders) and prints the others'
 // msgpack in hex. destroy-all asks first (Output.Confirm, TerminalPrompt) or
@@ -44,7 +46,7 @@ var ErrNotConfirmed = errors.New("not confirmed: nothing was destroyed")
 
 // Usage lists the commands.
 const Usage = `commands:
-  list              list the active sessions (hash, created, last activity, tags, size)
+  list              list the active sessions (ref, created, last activity, tags, size)
   show REF|ID       show one session's metadata and stored values
   destroy REF|ID    destroy one session
   destroy-tag TAG   destroy every session carrying TAG
@@ -90,8 +92,8 @@ var arity = map[string]struct {
 	what string
 }{
 	"list":        {0, "no argument"},
-	"show":        {1, "a session hash or ID"},
-	"destroy":     {1, "a session hash or ID"},
+	"show":        {1, "a session reference or ID"},
+	"destroy":     {1, "a session reference or ID"},
 	"destroy-tag": {1, "a tag"},
 	"destroy-all": {0, "no argument"},
 	"gc":          {0, "no argument"},
@@ -169,8 +171,9 @@ func Run(ctx context.Context, m *session.Manager, args []string, out Output) err
 }
 
 // DestroyAll destroys every session, one by one with progress lines, after
-// asking (Output.Confirm) unless Output.Yes. Sessions left when it ends (expired
-// ones not yet collected, ones started meanwhile) are destroyed with them.
+// asking (Output.Confirm) unless Output.Yes. Sessions started meanwhile are
+// destroyed with them. Expired sessions, which no read sees any more, are left
+// to the collector (gc).
 func DestroyAll(ctx context.Context, m *session.Manager, out Output) error {
 	if out.Out == nil {
 		out.Out = io.Discard
@@ -309,11 +312,11 @@ func listJSON(ctx context.Context, m *session.Manager, w io.Writer, p *progress)
 // Show prints one session's metadata and its stored values: decoded as JSON
 // where Output.Decoders know the type, their msgpack in hex otherwise. It
 // changes nothing (flash messages are peeked at, not consumed).
-func Show(ctx context.Context, m *session.Manager, idOrHash string, out Output) error {
+func Show(ctx context.Context, m *session.Manager, refOrID string, out Output) error {
 	if out.Out == nil {
 		out.Out = io.Discard
 	}
-	info, raw, err := inspect(ctx, m, idOrHash)
+	info, raw, err := inspect(ctx, m, refOrID)
 	if err != nil {
 		return err
 	}

@@ -42,8 +42,8 @@ func (c *clock) Add(d time.Duration) {
 }
 
 // newSession starts a session on m with the given tags and a value of size
-// bytes under "payload", commits it and returns its ID and hash.
-func newSession(t *testing.T, m *session.Manager, size int, tags ...string) (id, hash string) {
+// bytes under "payload", commits it and returns its ID and reference.
+func newSession(t *testing.T, m *session.Manager, size int, tags ...string) (id, ref string) {
 	t.Helper()
 	ctx, s := m.NewContext(t.Context(), "")
 	if err := s.Start(ctx); err != nil {
@@ -70,7 +70,10 @@ func newSession(t *testing.T, m *session.Manager, size int, tags ...string) (id,
 	if err != nil {
 		t.Fatal(err)
 	}
-	return id, md.Hash
+	if md.Ref != s.Ref() || md.Ref != id[:session.RefLength] {
+		t.Fatalf("reference %q (Session.Ref %q) is not the start of the ID %q", md.Ref, s.Ref(), id)
+	}
+	return id, md.Ref
 }
 
 // run runs a command and returns its output, progress output and error.
@@ -121,7 +124,8 @@ func manager(t *testing.T, cfg session.Config) *session.Manager {
 	return sessiontest.NewManager(t, cfg)
 }
 
-var hashRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
+// refRE matches a session reference: 22 characters of base64url.
+var refRE = regexp.MustCompile(`^[A-Za-z0-9_-]{22}$`)
 
 func TestList(t *testing.T) {
 	clk := newClock()
@@ -136,7 +140,7 @@ func TestList(t *testing.T) {
 		t.Fatalf("list printed %d lines, want a header, 2 rows and a count:\n%s", len(lines), out)
 	}
 	header := strings.Fields(lines[0])
-	if want := []string{"HASH", "CREATED", "LAST", "ACTIVITY", "TAGS", "SIZE"}; !slices.Equal(header, want) {
+	if want := []string{"REF", "CREATED", "LAST", "ACTIVITY", "TAGS", "SIZE"}; !slices.Equal(header, want) {
 		t.Fatalf("header = %q, want %q", lines[0], want)
 	}
 	// The columns are aligned: every header word starts where its column does.
@@ -144,8 +148,8 @@ func TestList(t *testing.T) {
 	rows := map[string]string{}
 	for _, l := range lines[1:3] {
 		f := strings.Fields(l)
-		if !hashRE.MatchString(f[0]) {
-			t.Fatalf("row %q does not start with a session hash", l)
+		if !refRE.MatchString(f[0]) {
+			t.Fatalf("row %q does not start with a session reference", l)
 		}
 		rows[f[0]] = l
 		for _, c := range []string{"CREATED", "LAST ACTIVITY", "SIZE"} {
@@ -190,7 +194,7 @@ func TestList(t *testing.T) {
 func TestListEmpty(t *testing.T) {
 	m := manager(t, session.Config{GCInterval: session.Never})
 	out := mustRun(t, m, "list")
-	if want := "HASH  CREATED  LAST ACTIVITY  TAGS  SIZE\n0 sessions\n"; out != want {
+	if want := "REF  CREATED  LAST ACTIVITY  TAGS  SIZE\n0 sessions\n"; out != want {
 		t.Fatalf("empty list = %q, want %q", out, want)
 	}
 }
@@ -225,11 +229,11 @@ func TestListProgress(t *testing.T) {
 func TestShow(t *testing.T) {
 	clk := newClock()
 	m := manager(t, session.Config{Now: clk.Now, GCInterval: session.Never, InactivityTimeout: time.Hour})
-	id, hash := newSession(t, m, 100, "user:bob")
-	for _, name := range []string{id, hash} {
+	id, ref := newSession(t, m, 100, "user:bob")
+	for _, name := range []string{id, ref} {
 		out := mustRun(t, m, "show", name)
 		for _, want := range []string{
-			"hash:           " + hash + "\n",
+			"ref:            " + ref + "\n",
 			"created:        " + clk.Now().Local().Format(time.RFC3339) + "\n",
 			"expires:        " + clk.Now().Add(time.Hour).Local().Format(time.RFC3339) + "\n",
 			"tags:           user:bob\n",
@@ -242,8 +246,8 @@ func TestShow(t *testing.T) {
 		if !regexp.MustCompile(`(?m)^  \S*payload\s+1\d\d B$`).MatchString(out) {
 			t.Errorf("show lacks the payload value and its size:\n%s", out)
 		}
-		if strings.Contains(out, id) {
-			t.Error("show printed the session ID")
+		if strings.Contains(out, id[session.RefLength:]) {
+			t.Error("show printed the session ID's secret part")
 		}
 	}
 	never := manager(t, session.Config{GCInterval: session.Never, InactivityTimeout: session.Never})
@@ -252,7 +256,11 @@ func TestShow(t *testing.T) {
 		t.Errorf("a session that never expires:\n%s", out)
 	}
 
-	for _, name := range []string{strings.Repeat("0", 64), "not-a-session"} {
+	// A well-formed reference of no session, the old form of a name (a hex
+	// hash), anything else, and the ID of a live session with another verifier
+	// (the reference alone would name it: an ID must be the current one).
+	forged := ref + strings.Repeat("A", len(id)-session.RefLength)
+	for _, name := range []string{strings.Repeat("A", session.RefLength), strings.Repeat("0", 64), "not-a-session", forged} {
 		_, _, err := run(t, m, 0, "show", name)
 		if !errors.Is(err, session.ErrNotFound) {
 			t.Errorf("show %s: %v, want ErrNotFound", name, err)
@@ -267,14 +275,14 @@ func TestShow(t *testing.T) {
 func TestDestroy(t *testing.T) {
 	m := manager(t, session.Config{GCInterval: session.Never})
 	id, _ := newSession(t, m, 10)
-	_, hash := newSession(t, m, 10)
+	_, ref := newSession(t, m, 10)
 	_, keep := newSession(t, m, 10)
-	for _, name := range []string{id, hash} {
+	for _, name := range []string{id, ref} {
 		if out := mustRun(t, m, "destroy", name); out != "destroyed 1 session\n" {
 			t.Errorf("destroy = %q", out)
 		}
 	}
-	if _, _, err := run(t, m, 0, "destroy", hash); !errors.Is(err, session.ErrNotFound) {
+	if _, _, err := run(t, m, 0, "destroy", ref); !errors.Is(err, session.ErrNotFound) {
 		t.Errorf("destroying a destroyed session: %v, want ErrNotFound", err)
 	}
 	if _, _, err := run(t, m, 0, "destroy", "garbage"); !errors.Is(err, session.ErrNotFound) {
@@ -383,7 +391,7 @@ func TestUsage(t *testing.T) {
 	}
 	for args, want := range map[string]string{
 		"":     "no command",
-		"show": "show takes a session hash or ID",
+		"show": "show takes a session reference or ID",
 		"lst":  `unknown command "lst"`,
 		"gc x": "gc takes no argument",
 	} {
@@ -408,8 +416,8 @@ func TestCheck(t *testing.T) {
 
 func TestNilOutput(t *testing.T) {
 	m := manager(t, session.Config{GCInterval: session.Never})
-	_, hash := newSession(t, m, 1)
-	for _, args := range [][]string{{"list"}, {"show", hash}, {"gc"}, {"destroy-all"}} {
+	_, ref := newSession(t, m, 1)
+	for _, args := range [][]string{{"list"}, {"show", ref}, {"gc"}, {"destroy-all"}} {
 		if err := sessionctl.Run(t.Context(), m, args, sessionctl.Output{Yes: true}); err != nil {
 			t.Errorf("%v with no output: %v", args, err)
 		}

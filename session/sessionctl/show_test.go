@@ -17,7 +17,7 @@ import (
 	"github.com/fxsession/fxsession/session/sessionctl"
 )
 
-// thing is a program's own type, stored as an extension entry.
+// thing is a program's own type, stored as an extension field.
 type thing struct {
 	Name  string `msgpack:"name" json:"name"`
 	Count int    `msgpack:"count" json:"count"`
@@ -27,7 +27,7 @@ type thing struct {
 // tool's manager (without) on one store.
 func twoManagers(t *testing.T, clk *clock) (appM, adminM *session.Manager) {
 	t.Helper()
-	store := memstore.New(memstore.Options{JanitorInterval: -1})
+	store := memstore.New(memstore.Options{Now: clk.Now}) // expiry on the sessions' clock
 	t.Cleanup(func() { _ = store.Close() })
 	cfg := session.Config{Now: clk.Now, GCInterval: session.Never, Logger: slog.New(slog.DiscardHandler)}
 	appM, err := session.New(store, cfg)
@@ -64,7 +64,7 @@ func richSession(t *testing.T, m *session.Manager) (id string) {
 	must(b.Set(ctx, "theme", "dark"))
 	enc, err := msgpack.Marshal(thing{Name: "kettle", Count: 2})
 	must(err)
-	must(s.PutEntry(ctx, "scope:thing", enc))
+	must(session.ExtensionOf(s).StageField(ctx, "scope:thing", enc))
 	must(s.AddTag(ctx, "user:alice"))
 	must(s.Commit(ctx))
 	id, err = s.ID(ctx)
@@ -104,15 +104,15 @@ func TestShowValues(t *testing.T) {
 		"  b:prefs theme  5 B\n    msgpack: a46461726b\n",
 		"  e:scope:thing  ",
 		"    {\n      \"name\": \"kettle\",\n      \"count\": 2\n    }\n",
-		"  f:flashes  ",
+		"  f  ",
 		"    {\n      \"success\": [\n        \"Saved <everything>\"\n      ]\n    }\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("show lacks %q:\n%s", want, out)
 		}
 	}
-	if strings.Contains(out, id) {
-		t.Error("show printed the session ID")
+	if strings.Contains(out, id[session.RefLength:]) {
+		t.Error("show printed the session ID's secret part")
 	}
 
 	// Without decoders, only the flashes are decoded.
@@ -135,7 +135,7 @@ func TestShowValues(t *testing.T) {
 
 // showJSON is the JSON of show -json.
 type showJSON struct {
-	Hash            string   `json:"hash"`
+	Ref             string   `json:"ref"`
 	Created         string   `json:"created"`
 	LastUsed        string   `json:"last_used"`
 	Expires         *string  `json:"expires"`
@@ -165,7 +165,7 @@ func TestShowJSON(t *testing.T) {
 	if err := dec.Decode(&got); err != nil {
 		t.Fatalf("show -json is not the documented JSON: %v\n%s", err, out)
 	}
-	if got.Hash != hashOf(id) || got.Tags[0] != "user:alice" || got.Expires == nil || got.LifetimeSeconds != 0 || got.Size == 0 {
+	if got.Ref != id[:session.RefLength] || got.Tags[0] != "user:alice" || got.Expires == nil || got.LifetimeSeconds != 0 || got.Size == 0 {
 		t.Errorf("show -json metadata: %+v", got)
 	}
 	for name, s := range map[string]string{"created": got.Created, "last_used": got.LastUsed, "expires": *got.Expires} {
@@ -196,7 +196,7 @@ func TestShowJSON(t *testing.T) {
 		"v:note ":        "value hex a378797a ",
 		"b:prefs theme":  "bag hex a46461726b ",
 		"e:scope:thing ": `object json {"name":"kettle","count":2}`,
-		"f:flashes ":     `flashes json {"success":["Saved <everything>"]}`,
+		"f ":             `flashes json {"success":["Saved <everything>"]}`,
 	} {
 		if byKey[k] != want {
 			t.Errorf("value %q = %q, want %q", k, byKey[k], want)
@@ -209,7 +209,7 @@ func TestShowJSON(t *testing.T) {
 
 // listJSON is one session in list -json.
 type listJSON struct {
-	Hash            string   `json:"hash"`
+	Ref             string   `json:"ref"`
 	Created         string   `json:"created"`
 	LastUsed        string   `json:"last_used"`
 	Expires         *string  `json:"expires"`
@@ -236,7 +236,7 @@ func TestListJSON(t *testing.T) {
 	}
 	rows := map[string]listJSON{}
 	for _, r := range got {
-		rows[r.Hash] = r
+		rows[r.Ref] = r
 	}
 	a, b := rows[alice], rows[anon]
 	start := clk.Now().Add(-time.Minute)
@@ -257,7 +257,7 @@ func TestTextTimes(t *testing.T) {
 	m := manager(t, session.Config{GCInterval: session.Never})
 	_, h := newSession(t, m, 1)
 	rfc := `\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(Z|[+-]\d\d:\d\d)`
-	if out := mustRun(t, m, "list"); !regexp.MustCompile(`(?m)^[0-9a-f]{64}  ` + rfc + `  ` + rfc + `  `).MatchString(out) {
+	if out := mustRun(t, m, "list"); !regexp.MustCompile(`(?m)^[A-Za-z0-9_-]{22}  ` + rfc + `  ` + rfc + `  `).MatchString(out) {
 		t.Errorf("list times:\n%s", out)
 	}
 	out := mustRun(t, m, "show", h)

@@ -170,8 +170,8 @@ func destroyTag(ctx context.Context, m *session.Manager, tag, reason string) (in
 	return m.DestroyByTag(ctx, tag, reason)
 }
 
-// destroyRest destroys whatever sessions remain in the namespace (expired ones
-// not yet collected, ones started during destroy-all).
+// destroyRest destroys whatever sessions remain in the namespace (ones started
+// during destroy-all; expired ones are invisible to it and left to gc).
 func destroyRest(ctx context.Context, m *session.Manager) (int, error) {
 	return m.DestroyAll(ctx, nil)
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
@@ -32,6 +33,12 @@ const (
 const (
 	desktopWidth, desktopHeight = 1280, 900
 	phoneWidth, phoneHeight     = 360, 780
+)
+
+// The browsers' User-Agents: the sessions page names devices by them.
+const (
+	laptopUA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/140.0.0.0 Safari/537.36"
+	phoneUA  = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.0 Mobile/15E148 Safari/604.1"
 )
 
 // axePath is axe-core, the accessibility checker the test injects into every
@@ -127,6 +134,16 @@ func (b *tab) lines() string {
 // cookie is the value of the session cookie the browser holds for the shop.
 func (b *tab) cookie() string {
 	b.t.Helper()
+	if c := b.sessionCookie(); c != nil {
+		return c.Value
+	}
+	return ""
+}
+
+// sessionCookie is the session cookie the browser holds for the shop (nil
+// when none).
+func (b *tab) sessionCookie() *network.Cookie {
+	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, browserStepTimeout)
 	defer cancel()
 	res, err := chromedp.Call(ctx, network.GetCookies, network.GetCookiesParams{URLs: []string{b.base + "/"}})
@@ -138,10 +155,44 @@ func (b *tab) cookie() string {
 			if !c.HTTPOnly || c.SameSite != network.CookieSameSiteLax || c.Path != "/" {
 				b.t.Errorf("session cookie attributes: HttpOnly %v, SameSite %q, Path %q", c.HTTPOnly, c.SameSite, c.Path)
 			}
-			return c.Value
+			return c
 		}
 	}
-	return ""
+	return nil
+}
+
+// signIn signs in through the header's form, with "Remember me" when remember,
+// and expects the flash message welcoming the user.
+func (b *tab) signIn(user string, remember bool, wantFlash string) {
+	b.t.Helper()
+	b.open("/")
+	b.step("fill the user name", chromedp.SendKeys(chromedp.CSS(`form.login input[name="user"]`), user))
+	if remember {
+		// Through its label: the label is tied to the checkbox.
+		b.step("tick Remember me", chromedp.Click(chromedp.CSS(`label[for="remember"]`), chromedp.NodeVisible))
+		if !get(b, "Remember me ticked?", chromedp.Evaluate[bool](`document.querySelector("#remember").checked`)) {
+			b.t.Fatal("clicking the label Remember me did not tick its checkbox")
+		}
+	}
+	b.submit("sign in as "+user, chromedp.CSS("#login"), "/")
+	if got := b.text(".flash-success"); got != wantFlash {
+		b.t.Errorf("flash after signing in = %q, want %q", got, wantFlash)
+	}
+}
+
+// sessions lists the sessions page's entries as "name[ (this)]".
+func (b *tab) sessions() []string {
+	b.t.Helper()
+	return get(b, "the sessions listed", chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll("li.session")).map(
+		li => li.querySelector("h2").firstChild.textContent.trim() + (li.classList.contains("current") ? " (this)" : ""))`))
+}
+
+// signedOut requires that the tab shows a visitor who is not signed in.
+func (b *tab) signedOut(what string) {
+	b.t.Helper()
+	if b.count("#user") != 0 || b.count("#login") != 1 || b.count("#sessions-link") != 0 {
+		b.t.Errorf("%s: the header still shows a signed-in user", what)
+	}
 }
 
 // addToBasket fills the quantity of a product on the catalog and clicks its
@@ -278,6 +329,7 @@ func TestBrowser(t *testing.T) {
 		chromedp.Flag("use-mock-keychain", true),
 		chromedp.Flag("hide-scrollbars", true),
 		chromedp.Flag("force-color-profile", "srgb"),
+		chromedp.UserAgent(laptopUA),
 		chromedp.WindowSize(1280, 900),
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.CombinedOutput(&chromeLog),
@@ -328,6 +380,11 @@ func TestBrowser(t *testing.T) {
 	b.checkPage("the empty basket")
 	b.open("/no-such-page")
 	b.checkPage("the 404 page")
+	b.open("/sessions")
+	if b.count("#signed-out") != 1 || b.count("li.session") != 0 {
+		t.Error("the sessions page of a visitor does not ask to sign in")
+	}
+	b.checkPage("the sessions page of a visitor")
 	if c := b.cookie(); c != "" {
 		t.Fatalf("the checks set a cookie: %q", c)
 	}
@@ -465,6 +522,78 @@ func TestBrowser(t *testing.T) {
 	if got := b.lines(); got != "Sencha 4 €35.60" {
 		t.Errorf("basket after removing Nyeri AA = %q", got)
 	}
+
+	// Alice signs in on her phone too, with "Remember me": a second browser
+	// context, with cookies of its own.
+	phoneCtx, cancelPhone := chromedp.NewContext(browserCtx, chromedp.WithNewBrowserContext())
+	defer cancelPhone()
+	if err := chromedp.Do(phoneCtx); err != nil {
+		t.Fatalf("opening a tab in a new browser context: %v", err)
+	}
+	phone := &tab{t: t, ctx: phoneCtx, base: base, axe: string(axe)}
+	if _, err := chromedp.Call(phoneCtx, emulation.SetUserAgentOverride, emulation.SetUserAgentOverrideParams{UserAgent: phoneUA}); err != nil {
+		t.Fatalf("the phone's User-Agent: %v", err)
+	}
+	phone.step("viewport", chromedp.EmulateViewport(desktopWidth, desktopHeight))
+	phone.signIn("alice", true, "Welcome, alice. This browser stays signed in for 30 days.")
+	if c := phone.sessionCookie(); c == nil || c.Session || time.Unix(int64(c.Expires), 0).Before(time.Now().Add(29*24*time.Hour)) {
+		t.Errorf("remember me: the phone's cookie %+v, want one kept for 30 days", c)
+	}
+	if c := b.sessionCookie(); c == nil || !c.Session {
+		t.Errorf("without remember me: the laptop's cookie %+v, want a browser-session cookie", c)
+	}
+	phone.open("/sessions")
+	if got := phone.sessions(); !slices.Equal(got, []string{"Safari on iPhone (this)", "Chrome on Linux"}) {
+		t.Errorf("the phone's sessions page lists %q", got)
+	}
+	phone.checkPage("the sessions page on the phone")
+
+	// The laptop sees both, and revokes the phone.
+	b.open("/sessions")
+	if got := b.sessions(); !slices.Equal(got, []string{"Chrome on Linux (this)", "Safari on iPhone"}) {
+		t.Errorf("the laptop's sessions page lists %q", got)
+	}
+	if got := b.text("li.session:not(.current) .times"); !strings.Contains(got, "Remembered") {
+		t.Errorf("the phone's entry does not say it is remembered: %q", got)
+	}
+	b.checkPage("the sessions page")
+	b.screenshot("sessions.png", desktopWidth, desktopHeight)
+	b.submit("revoke the phone", chromedp.CSS("li.session:not(.current) button.revoke"), "/sessions")
+	if got := b.text(".flash-success"); !strings.HasPrefix(got, "Signed out Safari on iPhone (last seen ") {
+		t.Errorf("flash after revoking the phone = %q", got)
+	}
+	if got := b.sessions(); !slices.Equal(got, []string{"Chrome on Linux (this)"}) || b.count("#only-this") != 1 {
+		t.Errorf("after revoking the phone the page lists %q", got)
+	}
+	b.checkPage("the sessions page with one session")
+
+	// The phone is signed out on its next request, its basket empty.
+	phone.open("/basket")
+	phone.signedOut("the revoked phone")
+	if got := phone.text("#basket-count"); got != "0" {
+		t.Errorf("the revoked phone's basket count = %q", got)
+	}
+	phone.open("/sessions")
+	if phone.count("#signed-out") != 1 {
+		t.Error("the revoked phone's sessions page does not ask to sign in")
+	}
+
+	// "Sign out other devices": the phone signs in again, the laptop signs it out.
+	phone.signIn("alice", false, "Welcome, alice")
+	b.open("/sessions")
+	if n := b.count("li.session"); n != 2 {
+		t.Errorf("the laptop lists %d sessions after the phone signed in again, want 2", n)
+	}
+	b.submit("sign out other devices", chromedp.CSS("#logout-others"), "/sessions")
+	if got := b.text(".flash-success"); got != "Signed out 1 other session." {
+		t.Errorf("flash after signing out the other devices = %q", got)
+	}
+	phone.step("reload the phone", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("footer")))
+	phone.signedOut("the phone signed out by the laptop")
+	if got := b.text("#user"); got != "alice" {
+		t.Errorf("the laptop after signing out the others shows user %q", got)
+	}
+	cancelPhone()
 
 	// Signing out ends the session: the cookie goes, the basket is empty.
 	b.submit("sign out", chromedp.CSS("#logout"), "/")

@@ -11,10 +11,15 @@
 //
 // Flags of serve (each also an environment variable): -addr (DEMO_ADDR), -store
 // memory|file|redis|sqlite|postgres (DEMO_STORE), -dir (DEMO_DIR), -redis-url
-// (DEMO_REDIS_URL), -dsn (DEMO_DSN), -namespace (DEMO_NAMESPACE), -catalog
-// (DEMO_CATALOG), -dev (DEMO_DEV), -shutdown-timeout (DEMO_SHUTDOWN_TIMEOUT).
-// The sessions commands take the store flags (-store, -dir, -redis-url, -dsn,
-// -namespace) and -json, -yes; they never create a store.
+// (DEMO_REDIS_URL), -redis-min-replicas (DEMO_REDIS_MIN_REPLICAS: the Redis
+// store's durability mode), -dsn (DEMO_DSN), -namespace (DEMO_NAMESPACE),
+// -catalog (DEMO_CATALOG), -dev (DEMO_DEV: development mode and debug logs,
+// among them every session's lifecycle events), -shutdown-timeout
+// (DEMO_SHUTDOWN_TIMEOUT), -max-sessions-per-user (DEMO_MAX_SESSIONS_PER_USER),
+// -otel (DEMO_OTEL: OpenTelemetry metrics at /metrics, traces in the debug log).
+// The sessions commands take the store flags (-store, -dir, -redis-url,
+// -redis-min-replicas, -dsn, -namespace) and -json, -yes; they never create a
+// store.
 package main
 
 import (

@@ -9,7 +9,7 @@ import (
 )
 
 // TestReadmeScreenshots: the README shows the screenshots the browser test
-// takes (catalog, basket, basket at phone width), and every picture it shows
+// takes (catalog, basket, basket at phone width, sessions), and every picture it shows
 // exists.
 func TestReadmeScreenshots(t *testing.T) {
 	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
@@ -23,7 +23,7 @@ func TestReadmeScreenshots(t *testing.T) {
 			t.Errorf("the README shows a missing picture: %v", err)
 		}
 	}
-	for _, want := range []string{"catalog.png", "basket.png", "basket-phone.png"} {
+	for _, want := range []string{"catalog.png", "basket.png", "basket-phone.png", "sessions.png"} {
 		if !slices.Contains(shown, "docs/img/"+want) {
 			t.Errorf("the README does not show %s (it shows %q)", want, shown)
 		}

@@ -20,11 +20,19 @@ import (
 
 // Options builds the fx options of the shop on c: the session store, the session
 // module, the catalog, the session-scoped basket with its products as entities,
-// and the web server.
+// the telemetry (-otel) and the web server. When logger shows debug messages
+// (-dev), a session.Listen listener logs every lifecycle event.
 func Options(c *Config, logger *slog.Logger) fx.Option {
+	var events fx.Option = fx.Options()
+	if logger.Enabled(context.Background(), slog.LevelDebug) {
+		events = session.Listen(eventLog(logger.With("component", "sessions")))
+	}
 	return fx.Options(
 		fx.Supply(logger),
-		fx.Supply(SessionConfig(c, logger)),
+		fx.Provide(func(lc fx.Lifecycle) (*telemetry, error) { return newTelemetry(c, logger, lc) }),
+		fx.Provide(func(t *telemetry) session.Config { return t.sessionConfig(SessionConfig(c, logger)) }),
+		fx.Provide(func(t *telemetry) *web.Telemetry { return t.web() }),
+		events,
 		fx.Provide(func(lc fx.Lifecycle) (cache.Store, error) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
@@ -55,7 +63,13 @@ func Options(c *Config, logger *slog.Logger) fx.Option {
 // SessionConfig is the session configuration of the shop, shared by "demo
 // serve" and "demo sessions" so that both see the same sessions expire alike.
 func SessionConfig(c *Config, logger *slog.Logger) session.Config {
-	return session.Config{Development: c.Dev, Namespace: "session", Logger: logger, ErrorHandler: web.SessionError}
+	return session.Config{
+		Development:        c.Dev,
+		Namespace:          "session",
+		MaxSessionsPerUser: c.MaxSessionsPerUser,
+		Logger:             logger,
+		ErrorHandler:       web.SessionError,
+	}
 }
 
 // Serve adds the HTTP server on c.Addr to the app: it listens on start (so a

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxtest"
 
+	"github.com/fxsession/fxsession/cache"
 	"github.com/fxsession/fxsession/cmd/demo/internal/app"
 	"github.com/fxsession/fxsession/cmd/demo/internal/web"
 	"github.com/fxsession/fxsession/internal/testserver"
@@ -25,6 +26,14 @@ import (
 
 // shop starts the demo's fx app on the given store and serves it with httptest.
 func shop(t *testing.T, c *app.Config) *httptest.Server {
+	t.Helper()
+	ts, _ := shopWithStore(t, c)
+	return ts
+}
+
+// shopWithStore is shop, and the store the sessions live in (the namespace
+// of the session manager), to look at their records.
+func shopWithStore(t *testing.T, c *app.Config) (*httptest.Server, cache.Store) {
 	t.Helper()
 	dir := t.TempDir()
 	if c.Catalog == "" {
@@ -36,19 +45,27 @@ func shop(t *testing.T, c *app.Config) *httptest.Server {
 	if c.Namespace == "" {
 		c.Namespace = "demo-test"
 	}
-	var srv *web.Server
-	fxApp := fxtest.New(t, app.Options(c, slog.New(slog.NewTextHandler(io.Discard, nil))), fx.Populate(&srv))
+	var (
+		srv   *web.Server
+		store cache.Store
+	)
+	fxApp := fxtest.New(t, app.Options(c, slog.New(slog.NewTextHandler(io.Discard, nil))), fx.Populate(&srv, &store))
 	fxApp.RequireStart()
 	t.Cleanup(fxApp.RequireStop)
 	ts := httptest.NewServer(srv)
 	t.Cleanup(ts.Close)
-	return ts
+	sessions, err := store.Sub(app.SessionConfig(c, nil).Namespace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ts, sessions
 }
 
 type client struct {
 	t    *testing.T
 	base string
 	http *http.Client
+	ua   string // the User-Agent sent, when not ""
 }
 
 func newClient(t *testing.T, base string) *client {
@@ -71,6 +88,9 @@ func (c *client) do(method, path, body string) (*http.Response, string) {
 		req.Header.Set("Content-Type", "application/json")
 	} else if body != "" {
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	if c.ua != "" {
+		req.Header.Set("User-Agent", c.ua)
 	}
 	res, err := c.http.Do(req)
 	if err != nil {

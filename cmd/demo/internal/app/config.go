@@ -35,6 +35,18 @@ type Config struct {
 	Dev       bool   // -dev, DEMO_DEV: development mode (misuse of sessions fails loudly)
 	// ShutdownTimeout bounds the graceful shutdown (-shutdown-timeout, DEMO_SHUTDOWN_TIMEOUT, default 10s).
 	ShutdownTimeout time.Duration
+	// MaxSessionsPerUser caps the sessions of one signed-in user; signing in
+	// beyond it ends the least recently used (-max-sessions-per-user,
+	// DEMO_MAX_SESSIONS_PER_USER; default 0: no cap).
+	MaxSessionsPerUser int
+	// RedisMinReplicas turns on the Redis store's durability mode: each write
+	// waits for this many replicas, and a write fewer acknowledge fails the
+	// request (503) instead of being acknowledged (-redis-min-replicas,
+	// DEMO_REDIS_MIN_REPLICAS; default 0: off).
+	RedisMinReplicas int
+	// OTel switches on OpenTelemetry metrics (served at /metrics) and traces
+	// (-otel, DEMO_OTEL; default off).
+	OTel bool
 
 	envErr error // an environment variable FlagSet could not parse; Validate reports it
 }
@@ -60,11 +72,32 @@ func FlagSet(fs *flag.FlagSet, getenv func(string) string) *Config {
 		st = 10 * time.Second
 	}
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", st, "graceful shutdown bound (env DEMO_SHUTDOWN_TIMEOUT)")
+	fs.IntVar(&c.MaxSessionsPerUser, "max-sessions-per-user", c.envInt(getenv, "DEMO_MAX_SESSIONS_PER_USER"),
+		"sessions one user may hold; signing in beyond it ends the least recently used (0: no cap) (env DEMO_MAX_SESSIONS_PER_USER)")
+	otel, err := strconv.ParseBool(env("DEMO_OTEL", "false"))
+	if err != nil {
+		c.envErr = errors.Join(c.envErr, fmt.Errorf("DEMO_OTEL=%q: want true or false", getenv("DEMO_OTEL")))
+	}
+	fs.BoolVar(&c.OTel, "otel", otel, "OpenTelemetry metrics (Prometheus text at /metrics) and traces (env DEMO_OTEL)")
 	return c
 }
 
+// envInt is the whole number in the environment variable name (0 when unset);
+// a value that is not one is reported by Validate.
+func (c *Config) envInt(getenv func(string) string, name string) int {
+	v := getenv(name)
+	if v == "" {
+		return 0
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		c.envErr = errors.Join(c.envErr, fmt.Errorf("%s=%q: want a whole number", name, v))
+	}
+	return n
+}
+
 // StoreFlagSet registers only the flags that name the session store (-store,
-// -dir, -redis-url, -dsn, -namespace) on fs, with defaults taken from the
+// -dir, -redis-url, -redis-min-replicas, -dsn, -namespace) on fs, with defaults taken from the
 // environment: the flags of "demo sessions". The other fields of the Config
 // keep their defaults.
 func StoreFlagSet(fs *flag.FlagSet, getenv func(string) string) *Config {
@@ -73,6 +106,8 @@ func StoreFlagSet(fs *flag.FlagSet, getenv func(string) string) *Config {
 	fs.StringVar(&c.Store, "store", env("DEMO_STORE", "file"), "session store: "+strings.Join(Stores, ", ")+" (env DEMO_STORE)")
 	fs.StringVar(&c.Dir, "dir", env("DEMO_DIR", "var/sessions"), "folder of the file store (env DEMO_DIR)")
 	fs.StringVar(&c.RedisURL, "redis-url", env("DEMO_REDIS_URL", "redis://127.0.0.1:6379/0"), "Redis URL for -store redis, with go-redis options such as ?read_timeout=500ms (env DEMO_REDIS_URL)")
+	fs.IntVar(&c.RedisMinReplicas, "redis-min-replicas", c.envInt(getenv, "DEMO_REDIS_MIN_REPLICAS"),
+		"durability mode of -store redis: each write waits for this many replicas and fails (503) when fewer acknowledge it (0: off) (env DEMO_REDIS_MIN_REPLICAS)")
 	fs.StringVar(&c.DSN, "dsn", env("DEMO_DSN", ""), "SQLite file for -store sqlite, connection string for -store postgres (env DEMO_DSN)")
 	fs.StringVar(&c.Namespace, "namespace", env("DEMO_NAMESPACE", "fxsession-demo"), "cache namespace of the sessions (env DEMO_NAMESPACE)")
 	return c
@@ -104,6 +139,14 @@ func (c *Config) Validate() error {
 	}
 	if err := cache.ValidateKey(c.Namespace); err != nil {
 		return fmt.Errorf("-namespace: %w", err)
+	}
+	switch {
+	case c.MaxSessionsPerUser < 0:
+		return fmt.Errorf("-max-sessions-per-user %d: want 0 (no cap) or more", c.MaxSessionsPerUser)
+	case c.RedisMinReplicas < 0:
+		return fmt.Errorf("-redis-min-replicas %d: want 0 (off) or more", c.RedisMinReplicas)
+	case c.RedisMinReplicas > 0 && c.Store != "redis":
+		return fmt.Errorf("-redis-min-replicas needs -store redis (it is %s)", c.Store)
 	}
 	return nil
 }
@@ -138,7 +181,12 @@ func (c *Config) OpenBackend(ctx context.Context) (cache.Store, error) {
 			client.Close()
 			return nil, cache.Unavailable("ping Redis at "+o.Addr, err)
 		}
-		store, err := redisstore.New(client, redisstore.Options{Namespace: c.Namespace})
+		ro := redisstore.Options{Namespace: c.Namespace, MinReplicas: c.RedisMinReplicas}
+		if c.RedisMinReplicas > 0 && o.ReadTimeout > 0 && o.ReadTimeout <= redisstore.DefaultReplicaTimeout {
+			// WAIT must answer before the client gives up on the round trip.
+			ro.ReplicaTimeout = o.ReadTimeout / 2
+		}
+		store, err := redisstore.New(client, ro)
 		if err != nil {
 			client.Close()
 			return nil, err

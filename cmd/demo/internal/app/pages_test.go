@@ -23,6 +23,9 @@ func (c *client) form(path, body, referer string) (*http.Response, string) {
 		c.t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if c.ua != "" {
+		req.Header.Set("User-Agent", c.ua)
+	}
 	if referer != "" {
 		req.Header.Set("Referer", c.base+referer)
 	}
@@ -296,7 +299,8 @@ func TestPictures(t *testing.T) {
 		}
 	}
 	c.must(200, "POST", "/api/basket/items", `{"sku":"tea-sencha","qty":2}`)
-	for _, path := range []string{"/", "/basket", "/no-such-page"} {
+	c.must(200, "POST", "/api/login", `{"user":"alice"}`)
+	for _, path := range []string{"/", "/basket", "/sessions", "/no-such-page"} {
 		_, page := c.do("GET", path, "")
 		for _, m := range regexp.MustCompile(`<(img|link|script|iframe|source|video|audio)\b[^>]*`).FindAllString(page, -1) {
 			ref := regexp.MustCompile(`(?:src|href)="([^"]*)"`).FindStringSubmatch(m)

@@ -17,7 +17,9 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/fx"
 
 	"github.com/fxsession/fxsession/cache"
@@ -41,13 +43,31 @@ const UserKey = "user"
 // validUser is what a user name may look like: it becomes a session tag.
 var validUser = regexp.MustCompile(`^[A-Za-z0-9_.@-]{1,40}$`)
 
+// RememberFor is the lifetime of a session signed in with "Remember me": its
+// own inactivity timeout and its persistent cookie's Max-Age.
+const RememberFor = 30 * 24 * time.Hour
+
+// ReasonRevoked is the reason of a session ended from its user's sessions
+// page (the lifecycle event's Reason).
+const ReasonRevoked = "revoked"
+
+// Telemetry is what the server exposes and traces with.
+type Telemetry struct {
+	// Metrics serves GET /metrics (Prometheus text); nil: an empty exposition.
+	Metrics http.Handler
+	// Tracer, when not nil, gives every request a server span, the parent of
+	// the session's spans.
+	Tracer trace.TracerProvider
+}
+
 // Params are the server's dependencies, filled by fx.
 type Params struct {
 	fx.In
-	Basket   scope.Handle[*shop.Basket]
-	Catalog  *shop.Catalog
-	Sessions *session.Manager
-	Logger   *slog.Logger `optional:"true"`
+	Basket    scope.Handle[*shop.Basket]
+	Catalog   *shop.Catalog
+	Sessions  *session.Manager
+	Telemetry *Telemetry   `optional:"true"`
+	Logger    *slog.Logger `optional:"true"`
 }
 
 // Server serves the shop.
@@ -56,13 +76,14 @@ type Server struct {
 	catalog  *shop.Catalog
 	sessions *session.Manager
 	log      *slog.Logger
+	now      func() time.Time
 	pages    map[string]*template.Template
 	handler  http.Handler
 }
 
 // New builds the server and its routes.
 func New(p Params) (*Server, error) {
-	s := &Server{basket: p.Basket, catalog: p.Catalog, sessions: p.Sessions, log: p.Logger}
+	s := &Server{basket: p.Basket, catalog: p.Catalog, sessions: p.Sessions, log: p.Logger, now: time.Now}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -71,7 +92,7 @@ func New(p Params) (*Server, error) {
 		"mul":   func(q int, c int64) int64 { return int64(q) * c },
 	}
 	s.pages = map[string]*template.Template{}
-	for _, page := range []string{"catalog", "basket", "error"} {
+	for _, page := range []string{"catalog", "basket", "sessions", "error"} {
 		t, err := template.New("layout").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+page+".html")
 		if err != nil {
 			return nil, fmt.Errorf("web: template %s: %w", page, err)
@@ -91,6 +112,9 @@ func New(p Params) (*Server, error) {
 	app.HandleFunc("POST /basket/items/{sku}/delete", s.removeForm)
 	app.HandleFunc("POST /login", s.loginForm)
 	app.HandleFunc("POST /logout", s.logoutForm)
+	app.HandleFunc("GET /sessions", s.sessionsPage)
+	app.HandleFunc("POST /sessions/{id}/revoke", s.revokeForm)
+	app.HandleFunc("POST /sessions/logout-others", s.logoutOthersForm)
 	app.Handle("GET /api/products", session.Stateless(http.HandlerFunc(s.apiProducts)))
 	app.Handle("GET /api/basket", session.ReadOnly(http.HandlerFunc(s.apiBasket)))
 	app.HandleFunc("POST /api/basket/items", s.apiAdd)
@@ -98,18 +122,35 @@ func New(p Params) (*Server, error) {
 	app.HandleFunc("POST /api/login", s.apiLogin)
 	app.HandleFunc("POST /api/logout", s.apiLogout)
 	app.HandleFunc("POST /api/logout-everywhere", s.apiLogoutEverywhere)
+	app.HandleFunc("GET /api/sessions", s.apiSessions)
+	app.HandleFunc("DELETE /api/sessions/{id}", s.apiRevoke)
+	app.HandleFunc("POST /api/logout-others", s.apiLogoutOthers)
 	app.HandleFunc("/", s.notFound)
 
 	root := http.NewServeMux()
-	// Neither the health check nor the static files ever touch a session.
+	// Neither the health check, the metrics nor the static files ever touch a
+	// session.
 	root.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, "ok\n")
 	})
+	var metrics http.Handler = http.HandlerFunc(noMetrics)
+	if p.Telemetry != nil && p.Telemetry.Metrics != nil {
+		metrics = p.Telemetry.Metrics
+	}
+	root.Handle("GET /metrics", metrics)
 	root.Handle("GET /assets/", http.StripPrefix("/assets/", http.FileServerFS(assets)))
 	root.Handle("/", p.Sessions.Middleware(app))
 	s.handler = root
+	if p.Telemetry != nil && p.Telemetry.Tracer != nil {
+		s.handler = traced(p.Telemetry.Tracer.Tracer("github.com/fxsession/fxsession/cmd/demo"), root, app)
+	}
 	return s, nil
+}
+
+// noMetrics is GET /metrics without telemetry: an empty exposition.
+func noMetrics(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 }
 
 // ServeHTTP serves the shop.
@@ -130,6 +171,7 @@ type pageData struct {
 	Lines          []shop.LineItem
 	Total          int64
 	Message        string
+	Sessions       []sessionView
 }
 
 // common fills the header: basket count, user, flashes (consumed).
@@ -252,11 +294,16 @@ func (s *Server) removeForm(w http.ResponseWriter, r *http.Request) {
 func (s *Server) loginForm(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
 	user := strings.TrimSpace(r.FormValue("user"))
-	if err := s.login(r.Context(), user); err != nil {
+	remember := r.FormValue("remember") != ""
+	if err := s.login(r.Context(), user, remember); err != nil {
 		s.refuse(w, r, err, backTo(r, "/"))
 		return
 	}
-	s.flash(r.Context(), "success", "Welcome, "+user)
+	msg := "Welcome, " + user
+	if remember {
+		msg += ". This browser stays signed in for 30 days."
+	}
+	s.flash(r.Context(), "success", msg)
 	http.Redirect(w, r, backTo(r, "/"), http.StatusSeeOther)
 }
 
@@ -430,17 +477,18 @@ func (s *Server) apiRemove(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) apiLogin(w http.ResponseWriter, r *http.Request) {
 	var body struct {
-		User string `json:"user"`
+		User     string `json:"user"`
+		Remember bool   `json:"remember"`
 	}
 	if err := decodeJSON(w, r, &body); err != nil {
 		s.apiError(w, r, err)
 		return
 	}
-	if err := s.login(r.Context(), body.User); err != nil {
+	if err := s.login(r.Context(), body.User, body.Remember); err != nil {
 		s.apiError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"user": body.User})
+	writeJSON(w, http.StatusOK, map[string]any{"user": body.User, "remember": body.Remember})
 }
 
 func (s *Server) apiLogout(w http.ResponseWriter, r *http.Request) {
@@ -453,31 +501,23 @@ func (s *Server) apiLogout(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) apiLogoutEverywhere(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	sess, _ := session.FromContext(ctx)
-	started, err := sess.IsStarted(ctx)
+	sess, user, err := s.signedIn(ctx)
 	if err != nil {
 		s.apiError(w, r, err)
 		return
 	}
-	user := ""
-	if started {
-		user = s.user(ctx, sess)
-	}
-	if user == "" {
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "not signed in"})
-		return
-	}
-	n, err := s.sessions.DestroyByTag(ctx, userTag(user), "logout everywhere")
+	// The others through the user's tag, this one through the request's
+	// session, which also expires its cookie.
+	n, err := s.sessions.DestroyByTag(ctx, s.sessions.UserTag(user), "logout everywhere", sess.Ref())
 	if err != nil {
 		s.apiError(w, r, err)
 		return
 	}
-	// This request's session was among them: expire its cookie too.
 	if err := sess.Destroy(ctx, "logout everywhere"); err != nil {
 		s.apiError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]int{"sessions_ended": n})
+	writeJSON(w, http.StatusOK, map[string]int{"sessions_ended": n + 1})
 }
 
 // ---- the shop's actions, shared by pages and API ----
@@ -511,11 +551,12 @@ func (s *Server) remove(ctx context.Context, sku string) (string, error) {
 	return name, err
 }
 
-func userTag(user string) string { return "user:" + user }
-
 // login renews the session ID (no fixation), remembers the user and tags the
-// session with it; the basket stays.
-func (s *Server) login(ctx context.Context, user string) error {
+// session with the user's tag (Manager.UserTag: the user's sessions page, the
+// per-user cap); the basket stays. remember gives the session a lifetime of
+// RememberFor and a persistent cookie; without it the session has the shop's
+// inactivity timeout and a browser-session cookie.
+func (s *Server) login(ctx context.Context, user string, remember bool) error {
 	if !validUser.MatchString(user) {
 		return errBadUser
 	}
@@ -524,14 +565,21 @@ func (s *Server) login(ctx context.Context, user string) error {
 		return err
 	}
 	if old := s.user(ctx, sess); old != "" && old != user {
-		if err := sess.RemoveTag(ctx, userTag(old)); err != nil {
+		if err := sess.RemoveTag(ctx, s.sessions.UserTag(old)); err != nil {
 			return err
 		}
 	}
 	if err := sess.Put(ctx, UserKey, user); err != nil {
 		return err
 	}
-	return sess.AddTag(ctx, userTag(user))
+	if err := sess.AddTag(ctx, s.sessions.UserTag(user)); err != nil {
+		return err
+	}
+	var lifetime time.Duration
+	if remember {
+		lifetime = RememberFor
+	}
+	return sess.SetLifetime(ctx, lifetime)
 }
 
 func (s *Server) logout(ctx context.Context) error {
@@ -549,6 +597,13 @@ var errBadUser = fmt.Errorf("%w: a user name is 1 to 40 letters, digits or _.@-"
 // errNotANumber: a form's quantity is not a number.
 var errNotANumber = fmt.Errorf("%w: the quantity is not a whole number", errBadRequest)
 
+// errNotSignedIn: the route needs a signed-in user.
+var errNotSignedIn = errors.New("not signed in")
+
+// errNoSuchSession: the session to revoke is not one of the user's (or has
+// ended).
+var errNoSuchSession = errors.New("no such session")
+
 // classify maps an error to a status code and a message a person understands.
 func classify(err error) (int, string) {
 	var maxErr *http.MaxBytesError
@@ -561,6 +616,10 @@ func classify(err error) (int, string) {
 		return http.StatusNotFound, "That product is no longer in your basket."
 	case errors.Is(err, errNotANumber):
 		return http.StatusBadRequest, "Please enter the quantity as a whole number, such as 2."
+	case errors.Is(err, errNotSignedIn):
+		return http.StatusUnauthorized, "Please sign in first."
+	case errors.Is(err, errNoSuchSession):
+		return http.StatusNotFound, "That is not one of your sessions, or it has already ended."
 	case errors.Is(err, errBadUser):
 		return http.StatusBadRequest, "A name is 1 to 40 letters or digits (and _ . @ -), without spaces."
 	case errors.Is(err, shop.ErrBadQuantity):

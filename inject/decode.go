@@ -3,22 +3,26 @@ package inject
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"fmt"
-	"io"
 	"reflect"
+	"unsafe"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
 
 type decState struct {
-	reg    *Registry
-	data   []byte
-	rd     bytes.Reader
-	dec    *msgpack.Decoder
-	tr     *Tracker
-	refs   []pendingRef
-	fixups []func()
+	reg      *Registry
+	b        []byte // the input
+	off      int    // the next byte to read
+	depth    int    // containers open around the next value
+	maxDepth int
+	tr       *Tracker
+	refs     []pendingRef
+	fixups   []func()
+	arena    []byte // the block decoded strings are copied into (wire.go)
+
+	fb  *msgpack.Decoder // fallback leaves
+	fbr bytes.Reader
 }
 
 // pendingRef is an entity reference waiting for its repository: slot receives the
@@ -31,292 +35,125 @@ type pendingRef struct {
 }
 
 func newDecState(r *Registry) *decState {
-	s := &decState{reg: r}
-	s.dec = msgpack.NewDecoder(&s.rd)
+	s := &decState{reg: r, maxDepth: r.maxDepth}
+	s.fb = msgpack.NewDecoder(&s.fbr)
 	return s
 }
 
 func (r *Registry) getDec(data []byte, tr *Tracker) *decState {
 	s := r.decPool.Get().(*decState)
-	s.data, s.tr = data, tr
-	s.rd.Reset(data)
-	s.dec.ResetReader(&s.rd)
+	s.b, s.off, s.depth, s.tr = data, 0, 0, tr
 	return s
 }
 
 func (r *Registry) putDec(s *decState) {
-	s.data, s.tr = nil, nil
-	s.rd.Reset(nil)
+	s.b, s.tr = nil, nil
+	s.fbr.Reset(nil)
 	clear(s.refs)
 	s.refs = s.refs[:0]
 	clear(s.fixups)
 	s.fixups = s.fixups[:0]
+	// s.arena stays: the strings handed out lie below its length, later ones
+	// are appended after them.
 	r.decPool.Put(s)
 }
 
-func (s *decState) off() int { return len(s.data) - s.rd.Len() }
-
-func (s *decState) peekNil() bool {
-	if s.rd.Len() > 0 && s.data[s.off()] == 0xc0 {
-		_, _ = s.rd.ReadByte()
-		return true
-	}
-	return false
-}
-
-// readStr reads a msgpack string without copying it.
-func (s *decState) readStr() ([]byte, error) {
-	c, err := s.rd.ReadByte()
+// decodeRoot reads the plan's object (the struct at p) from the whole input:
+// a map of its fields. Fields present in the input are replaced, the others
+// keep their value.
+func (d *decState) decodeRoot(n *node, p unsafe.Pointer) error {
+	at := d.off
+	c, err := d.code()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	var n int
+	l, ok, err := d.mapLenCode(at, c)
 	switch {
-	case c >= 0xa0 && c <= 0xbf:
-		n = int(c & 0x1f)
-	case c == 0xd9 || c == 0xda || c == 0xdb:
-		size := 1 << (c - 0xd9)
-		if s.rd.Len() < size {
-			return nil, io.ErrUnexpectedEOF
-		}
-		p := s.data[s.off() : s.off()+size]
-		switch size {
-		case 1:
-			n = int(p[0])
-		case 2:
-			n = int(binary.BigEndian.Uint16(p))
-		default:
-			n = int(binary.BigEndian.Uint32(p))
-		}
-		_, _ = s.rd.Seek(int64(size), io.SeekCurrent)
-	default:
-		return nil, fmt.Errorf("expected a string, found msgpack code 0x%02x", c)
+	case err != nil:
+		return err
+	case !ok:
+		// An object is always stored as a msgpack map. Anything else at the
+		// root is refused, so that the object loads fresh instead of zeroed.
+		return d.fail(at, "stored value is not a map (msgpack code 0x%02x)", c)
+	case l < 0:
+		return d.fail(at, "stored value is nil")
 	}
-	if n > s.rd.Len() {
-		return nil, io.ErrUnexpectedEOF
-	}
-	o := s.off()
-	_, _ = s.rd.Seek(int64(n), io.SeekCurrent)
-	return s.data[o : o+n], nil
-}
-
-func (s *decState) decode(n *node, v reflect.Value) error {
-	if !n.walk {
-		return s.dec.DecodeValue(v)
-	}
-	switch n.kind {
-	case kPtr:
-		if s.peekNil() {
-			v.SetZero()
-			return nil
-		}
-		if v.IsNil() {
-			v.Set(reflect.New(n.t.Elem()))
-		}
-		return s.decode(n.elem, v.Elem())
-	case kSlice:
-		return s.decodeSlice(n, v)
-	case kArray:
-		l, err := s.dec.DecodeArrayLen()
-		if err != nil {
-			return err
-		}
-		v.SetZero()
-		for i := range max(l, 0) {
-			if i >= v.Len() {
-				if err := s.dec.Skip(); err != nil {
-					return err
-				}
-				continue
-			}
-			if err := s.decode(n.elem, v.Index(i)); err != nil {
-				return err
-			}
-		}
-		return nil
-	case kMap:
-		return s.decodeMap(n, v)
-	case kStruct:
-		return s.decodeStruct(n, v)
-	case kIface:
-		return s.decodeIface(n, v)
-	case kEntity:
-		return s.decodeEntity(n, v)
-	}
-	return s.dec.DecodeValue(v)
-}
-
-func (s *decState) decodeSlice(n *node, v reflect.Value) error {
-	l, err := s.dec.DecodeArrayLen()
-	if err != nil {
+	if err := d.decodeFields(n, at, l, p); err != nil {
 		return err
 	}
-	if l < 0 {
-		v.SetZero()
-		return nil
-	}
-	sl := reflect.MakeSlice(n.t, l, l) // l is bounded by the input size (msgpackcheck)
-	v.Set(sl)
-	// A missing entity leaves its element nil: positions never shift.
-	for i := range l {
-		if err := s.decode(n.elem, sl.Index(i)); err != nil {
-			return err
-		}
+	if d.off != len(d.b) {
+		return d.fail(d.off, "%d bytes after the value", len(d.b)-d.off)
 	}
 	return nil
 }
 
-func (s *decState) decodeMap(n *node, v reflect.Value) error {
-	l, err := s.dec.DecodeMapLen()
-	if err != nil {
-		return err
-	}
-	if l < 0 {
-		v.SetZero()
+// decodeEntity reads an entity of n's type into the slot at p: a value of the
+// entity type when slot is invalid, else slot (an interface holding it).
+func (d *decState) decodeEntity(n *node, p unsafe.Pointer, slot reflect.Value) error {
+	if c, ok := d.peek(); ok && c == cNil {
+		d.off++
+		if slot.IsValid() {
+			slot.SetZero()
+		} else {
+			reflect.NewAt(n.t, p).Elem().SetZero()
+		}
 		return nil
 	}
-	m := reflect.MakeMapWithSize(n.t, l)
-	v.Set(m)
-	kt, et := n.t.Key(), n.t.Elem()
-	for range l {
-		k := reflect.New(kt).Elem()
-		if err := s.decode(n.key, k); err != nil {
-			return err
-		}
-		val := reflect.New(et).Elem()
-		before := len(s.refs)
-		if err := s.decode(n.elem, val); err != nil {
-			return err
-		}
-		if len(s.refs) == before {
-			m.SetMapIndex(k, val)
-			continue
-		}
-		// val holds references resolved later: store it once they are (a
-		// missing entity leaves the key with a nil value).
-		s.fixups = append(s.fixups, func() { m.SetMapIndex(k, val) })
-	}
-	return nil
-}
-
-func (n *node) field(key []byte) *field {
-	if n.byName != nil {
-		return n.byName[string(key)]
-	}
-	for _, f := range n.fields {
-		if f.key == string(key) {
-			return f
-		}
-	}
-	return nil
-}
-
-func (s *decState) decodeStruct(n *node, v reflect.Value) error {
-	l, err := s.dec.DecodeMapLen()
-	if err != nil {
-		return err
-	}
-	if l < 0 {
-		v.SetZero()
-		return nil
-	}
-	for range l {
-		key, err := s.readStr()
-		if err != nil {
-			return err
-		}
-		f := n.field(key)
-		if f == nil {
-			if err := s.dec.Skip(); err != nil { // a field that no longer exists
-				return err
-			}
-			continue
-		}
-		fv := fieldOf(v, f.index)
-		fv.SetZero()
-		if err := s.decode(f.node, fv); err != nil {
-			return fmt.Errorf("%s: %w", f.goName, err)
-		}
-	}
-	return nil
-}
-
-func (s *decState) decodeIface(n *node, v reflect.Value) error {
-	if s.peekNil() {
-		v.SetZero()
-		return nil
-	}
-	l, err := s.dec.DecodeArrayLen()
-	if err != nil {
-		return err
-	}
-	if l != 2 {
-		return incompatible(n.t, "interface value is not a [type, value] pair")
-	}
-	name, err := s.readStr()
-	if err != nil {
-		return err
-	}
-	im := n.byImpl[string(name)]
-	if im == nil {
-		return incompatible(n.t, "%q is not a registered implementation", name)
-	}
-	if im.node.kind == kEntity {
-		return s.decodeEntity(im.node, v)
-	}
-	val := reflect.New(im.t).Elem()
-	before := len(s.refs)
-	if err := s.decode(im.node, val); err != nil {
-		return err
-	}
-	v.Set(val)
-	if len(s.refs) > before && im.t.Kind() != reflect.Pointer {
-		s.fixups = append(s.fixups, func() { v.Set(val) })
-	}
-	return nil
-}
-
-func (s *decState) decodeEntity(n *node, slot reflect.Value) error {
-	if s.peekNil() {
-		slot.SetZero()
-		return nil
-	}
-	l, err := s.dec.DecodeArrayLen()
+	at := d.off
+	l, err := d.arrayLen()
 	if err != nil {
 		return err
 	}
 	if l != 2 {
 		return incompatible(n.t, "entity is not a [kind, value] pair")
 	}
-	tag, err := s.dec.DecodeUint64()
+	if err := d.enter(at, l); err != nil {
+		return err
+	}
+	defer func() { d.depth-- }()
+	tag, err := d.uint64()
 	if err != nil {
 		return err
 	}
 	switch tag {
 	case entityRefTag:
-		id, err := s.dec.DecodeString()
+		id, err := d.string()
 		if err != nil {
 			return err
 		}
 		if id == "" {
 			return incompatible(n.t, "entity reference without an ID")
 		}
+		if !slot.IsValid() {
+			slot = reflect.NewAt(n.t, p).Elem()
+		}
 		slot.SetZero()
-		s.refs = append(s.refs, pendingRef{ent: n.ent, id: id, slot: slot})
+		d.refs = append(d.refs, pendingRef{ent: n.ent, id: id, slot: slot})
 		return nil
 	case entityWholeTag:
-		val := reflect.New(n.ent.t).Elem()
-		before := len(s.refs)
-		if err := s.decode(n.ent.inner, val); err != nil {
+		q := p
+		var val reflect.Value
+		if slot.IsValid() {
+			val = reflect.New(n.ent.t)
+			q = val.UnsafePointer()
+		}
+		before := len(d.refs)
+		dec := n.ent.inner.dec
+		if slot.IsValid() {
+			dec = n.ent.inner.decz
+		}
+		if err := dec(d, q); err != nil {
 			return err
 		}
-		slot.Set(val)
-		if len(s.refs) > before && n.ent.t.Kind() != reflect.Pointer {
-			s.fixups = append(s.fixups, func() { slot.Set(val) })
+		if slot.IsValid() {
+			slot.Set(val.Elem())
+			if len(d.refs) > before && n.ent.t.Kind() != reflect.Pointer {
+				d.fixups = append(d.fixups, func() { slot.Set(val.Elem()) })
+			}
 		}
-		if s.tr != nil && !isNilish(val) {
-			if e, ok := val.Interface().(Entity); ok && e.EntityID() != "" {
-				s.tr.markKnown(entityKey{n.ent.t, e.EntityID()})
+		if d.tr != nil {
+			if e := entityAt(n.ent, q); e != nil && !isNilish(reflect.NewAt(n.ent.t, q).Elem()) && e.EntityID() != "" {
+				d.tr.markKnown(entityKey{n.ent.t, e.EntityID()})
 			}
 		}
 		return nil

@@ -28,10 +28,19 @@
 //
 // State is a msgpack map of field name to value, so adding or removing fields never
 // fails a load: unknown keys are skipped and missing keys leave the field at its
-// fresh value. Values whose type can hold no entity, interface or map are encoded
-// by msgpack directly; the others are walked by the plan, which writes map entries
-// sorted by key so that equal state always encodes to equal bytes (scope relies on
-// that to write only what changed).
+// fresh value. Map entries are written sorted by their encoded keys, so that equal
+// state always encodes to equal bytes (scope relies on that to write only what
+// changed).
+//
+// When a plan is built, each type it reaches gets an encoder and a decoder compiled
+// for its shape (structs, slices, arrays, maps, pointers, strings, numbers,
+// booleans, time.Time, entities, interfaces): closures over field offsets and
+// element sizes that write the bytes msgpack writes and read what msgpack reads
+// for that Go type, without msgpack's reflection. Other types (`any`, []byte,
+// types with their own marshalling methods, structs whose msgpack tags inject does
+// not model, such as embedded structs or options other than omitempty) are encoded
+// and decoded by msgpack. Stored objects stay plain msgpack: any msgpack tool reads
+// them.
 //
 // Interface-typed state is stored as [type name, value] and decodes only into the
 // implementations registered with [Registry.AddImplementations]: stored bytes never
@@ -64,10 +73,15 @@
 //
 // # Hostile and outdated input
 //
-// [Plan.Decode] first checks the structure of the input, the same check that guards
-// every stored session value (well formed, every declared length within the input,
-// extension payloads checked as msgpack, nesting within [DefaultMaxDepth]), so
-// msgpack allocates in proportion to the input and recursion is bounded, whichever
-// msgpack version the application builds with. Input that does not fit the current
-// type fails with [ErrIncompatible]; scope then starts over with a fresh instance.
+// [Plan.Decode] checks the input while it decodes it: every declared length
+// (string, array, map, extension) against the bytes left, so that what it
+// allocates is in proportion to the input, and nesting against [DefaultMaxDepth]
+// (or [WithMaxDepth]). Values it skips (keys of fields that no longer exist) are
+// checked the same way, and the bytes of a value it hands to msgpack first pass
+// internal/msgpackcheck.Prepare, as every stored session value does, whichever
+// msgpack version the application builds with. Input that does not fit the
+// current type fails with [ErrIncompatible]; scope then starts over with a fresh
+// instance.
+//
+// A key that occurs twice in one stored map replaces the value of the first.
 package inject

@@ -1,12 +1,11 @@
 package inject
 
 import (
-	"bytes"
 	"context"
-	"fmt"
 	"hash/maphash"
 	"reflect"
 	"slices"
+	"unsafe"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -33,12 +32,15 @@ func (w *appendWriter) WriteByte(c byte) error      { w.b = append(w.b, c); retu
 type encState struct {
 	reg     *Registry
 	w       appendWriter
-	enc     *msgpack.Encoder
+	enc     *msgpack.Encoder // fallback leaves
 	tr      *Tracker
 	mode    encMode
 	depth   int
 	unknown []entityRef
 	scratch []byte
+	spans   []mapSpan // map entries being sorted (a stack: maps nest)
+	tmp     []byte
+	slot    unsafe.Pointer // snapshot: the entity pointer being encoded
 }
 
 type entityRef struct {
@@ -68,151 +70,14 @@ func (r *Registry) putEnc(s *encState) {
 	if cap(s.scratch) > 64<<10 {
 		s.scratch = nil
 	}
+	if cap(s.tmp) > 64<<10 {
+		s.tmp = nil
+	}
+	s.spans = s.spans[:0]
 	r.encPool.Put(s)
 }
 
 func (s *encState) hash(b []byte) uint64 { return maphash.Bytes(s.reg.seed, b) }
-
-func fieldOf(v reflect.Value, index []int) reflect.Value {
-	if len(index) == 1 {
-		return v.Field(index[0])
-	}
-	return v.FieldByIndex(index)
-}
-
-func (s *encState) encode(n *node, v reflect.Value) error {
-	if !n.walk {
-		return s.enc.EncodeValue(v)
-	}
-	s.depth++
-	if s.depth > s.reg.maxDepth {
-		return fmt.Errorf("inject: state nested deeper than %d levels at a %s (a pointer cycle?)", s.reg.maxDepth, n.t)
-	}
-	var err error
-	switch n.kind {
-	case kPtr:
-		if v.IsNil() {
-			err = s.enc.EncodeNil()
-		} else {
-			err = s.encode(n.elem, v.Elem())
-		}
-	case kSlice:
-		if v.IsNil() {
-			err = s.enc.EncodeNil()
-			break
-		}
-		err = s.encodeList(n, v)
-	case kArray:
-		err = s.encodeList(n, v)
-	case kMap:
-		err = s.encodeMap(n, v)
-	case kStruct:
-		err = s.encodeStruct(n, v)
-	case kIface:
-		err = s.encodeIface(n, v)
-	case kEntity:
-		err = s.encodeEntity(n, v)
-	default:
-		err = s.enc.EncodeValue(v)
-	}
-	s.depth--
-	return err
-}
-
-func (s *encState) encodeList(n *node, v reflect.Value) error {
-	l := v.Len()
-	if err := s.enc.EncodeArrayLen(l); err != nil {
-		return err
-	}
-	for i := range l {
-		if err := s.encode(n.elem, v.Index(i)); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (s *encState) encodeStruct(n *node, v reflect.Value) error {
-	count := len(n.fields)
-	for _, f := range n.fields {
-		if f.omitEmpty && fieldOf(v, f.index).IsZero() {
-			count--
-		}
-	}
-	if err := s.enc.EncodeMapLen(count); err != nil {
-		return err
-	}
-	for _, f := range n.fields {
-		fv := fieldOf(v, f.index)
-		if f.omitEmpty && fv.IsZero() {
-			continue
-		}
-		if err := s.enc.EncodeString(f.key); err != nil {
-			return err
-		}
-		if err := s.encode(f.node, fv); err != nil {
-			return fmt.Errorf("%s: %w", f.goName, err)
-		}
-	}
-	return nil
-}
-
-type mapSpan struct{ k, v, end int }
-
-// encodeMap writes the entries sorted by the bytes of their encoded keys, so that
-// equal maps always encode to equal bytes (Go randomises map iteration).
-func (s *encState) encodeMap(n *node, v reflect.Value) error {
-	if v.IsNil() {
-		return s.enc.EncodeNil()
-	}
-	if err := s.enc.EncodeMapLen(v.Len()); err != nil {
-		return err
-	}
-	start := len(s.w.b)
-	spans := make([]mapSpan, 0, v.Len())
-	it := v.MapRange()
-	for it.Next() {
-		k := len(s.w.b)
-		if err := s.encode(n.key, it.Key()); err != nil {
-			return err
-		}
-		val := len(s.w.b)
-		if err := s.encode(n.elem, it.Value()); err != nil {
-			return err
-		}
-		spans = append(spans, mapSpan{k, val, len(s.w.b)})
-	}
-	if len(spans) < 2 {
-		return nil
-	}
-	b := s.w.b
-	slices.SortFunc(spans, func(x, y mapSpan) int { return bytes.Compare(b[x.k:x.v], b[y.k:y.v]) })
-	tmp := slices.Clone(b[start:])
-	b = b[:start]
-	for _, sp := range spans {
-		b = append(b, tmp[sp.k-start:sp.end-start]...)
-	}
-	s.w.b = b
-	return nil
-}
-
-func (s *encState) encodeIface(n *node, v reflect.Value) error {
-	if v.IsNil() {
-		return s.enc.EncodeNil()
-	}
-	dyn := v.Elem()
-	im := n.byType[dyn.Type()]
-	if im == nil {
-		return fmt.Errorf("inject: a %s holds a %s, which is not a registered implementation", n.t, dyn.Type())
-	}
-	if err := s.enc.EncodeArrayLen(2); err != nil {
-		return err
-	}
-	if err := s.enc.EncodeString(im.name); err != nil {
-		return err
-	}
-	return s.encode(im.node, dyn)
-}
 
 // Entities are written as a two-element array: [0, id] for a reference, [1, value]
 // for the whole entity.
@@ -229,26 +94,22 @@ func nilable(v reflect.Value) bool {
 	return false
 }
 
-func (s *encState) encodeEntity(n *node, v reflect.Value) error {
-	if nilable(v) && v.IsNil() {
-		return s.enc.EncodeNil()
+func (s *encState) encodeEntity(n *node, p unsafe.Pointer) error {
+	if n.ent.nilable && reflect.NewAt(n.t, p).Elem().IsNil() {
+		s.w.b = appendNil(s.w.b)
+		return nil
 	}
 	start := len(s.w.b)
-	if err := s.enc.EncodeArrayLen(2); err != nil {
-		return err
-	}
-	if err := s.enc.EncodeUint(entityWholeTag); err != nil {
-		return err
-	}
+	s.w.b = append(s.w.b, 0x92, entityWholeTag)
 	body := len(s.w.b)
-	if err := s.encode(n.ent.inner, v); err != nil {
+	if err := n.ent.inner.enc(s, p); err != nil {
 		return err
 	}
 	if s.mode == modeWhole {
 		return nil
 	}
-	e, ok := v.Interface().(Entity)
-	if !ok {
+	e := entityAt(n.ent, p)
+	if e == nil {
 		return nil
 	}
 	id := e.EntityID()
@@ -272,14 +133,8 @@ func (s *encState) encodeEntity(n *node, v reflect.Value) error {
 			return nil // modified (or not in the repository): whole
 		}
 	}
-	s.w.b = s.w.b[:start]
-	if err := s.enc.EncodeArrayLen(2); err != nil {
-		return err
-	}
-	if err := s.enc.EncodeUint(entityRefTag); err != nil {
-		return err
-	}
-	return s.enc.EncodeString(id)
+	s.w.b = appendString(append(s.w.b[:start], 0x92, entityRefTag), id)
+	return nil
 }
 
 // snapshot records in tr the hash of a repository's version of an entity.
@@ -287,7 +142,17 @@ func (r *Registry) snapshot(tr *Tracker, ent *entityInfo, id string, v reflect.V
 	s := r.getEnc(tr, modeSnapshot)
 	defer r.putEnc(s)
 	s.w.b = s.scratch[:0]
-	err := s.encode(ent.inner, v)
+	var err error
+	if v.Kind() == reflect.Pointer {
+		// The pointer is held in the pooled state: no copy of v on the heap.
+		s.slot = v.UnsafePointer()
+		err = ent.inner.enc(s, unsafe.Pointer(&s.slot))
+		s.slot = nil
+	} else {
+		c := reflect.New(v.Type())
+		c.Elem().Set(v)
+		err = ent.inner.enc(s, c.UnsafePointer())
+	}
 	if err == nil {
 		tr.recordRepo(entityKey{ent.t, id}, s.hash(s.w.b))
 	}

@@ -9,8 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
-
-	"github.com/fxsession/fxsession/internal/msgpackcheck"
+	"unsafe"
 )
 
 // FieldKind says what a plan does with a field.
@@ -70,8 +69,12 @@ type Field struct {
 	omitEmpty bool
 }
 
-// PlanOption configures one plan.
-type PlanOption func(*planConfig)
+// PlanOption configures one plan: [Dependencies].
+type PlanOption interface{ applyPlan(*planConfig) }
+
+type planOption func(*planConfig)
+
+func (f planOption) applyPlan(c *planConfig) { f(c) }
 
 type planConfig struct {
 	deps map[reflect.Type]bool
@@ -82,13 +85,13 @@ type planConfig struct {
 // objects). Basic types (bool, numbers, strings) are never treated this way, so a
 // constructor taking a string does not turn every string field into a dependency.
 func Dependencies(types ...reflect.Type) PlanOption {
-	return func(c *planConfig) {
+	return planOption(func(c *planConfig) {
 		for _, t := range types {
 			if t != nil && !basic(t) {
 				c.deps[t] = true
 			}
 		}
-	}
+	})
 }
 
 func basic(t reflect.Type) bool {
@@ -136,7 +139,9 @@ func (r *Registry) Plan(t reflect.Type, opts ...PlanOption) (*Plan, error) {
 	}
 	cfg := planConfig{deps: map[reflect.Type]bool{}}
 	for _, o := range opts {
-		o(&cfg)
+		if o != nil {
+			o.applyPlan(&cfg)
+		}
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -167,6 +172,12 @@ func (r *Registry) Plan(t reflect.Type, opts ...PlanOption) (*Plan, error) {
 		}
 	}
 	finish(created)
+	if len(root.fields) > 8 {
+		root.byName = make(map[string]*field, len(root.fields))
+		for _, f := range root.fields {
+			root.byName[f.key] = f
+		}
+	}
 	seen := map[*node]bool{}
 	for _, f := range root.fields {
 		r.validate(t, f.node, f.goName, seen, &errs)
@@ -176,6 +187,10 @@ func (r *Registry) Plan(t reflect.Type, opts ...PlanOption) (*Plan, error) {
 	}
 	p.root, p.auto = root, auto
 	p.hasEntities = reachesEntity(root)
+	r.compileAll(root)
+	if auto != nil {
+		r.compileAll(auto)
+	}
 	return p, nil
 }
 
@@ -208,7 +223,9 @@ func Fields(t reflect.Type, opts ...PlanOption) ([]Field, error) {
 	}
 	cfg := planConfig{deps: map[reflect.Type]bool{}}
 	for _, o := range opts {
-		o(&cfg)
+		if o != nil {
+			o.applyPlan(&cfg)
+		}
 	}
 	var errs []error
 	fields := classify(t, t.Elem(), nil, "", cfg.deps, &errs)
@@ -333,7 +350,7 @@ func (p *Plan) noteSize(n int) {
 
 // Append is Encode appending to dst.
 func (p *Plan) Append(ctx context.Context, dst []byte, obj any, tr *Tracker) ([]byte, error) {
-	v, err := p.value(obj)
+	ptr, err := p.pointer(obj)
 	if err != nil {
 		return dst, err
 	}
@@ -344,7 +361,7 @@ func (p *Plan) Append(ctx context.Context, dst []byte, obj any, tr *Tracker) ([]
 	for round := 0; ; round++ {
 		s.w.b = s.w.b[:start]
 		s.unknown = s.unknown[:0]
-		if err := s.encode(p.root, v); err != nil {
+		if err := p.root.enc(s, ptr); err != nil {
 			return dst, err
 		}
 		if len(s.unknown) == 0 || tr == nil || round == 3 {
@@ -373,28 +390,15 @@ func (p *Plan) Append(ctx context.Context, dst []byte, obj any, tr *Tracker) ([]
 //
 // Data that does not fit the type fails with an error matching [ErrIncompatible];
 // obj may then be partly written and should be discarded. A repository failure is
-// returned as it is.
+// returned as it is. Decode does not keep data: strings are copied out of it.
 func (p *Plan) Decode(ctx context.Context, data []byte, obj any, tr *Tracker) error {
-	v, err := p.value(obj)
+	ptr, err := p.pointer(obj)
 	if err != nil {
 		return err
 	}
-	data, err = msgpackcheck.Prepare(data, p.reg.maxDepth)
-	if err != nil {
-		return incompatible(p.t, "%v", err)
-	}
-	if len(data) == 0 || data[0] == 0xc0 {
-		return incompatible(p.t, "stored value is nil")
-	}
-	// An object is always stored as a msgpack map. Anything else at the root
-	// (an extension header, which msgpack would skip, reading what follows as
-	// the map) is refused, so the object loads fresh instead of zeroed.
-	if c := data[0]; c&0xf0 != 0x80 && c != 0xde && c != 0xdf {
-		return incompatible(p.t, "stored value is not a map (msgpack code 0x%02x)", c)
-	}
 	s := p.reg.getDec(data, tr)
 	defer p.reg.putDec(s)
-	if err := s.decode(p.root, v); err != nil {
+	if err := s.decodeRoot(p.root, ptr); err != nil {
 		if errors.Is(err, ErrIncompatible) {
 			return err
 		}
@@ -409,14 +413,14 @@ func (p *Plan) Fingerprint(obj any) (uint64, error) {
 	if p.auto == nil {
 		return 0, nil
 	}
-	v, err := p.value(obj)
+	ptr, err := p.pointer(obj)
 	if err != nil {
 		return 0, err
 	}
 	s := p.reg.getEnc(nil, modeWhole)
 	defer p.reg.putEnc(s)
 	s.w.b = s.scratch[:0]
-	if err := s.encode(p.auto, v); err != nil {
+	if err := p.auto.enc(s, ptr); err != nil {
 		return 0, err
 	}
 	h := s.hash(s.w.b)
@@ -425,13 +429,15 @@ func (p *Plan) Fingerprint(obj any) (uint64, error) {
 	return h, nil
 }
 
-func (p *Plan) value(obj any) (reflect.Value, error) {
-	v := reflect.ValueOf(obj)
-	if !v.IsValid() || v.Type() != p.t {
-		return reflect.Value{}, fmt.Errorf("inject: plan of %s used with a %T", p.t, obj)
+// pointer returns the address of the struct obj (a value of the plan's type)
+// points to.
+func (p *Plan) pointer(obj any) (unsafe.Pointer, error) {
+	if t := reflect.TypeOf(obj); t != p.t {
+		return nil, fmt.Errorf("inject: plan of %s used with a %T", p.t, obj)
 	}
-	if v.IsNil() {
-		return reflect.Value{}, fmt.Errorf("inject: nil %s", p.t)
+	ptr := (*[2]unsafe.Pointer)(unsafe.Pointer(&obj))[1] // a pointer is held in the interface's data word
+	if ptr == nil {
+		return nil, fmt.Errorf("inject: nil %s", p.t)
 	}
-	return v.Elem(), nil
+	return ptr, nil
 }

@@ -9,12 +9,13 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"unsafe"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
 
 // DefaultMaxDepth is how deeply stored state may nest (containers within
-// containers) unless [WithMaxDepth] says otherwise. Deeper input is refused before
+// containers) unless [WithMaxDepth] says otherwise. Deeper input is refused while
 // decoding, deeper state fails to encode (it usually means a pointer cycle).
 const DefaultMaxDepth = 64
 
@@ -51,31 +52,35 @@ type Hints struct {
 	Transient string
 }
 
-// Option configures a Registry.
-type Option func(*Registry)
+// Option configures a Registry: [WithLogger], [WithMaxDepth], [WithHints].
+type Option interface{ applyRegistry(*Registry) }
+
+type registryOption func(*Registry)
+
+func (f registryOption) applyRegistry(r *Registry) { f(r) }
 
 // WithLogger sets the logger for warnings (entity references that no longer
 // resolve). The default is slog.Default().
 func WithLogger(l *slog.Logger) Option {
-	return func(r *Registry) {
+	return registryOption(func(r *Registry) {
 		if l != nil {
 			r.logger = l
 		}
-	}
+	})
 }
 
 // WithMaxDepth sets how deeply stored state may nest; see [DefaultMaxDepth].
 func WithMaxDepth(n int) Option {
-	return func(r *Registry) {
+	return registryOption(func(r *Registry) {
 		if n > 0 {
 			r.maxDepth = n
 		}
-	}
+	})
 }
 
 // WithHints sets the fixes suggested by startup errors.
 func WithHints(h Hints) Option {
-	return func(r *Registry) {
+	return registryOption(func(r *Registry) {
 		if h.Repository != "" {
 			r.hints.Repository = h.Repository
 		}
@@ -85,7 +90,7 @@ func WithHints(h Hints) Option {
 		if h.Transient != "" {
 			r.hints.Transient = h.Transient
 		}
-	}
+	})
 }
 
 // NewRegistry returns an empty registry.
@@ -105,7 +110,9 @@ func NewRegistry(opts ...Option) *Registry {
 		},
 	}
 	for _, o := range opts {
-		o(r)
+		if o != nil {
+			o.applyRegistry(r)
+		}
 	}
 	r.encPool.New = func() any { return newEncState(r) }
 	r.bufPool.New = func() any { return new([]byte) }
@@ -215,6 +222,14 @@ type node struct {
 	byImpl map[string]*impl
 
 	selfWalk bool // needs walking for its own sake (map, entity, interface, skipped fields)
+
+	// The compiled codec (codec.go): set once, when the first plan reaching
+	// the node is built. compiled is false for fallback leaves (msgpack).
+	enc      encFn
+	dec      decFn // assigns the value at its address
+	decz     decFn // dec for an address known to hold the zero value
+	compiled bool
+
 	bad      string
 	fix      string
 	problems []problem
@@ -230,19 +245,27 @@ type field struct {
 	index     []int
 	omitEmpty bool
 	node      *node
+
+	// For the compiled codec (codec.go).
+	offset uintptr                   // from the start of the struct
+	keyEnc []byte                    // key, encoded
+	empty  func(unsafe.Pointer) bool // omitempty test; nil without omitempty
 }
 
 type entityInfo struct {
-	t     reflect.Type
-	name  string
-	inner *node // the entity's content, encoded when it is stored whole
-	repo  *repository
+	t       reflect.Type
+	nilable bool // t is a pointer, map or slice
+	name    string
+	inner   *node // the entity's content, encoded when it is stored whole
+	repo    *repository
 }
 
 type impl struct {
-	name string
-	t    reflect.Type
-	node *node
+	name    string
+	t       reflect.Type
+	node    *node
+	direct  bool   // stored in an interface's data word (compiled codec)
+	nameEnc []byte // name, encoded
 }
 
 var (
@@ -297,6 +320,10 @@ func (r *Registry) node(t reflect.Type, plain bool, created *[]*node) *node {
 		n.kind = kEntity
 		n.selfWalk = true
 		n.ent = &entityInfo{t: t, name: typeName(t), repo: r.repos[t]}
+		switch t.Kind() {
+		case reflect.Pointer, reflect.Map, reflect.Slice:
+			n.ent.nilable = true
+		}
 		n.ent.inner = r.node(t, true, created)
 		return n
 	}

@@ -40,9 +40,10 @@ type Config struct {
 	// DEMO_MAX_SESSIONS_PER_USER; default 0: no cap).
 	MaxSessionsPerUser int
 	// RedisMinReplicas turns on the Redis store's durability mode: each write
-	// waits for this many replicas, and a write fewer acknowledge fails the
-	// request (503) instead of being acknowledged (-redis-min-replicas,
-	// DEMO_REDIS_MIN_REPLICAS; default 0: off).
+	// waits for this many replicas (up to half the URL's read_timeout), and a
+	// write fewer acknowledge fails the request (503) instead of being
+	// acknowledged (-redis-min-replicas, DEMO_REDIS_MIN_REPLICAS; default 0:
+	// off).
 	RedisMinReplicas int
 	// OTel switches on OpenTelemetry metrics (served at /metrics) and traces
 	// (-otel, DEMO_OTEL; default off).
@@ -107,7 +108,7 @@ func StoreFlagSet(fs *flag.FlagSet, getenv func(string) string) *Config {
 	fs.StringVar(&c.Dir, "dir", env("DEMO_DIR", "var/sessions"), "folder of the file store (env DEMO_DIR)")
 	fs.StringVar(&c.RedisURL, "redis-url", env("DEMO_REDIS_URL", "redis://127.0.0.1:6379/0"), "Redis URL for -store redis, with go-redis options such as ?read_timeout=500ms (env DEMO_REDIS_URL)")
 	fs.IntVar(&c.RedisMinReplicas, "redis-min-replicas", c.envInt(getenv, "DEMO_REDIS_MIN_REPLICAS"),
-		"durability mode of -store redis: each write waits for this many replicas and fails (503) when fewer acknowledge it (0: off) (env DEMO_REDIS_MIN_REPLICAS)")
+		"durability mode of -store redis: each write waits for this many replicas (up to half the URL's read_timeout) and fails (503) when fewer acknowledge it (0: off) (env DEMO_REDIS_MIN_REPLICAS)")
 	fs.StringVar(&c.DSN, "dsn", env("DEMO_DSN", ""), "SQLite file for -store sqlite, connection string for -store postgres (env DEMO_DSN)")
 	fs.StringVar(&c.Namespace, "namespace", env("DEMO_NAMESPACE", "fxsession-demo"), "cache namespace of the sessions (env DEMO_NAMESPACE)")
 	return c
@@ -182,8 +183,9 @@ func (c *Config) OpenBackend(ctx context.Context) (cache.Store, error) {
 			return nil, cache.Unavailable("ping Redis at "+o.Addr, err)
 		}
 		ro := redisstore.Options{Namespace: c.Namespace, MinReplicas: c.RedisMinReplicas}
-		if c.RedisMinReplicas > 0 && o.ReadTimeout > 0 && o.ReadTimeout <= redisstore.DefaultReplicaTimeout {
-			// WAIT must answer before the client gives up on the round trip.
+		if c.RedisMinReplicas > 0 && o.ReadTimeout > 0 {
+			// The replicas get half the round trip's bound (the URL's
+			// read_timeout): WAIT must answer before the client gives up.
 			ro.ReplicaTimeout = o.ReadTimeout / 2
 		}
 		store, err := redisstore.New(client, ro)

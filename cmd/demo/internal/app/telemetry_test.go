@@ -87,8 +87,9 @@ func TestDurabilityMode(t *testing.T) {
 		}
 	}
 
-	// One replica asked for, one in sync: the shop works.
-	ts := shop(t, &app.Config{Store: "redis", RedisURL: master.URL(), RedisMinReplicas: 1, Namespace: "durable"})
+	// One replica asked for, one in sync: the shop works. (The replica has up
+	// to half the read timeout to acknowledge: 3 s, for a loaded machine.)
+	ts := shop(t, &app.Config{Store: "redis", RedisURL: master.URL() + "?read_timeout=6s", RedisMinReplicas: 1, Namespace: "durable"})
 	c := newClient(t, ts.URL)
 	c.must(200, "POST", "/api/basket/items", `{"sku":"tea-sencha","qty":2}`)
 	c.must(200, "POST", "/api/login", `{"user":"alice","remember":true}`)
@@ -96,7 +97,8 @@ func TestDurabilityMode(t *testing.T) {
 		t.Fatalf("basket in durability mode: %q", got)
 	}
 
-	// Two asked for, one there: writes fail with 503, reads still work.
+	// Two asked for, one there: writes fail with 503 (after 500 ms, half the
+	// default read timeout), reads still work.
 	strict := shop(t, &app.Config{Store: "redis", RedisURL: master.URL(), RedisMinReplicas: 2, Namespace: "durable"})
 	s := c.on(strict.URL)
 	res, body := s.do("POST", "/api/basket/items", `{"sku":"tea-assam","qty":1}`)

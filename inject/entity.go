@@ -52,6 +52,12 @@ type repository struct {
 	name     string // the repository's type, for messages
 	find     reflect.Value
 	findMany reflect.Value // invalid when the repository has no FindMany
+	direct   valueFetcher  // a Cache: called without reflection
+}
+
+// valueFetcher is implemented by [Cache].
+type valueFetcher interface {
+	fetchValues(ctx context.Context, ids []string) (map[string]reflect.Value, error)
 }
 
 func newRepository(repo any) (*repository, error) {
@@ -81,12 +87,20 @@ func newRepository(repo any) (*repository, error) {
 		}
 		r.findMany = fm
 	}
+	r.direct, _ = repo.(valueFetcher)
 	return r, nil
 }
 
 // fetch finds the entities with the given (distinct, non-empty) IDs. Missing ones
 // are absent from the result.
 func (r *repository) fetch(ctx context.Context, ids []string) (map[string]reflect.Value, error) {
+	if r.direct != nil {
+		out, err := r.direct.fetchValues(ctx, ids)
+		if err != nil {
+			return nil, fmt.Errorf("inject: %s.FindMany: %w", r.name, err)
+		}
+		return out, nil
+	}
 	out := make(map[string]reflect.Value, len(ids))
 	if r.findMany.IsValid() {
 		res := r.findMany.Call([]reflect.Value{reflect.ValueOf(&ctx).Elem(), reflect.ValueOf(ids)})

@@ -10,8 +10,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	_ "modernc.org/sqlite" // the embedded, cgo-free SQLite driver
+
+	"github.com/fxsession/fxsession/inject"
 )
 
 // ErrUnknownProduct is returned when a SKU is not in the catalog.
@@ -30,10 +33,22 @@ type Product struct {
 // EntityID is the product's identity, its SKU.
 func (p *Product) EntityID() string { return p.SKU }
 
-// Catalog is the product repository, backed by a SQLite file.
+// Catalog is the product repository, backed by a SQLite file. Find and
+// FindMany go through an entity cache (inject.Cache): loading a basket asks
+// SQLite only for products this process has not fetched in the last
+// ProductTTL.
 type Catalog struct {
-	db *sql.DB
+	db       *sql.DB
+	products *inject.Cache[*Product]
 }
+
+// ProductTTL is how long a product is served from a process's cache. A change
+// made through this Catalog (Delete) reaches its own cache at once; one made
+// elsewhere (another demo process, an SQL shell) shows within ProductTTL.
+const ProductTTL = 30 * time.Second
+
+// productCacheSize bounds the cache: far more than the seeded catalog.
+const productCacheSize = 4096
 
 // OpenCatalog opens (creating and seeding on first start) the catalog at path.
 func OpenCatalog(ctx context.Context, path string) (*Catalog, error) {
@@ -47,6 +62,7 @@ func OpenCatalog(ctx context.Context, path string) (*Catalog, error) {
 		return nil, fmt.Errorf("shop: open catalog %s: %w", path, err)
 	}
 	c := &Catalog{db: db}
+	c.products = inject.NewCache[*Product](productRows{db}, inject.CacheOptions{Size: productCacheSize, TTL: ProductTTL})
 	if err := c.init(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("shop: catalog %s: %w", path, err)
@@ -108,11 +124,28 @@ func (c *Catalog) All(ctx context.Context) ([]*Product, error) {
 
 // Find returns the product with the SKU, or an error matching ErrUnknownProduct.
 func (c *Catalog) Find(ctx context.Context, sku string) (*Product, error) {
+	p, err := c.products.Find(ctx, sku)
+	if errors.Is(err, inject.ErrEntityNotFound) {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownProduct, sku)
+	}
+	return p, err
+}
+
+// FindMany returns the products with the SKUs; unknown SKUs are simply absent
+// from the map.
+func (c *Catalog) FindMany(ctx context.Context, skus []string) (map[string]*Product, error) {
+	return c.products.FindMany(ctx, skus)
+}
+
+// productRows is the uncached product repository: one query per call.
+type productRows struct{ db *sql.DB }
+
+func (r productRows) Find(ctx context.Context, sku string) (*Product, error) {
 	p := new(Product)
-	err := c.db.QueryRowContext(ctx, `SELECT sku, name, description, price_cents FROM products WHERE sku = ?`, sku).
+	err := r.db.QueryRowContext(ctx, `SELECT sku, name, description, price_cents FROM products WHERE sku = ?`, sku).
 		Scan(&p.SKU, &p.Name, &p.Description, &p.PriceCents)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("%w: %q", ErrUnknownProduct, sku)
+		return nil, fmt.Errorf("%w: %q", inject.ErrEntityNotFound, sku)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("shop: find %q: %w", sku, err)
@@ -120,9 +153,7 @@ func (c *Catalog) Find(ctx context.Context, sku string) (*Product, error) {
 	return p, nil
 }
 
-// FindMany returns the products with the SKUs in one query; unknown SKUs are
-// simply absent from the map.
-func (c *Catalog) FindMany(ctx context.Context, skus []string) (map[string]*Product, error) {
+func (r productRows) FindMany(ctx context.Context, skus []string) (map[string]*Product, error) {
 	out := make(map[string]*Product, len(skus))
 	if len(skus) == 0 {
 		return out, nil
@@ -132,7 +163,7 @@ func (c *Catalog) FindMany(ctx context.Context, skus []string) (map[string]*Prod
 		args[i] = s
 	}
 	q := `SELECT sku, name, description, price_cents FROM products WHERE sku IN (?` + strings.Repeat(",?", len(skus)-1) + `)`
-	rows, err := c.db.QueryContext(ctx, q, args...)
+	rows, err := r.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("shop: find products: %w", err)
 	}
@@ -151,6 +182,7 @@ func (c *Catalog) FindMany(ctx context.Context, skus []string) (map[string]*Prod
 // basket whose product vanished).
 func (c *Catalog) Delete(ctx context.Context, sku string) error {
 	_, err := c.db.ExecContext(ctx, `DELETE FROM products WHERE sku = ?`, sku)
+	c.products.Invalidate(sku)
 	return err
 }
 

@@ -1,0 +1,361 @@
+package inject
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// askedRepo is a batch repository of products that records what it was asked.
+type askedRepo struct {
+	*repo[*Product]
+	mu    sync.Mutex
+	asked [][]string
+}
+
+func (r *askedRepo) FindMany(ctx context.Context, ids []string) (map[string]*Product, error) {
+	r.mu.Lock()
+	r.asked = append(r.asked, slices.Clone(ids))
+	r.mu.Unlock()
+	return batchRepo[*Product]{r.repo}.FindMany(ctx, ids)
+}
+
+func (r *askedRepo) calls() [][]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.asked)
+}
+
+func newAskedRepo() *askedRepo {
+	r := &askedRepo{repo: newRepo[*Product]()}
+	for i, sku := range []string{"apple", "pear", "plum"} {
+		r.put(sku, func() *Product {
+			return &Product{SKU: sku, Name: fmt.Sprint("product ", i), Price: i, Supplier: &Supplier{ID: "acme", Name: "ACME"}}
+		})
+	}
+	return r
+}
+
+// TestCacheLoads: N loads of a basket ask the repository once within the TTL;
+// invalidation and expiry fetch again; references stay references.
+func TestCacheLoads(t *testing.T) {
+	ctx := context.Background()
+	clk := &clock{now: time.Unix(1000, 0)}
+	repo := newAskedRepo()
+	products := NewCache[*Product](repo, CacheOptions{TTL: time.Minute, Now: clk.Now})
+	reg := NewRegistry()
+	if _, err := reg.AddRepository(products); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.AddRepository(newRepo[*Supplier]()); err != nil {
+		t.Fatal(err)
+	}
+	p := basketPlan(t, reg)
+	b := newBasket(nil)
+	for _, sku := range []string{"apple", "pear", "apple"} {
+		e, err := products.Find(ctx, sku)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Items = append(b.Items, LineItem{Product: e, Qty: 1})
+	}
+	data, err := p.Encode(ctx, b, NewTracker())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(repo.calls()); n != 2 { // the two Finds that filled the cache
+		t.Fatalf("repository calls before the loads: %d", n)
+	}
+	load := func() *Basket {
+		t.Helper()
+		got := newBasket(nil)
+		tr := NewTracker()
+		if err := p.Decode(ctx, data, got, tr); err != nil {
+			t.Fatal(err)
+		}
+		if len(got.Items) != 3 || got.Items[1].Product.SKU != "pear" || got.Items[0].Product != got.Items[2].Product {
+			t.Fatalf("loaded %+v", got.Items)
+		}
+		again, err := p.Encode(ctx, got, tr)
+		if err != nil || string(again) != string(data) {
+			t.Fatalf("re-encoding an unchanged load: %v, changed %v", err, string(again) != string(data))
+		}
+		return got
+	}
+	for range 20 {
+		load()
+	}
+	if n := len(repo.calls()); n != 2 {
+		t.Fatalf("20 loads within the TTL asked the repository %d times: %v", n-2, repo.calls()[2:])
+	}
+	// 1 hit while filling the basket, 2 while encoding it, 2 per load.
+	if st := products.Stats(); st.Misses != 2 || st.Hits != 43 {
+		t.Fatalf("stats %+v", st)
+	}
+
+	// A load's entity is a copy: changing it changes neither the cache nor the next load.
+	got := load()
+	got.Items[1].Product.Name = "changed in a session"
+	got.Items[1].Product.Supplier.Name = "changed too"
+	if again := load(); again.Items[1].Product.Name == "changed in a session" || again.Items[1].Product.Supplier.Name == "changed too" {
+		t.Fatal("a change to a loaded entity reached the cache")
+	}
+
+	// Invalidation: the next load fetches the invalidated entity, only it.
+	clk.add(30 * time.Second)
+	repo.put("pear", func() *Product { return &Product{SKU: "pear", Name: "NEW PEAR"} })
+	if load().Items[1].Product.Name == "NEW PEAR" {
+		t.Fatal("the cache asked the repository within the TTL")
+	}
+	products.Invalidate("pear")
+	if load().Items[1].Product.Name != "NEW PEAR" {
+		t.Fatal("an invalidated entity was served from the cache")
+	}
+	if calls := repo.calls(); len(calls) != 3 || !slices.Equal(calls[2], []string{"pear"}) {
+		t.Fatalf("calls after the invalidation: %v", calls)
+	}
+	load()
+	if n := len(repo.calls()); n != 3 {
+		t.Fatalf("after refetching: %d calls", n)
+	}
+
+	// Expiry: apple after its TTL, pear (fetched 30 s later) not yet.
+	clk.add(29 * time.Second)
+	load()
+	if n := len(repo.calls()); n != 3 {
+		t.Fatal("an entity expired before its TTL")
+	}
+	clk.add(2 * time.Second)
+	load()
+	if calls := repo.calls(); len(calls) != 4 || len(calls[3]) != 1 || calls[3][0] != "apple" {
+		t.Fatalf("calls after the TTL of apple: %v", calls)
+	}
+	products.InvalidateAll()
+	load()
+	if calls := repo.calls(); len(calls) != 5 || len(calls[4]) != 2 {
+		t.Fatalf("calls after InvalidateAll: %v", calls)
+	}
+}
+
+func TestCacheMissingAndErrors(t *testing.T) {
+	ctx := context.Background()
+	clk := &clock{now: time.Unix(1000, 0)}
+	repo := newAskedRepo()
+	c := NewCache[*Product](repo, CacheOptions{Now: clk.Now})
+	if _, err := c.Find(ctx, "kiwi"); !errors.Is(err, ErrEntityNotFound) {
+		t.Fatalf("missing: %v", err)
+	}
+	if _, err := c.Find(ctx, "kiwi"); !errors.Is(err, ErrEntityNotFound) || len(repo.calls()) != 1 {
+		t.Fatalf("a missing entity is remembered: %v, %d calls", err, len(repo.calls()))
+	}
+	got, err := c.FindMany(ctx, []string{"apple", "kiwi", "pear", "apple"})
+	if err != nil || len(got) != 2 || got["apple"] == nil || got["pear"] == nil {
+		t.Fatalf("FindMany = %v, %v", got, err)
+	}
+	if calls := repo.calls(); len(calls) != 2 || !slices.Equal(calls[1], []string{"apple", "pear"}) {
+		t.Fatalf("FindMany asked %v, want the misses once", calls)
+	}
+	clk.add(DefaultCacheTTL)
+	boom := errors.New("database down")
+	repo.fail = boom
+	if _, err := c.FindMany(ctx, []string{"apple"}); !errors.Is(err, boom) {
+		t.Fatalf("repository failure: %v", err)
+	}
+	repo.fail = nil
+	if _, err := c.Find(ctx, "apple"); err != nil {
+		t.Fatalf("a failure is not cached: %v", err)
+	}
+}
+
+// TestCacheWithoutFindMany: a repository with Find only is asked per miss.
+func TestCacheWithoutFindMany(t *testing.T) {
+	ctx := context.Background()
+	r := newRepo[*Product]()
+	r.put("apple", func() *Product { return &Product{SKU: "apple"} })
+	c := NewCache[*Product](r, CacheOptions{})
+	got, err := c.FindMany(ctx, []string{"apple", "kiwi"})
+	if err != nil || len(got) != 1 {
+		t.Fatalf("FindMany = %v, %v", got, err)
+	}
+	if _, err := c.FindMany(ctx, []string{"apple", "kiwi"}); err != nil {
+		t.Fatal(err)
+	}
+	if finds, _ := r.counts(); finds != 2 {
+		t.Fatalf("Find calls = %d, want 2", finds)
+	}
+}
+
+func TestCacheSize(t *testing.T) {
+	ctx := context.Background()
+	repo := newAskedRepo()
+	for i := range 10 {
+		id := fmt.Sprint("p", i)
+		repo.put(id, func() *Product { return &Product{SKU: id} })
+	}
+	c := NewCache[*Product](repo, CacheOptions{Size: 3})
+	for _, id := range []string{"p0", "p1", "p2", "p0", "p3"} { // p1 is the least recently used
+		if _, err := c.Find(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c.Len() != 3 {
+		t.Fatalf("Len = %d", c.Len())
+	}
+	before := len(repo.calls())
+	for _, id := range []string{"p0", "p2", "p3"} {
+		if _, err := c.Find(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(repo.calls()) != before {
+		t.Fatal("a recently used entity was evicted")
+	}
+	if _, err := c.Find(ctx, "p1"); err != nil || len(repo.calls()) != before+1 {
+		t.Fatal("the least recently used entity was not evicted")
+	}
+}
+
+// slowRepo blocks FindMany until released.
+type slowRepo struct {
+	*askedRepo
+	started chan struct{}
+	release chan struct{}
+}
+
+func (r *slowRepo) FindMany(ctx context.Context, ids []string) (map[string]*Product, error) {
+	r.started <- struct{}{}
+	<-r.release
+	return r.askedRepo.FindMany(ctx, ids)
+}
+
+// TestCacheInvalidationDuringFetch: a fetch that an invalidation overtook is
+// not cached.
+func TestCacheInvalidationDuringFetch(t *testing.T) {
+	ctx := context.Background()
+	r := &slowRepo{askedRepo: newAskedRepo(), started: make(chan struct{}), release: make(chan struct{})}
+	c := NewCache[*Product](r, CacheOptions{})
+	done := make(chan error)
+	go func() {
+		_, err := c.Find(ctx, "apple")
+		done <- err
+	}()
+	<-r.started
+	c.Invalidate("apple")
+	close(r.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if c.Len() != 0 {
+		t.Fatal("a fetch overtaken by an invalidation was cached")
+	}
+	go func() { <-r.started }()
+	if _, err := c.Find(ctx, "apple"); err != nil || c.Len() != 1 {
+		t.Fatalf("then: %v, Len %d", err, c.Len())
+	}
+}
+
+func TestCacheConcurrent(t *testing.T) {
+	ctx := context.Background()
+	repo := newAskedRepo()
+	c := NewCache[*Product](repo, CacheOptions{Size: 2})
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			for j := range 200 {
+				ids := []string{"apple", "pear", "plum"}[j%3:]
+				got, err := c.FindMany(ctx, ids)
+				if err != nil || len(got) != len(ids) {
+					t.Errorf("FindMany(%v) = %v, %v", ids, got, err)
+					return
+				}
+				got[ids[0]].Name = "mine"
+				if (i+j)%17 == 0 {
+					c.Invalidate("pear")
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if p, _ := c.Find(ctx, "plum"); p.Name == "mine" {
+		t.Fatal("a change to a copy reached the cache")
+	}
+}
+
+// ---- copies ----
+
+type cyclic struct {
+	Name   string
+	Next   *cyclic
+	Any    any
+	hidden *Supplier
+	m      map[string][]*Supplier
+	arr    [2]*Supplier
+	fn     func()
+}
+
+func (c *cyclic) EntityID() string { return c.Name }
+
+func TestCacheCopies(t *testing.T) {
+	a := &cyclic{Name: "a", hidden: &Supplier{Name: "h"}, m: map[string][]*Supplier{"k": {{Name: "m"}}}, arr: [2]*Supplier{{Name: "x"}}, fn: func() {}}
+	a.Next = a
+	a.Any = &cyclic{Name: "inner", Next: a}
+	cl := clonerOf(reflect.TypeFor[*cyclic]())
+	b := a
+	cl(reflect.ValueOf(&b).Elem())
+	switch {
+	case b == a:
+		t.Fatal("not copied")
+	case b.Next != b:
+		t.Fatal("a cycle was not copied as a cycle")
+	case b.hidden == a.hidden || b.hidden.Name != "h":
+		t.Fatal("an unexported pointer is shared")
+	case &b.m["k"][0] == &a.m["k"][0] || b.m["k"][0] == a.m["k"][0] || b.m["k"][0].Name != "m":
+		t.Fatal("a map of slices of pointers is shared")
+	case b.arr[0] == a.arr[0] || b.arr[0].Name != "x" || b.arr[1] != nil:
+		t.Fatal("an array of pointers is shared")
+	case b.Any.(*cyclic) == a.Any.(*cyclic) || b.Any.(*cyclic).Next != b:
+		t.Fatal("an interface value was not copied (or its cycle lost)")
+	case b.fn == nil:
+		t.Fatal("a func was dropped")
+	}
+}
+
+type withClone struct{ ID string }
+
+func (w *withClone) EntityID() string  { return w.ID }
+func (w *withClone) Clone() *withClone { return &withClone{ID: w.ID + "'"} }
+
+func TestCacheUsesCloneMethod(t *testing.T) {
+	r := newRepo[*withClone]()
+	r.put("x", func() *withClone { return &withClone{ID: "x"} })
+	c := NewCache[*withClone](r, CacheOptions{})
+	if _, err := c.Find(context.Background(), "x"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.Find(context.Background(), "x")
+	if err != nil || got.ID != "x''" { // cloned into the cache, cloned out of it
+		t.Fatalf("got %+v, %v", got, err)
+	}
+}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/fxsession/fxsession/cache"
 	"github.com/fxsession/fxsession/cache/cachetest"
+	"github.com/fxsession/fxsession/cache/internal/sqlcommon/sqltest"
 	"github.com/fxsession/fxsession/cache/pgstore"
 	"github.com/fxsession/fxsession/internal/testserver"
 )
@@ -336,103 +337,25 @@ func TestPostgresStatementTimeout(t *testing.T) {
 	}
 }
 
+// rows counts a table's rows of a namespace.
+func rows(t *testing.T, table, ns string) int {
+	var n int
+	if err := server.Pool().QueryRow(t.Context(), `SELECT count(*) FROM `+table+` WHERE namespace = $1`, ns).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
 // Two handles on one database (two processes, each with its own pool) collect
 // at once: every expired record is reported once, with its fields and tags.
 func TestCollectTwoHandles(t *testing.T) {
-	ctx := t.Context()
 	ns := cachetest.Namespace("gc2")
-	a := open(t, pgstore.Options{Namespace: ns})
-	b := open(t, pgstore.Options{Namespace: ns})
-	const n = 600
-	soon := time.Now().Add(300 * time.Millisecond)
-	for i := range n {
-		k := fmt.Sprintf("k%04d", i)
-		if _, err := a.Write(ctx, k, cache.Write{Create: true, Expires: soon, AddTags: []string{"t", k},
-			Fields: []cache.FieldWrite{cache.Set("m", []byte(k)), cache.Set("other", []byte("x"))}}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := a.Write(ctx, "live", cache.Write{Create: true, AddTags: []string{"t"}}); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(time.Until(soon) + 50*time.Millisecond)
-	var (
-		mu   sync.Mutex
-		seen = map[string]int{}
-		wg   sync.WaitGroup
-	)
-	for _, st := range []*pgstore.Store{a, b, a, b} {
-		wg.Go(func() {
-			for {
-				got, err := st.CollectGarbage(ctx, cache.GCOptions{Max: 40, Fields: []string{"m"}, Removed: func(r cache.Record) {
-					f, ok := r.Field("m")
-					if !ok || string(f.Value) != r.Key || len(r.Fields) != 1 || len(r.Tags) != 2 {
-						t.Errorf("reported %+v", r)
-					}
-					mu.Lock()
-					seen[r.Key]++
-					mu.Unlock()
-				}})
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				if got == 0 {
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if len(seen) != n {
-		t.Fatalf("%d records reported, want %d", len(seen), n)
-	}
-	for k, c := range seen {
-		if c != 1 {
-			t.Fatalf("%s reported %d times", k, c)
-		}
-	}
-	// Nothing is left of them: the cascade took their fields and tags.
-	for table, want := range map[string]int{"fxcache_records": 1, "fxcache_fields": 0, "fxcache_tags": 1} {
-		var got int
-		if err := server.Pool().QueryRow(ctx, `SELECT count(*) FROM `+table+` WHERE namespace = $1`, ns).Scan(&got); err != nil {
-			t.Fatal(err)
-		}
-		if got != want {
-			t.Errorf("%s holds %d rows of the namespace, want %d", table, got, want)
-		}
-	}
+	sqltest.CollectTwoHandles(t, open(t, pgstore.Options{Namespace: ns}), open(t, pgstore.Options{Namespace: ns}), rows)
 }
 
 // A record's fields and tags go with it, whatever removes it.
 func TestCascade(t *testing.T) {
-	ctx := t.Context()
-	ns := cachetest.Namespace("cascade")
-	s := open(t, pgstore.Options{Namespace: ns})
-	w := cache.Write{Create: true, Fields: []cache.FieldWrite{cache.Set("a", nil), cache.Set("b", nil)}, AddTags: []string{"x", "y"}}
-	for _, k := range []string{"del", "many1", "many2", "flushed"} {
-		if _, err := s.Write(ctx, k, w); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := s.Delete(ctx, "del"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.DeleteMany(ctx, []string{"many1", "many2"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	for _, table := range []string{"fxcache_records", "fxcache_fields", "fxcache_tags"} {
-		var got int
-		if err := server.Pool().QueryRow(ctx, `SELECT count(*) FROM `+table+` WHERE namespace = $1`, ns).Scan(&got); err != nil {
-			t.Fatal(err)
-		}
-		if got != 0 {
-			t.Errorf("%s holds %d rows of the namespace", table, got)
-		}
-	}
+	sqltest.Cascade(t, open(t, pgstore.Options{Namespace: cachetest.Namespace("cascade")}), rows)
 }
 
 // The statements that must stay cheap in a large namespace use their indexes,
@@ -594,8 +517,10 @@ func TestSchemaConcurrentStart(t *testing.T) {
 // A schema of another version is refused with a clear message.
 func TestSchemaOtherVersion(t *testing.T) {
 	ctx := t.Context()
-	for v, want := range map[int]string{99: "newer than this release", 1: "does not migrate"} {
-		dsn, err := server.CreateDatabase(ctx, fmt.Sprintf("schema_%d", v))
+	n := 0
+	sqltest.OtherSchema(t, func(t *testing.T, statements string) error {
+		n++
+		dsn, err := server.CreateDatabase(ctx, fmt.Sprintf("other_schema_%d", n))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -603,20 +528,13 @@ func TestSchemaOtherVersion(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_, err = conn.Exec(ctx, fmt.Sprintf(`CREATE TABLE fxcache_schema (id int PRIMARY KEY, version int NOT NULL);
-			INSERT INTO fxcache_schema VALUES (1, %d)`, v))
-		_ = conn.Close(ctx)
-		if err != nil {
+		defer conn.Close(context.Background())
+		if _, err := conn.Exec(ctx, statements); err != nil {
 			t.Fatal(err)
 		}
 		_, err = pgstore.Open(ctx, dsn, pgstore.Options{})
-		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("schema version %d, ", v)) || !strings.Contains(err.Error(), want) {
-			t.Fatalf("Open on schema version %d: %v", v, err)
-		}
-		if errors.Is(err, cache.ErrUnavailable) {
-			t.Fatalf("Open on schema version %d: %v is not a failure to reach the database", v, err)
-		}
-	}
+		return err
+	})
 }
 
 func TestOpenErrors(t *testing.T) {

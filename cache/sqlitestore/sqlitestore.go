@@ -1,7 +1,74 @@
 // Package sqlitestore is the embedded SQLite [cache.Store], built on
-// modernc.org/sqlite (pure Go, no cgo) through database/sql.
+// modernc.org/sqlite (pure Go, no cgo) through database/sql: one record per
+// session in one database file, shared safely by the processes that open it.
 //
-// DOC: schema and design.
+// # Schema
+//
+// The layout is pgstore's (see there why a row per field), in SQLite's types;
+// times are Unix microseconds. It is created on first use and its version
+// recorded in fxcache_schema; a database holding another version is refused
+// with an error saying so. The tables, abridged:
+//
+//	CREATE TABLE fxcache_records (           -- a record
+//		namespace TEXT, key TEXT,
+//		version    INTEGER NOT NULL,         -- of its last write
+//		expires_at INTEGER,                  -- NULL: never
+//		tags       TEXT NOT NULL,            -- sorted, separated by spaces
+//		PRIMARY KEY (namespace, key)) WITHOUT ROWID;
+//	CREATE INDEX fxcache_records_expiry ON fxcache_records (namespace, expires_at)
+//		WHERE expires_at IS NOT NULL;
+//	CREATE TABLE fxcache_fields (            -- its fields
+//		namespace TEXT, key TEXT, name TEXT,
+//		version INTEGER NOT NULL, value BLOB NOT NULL,
+//		PRIMARY KEY (namespace, key, name),
+//		FOREIGN KEY (namespace, key) REFERENCES fxcache_records ON DELETE CASCADE);
+//	CREATE TABLE fxcache_tags (              -- the tag index
+//		namespace TEXT, tag TEXT, key TEXT,
+//		PRIMARY KEY (namespace, tag, key),
+//		FOREIGN KEY (namespace, key) REFERENCES fxcache_records ON DELETE CASCADE)
+//		WITHOUT ROWID;
+//	CREATE INDEX fxcache_tags_record ON fxcache_tags (namespace, key);
+//	CREATE TABLE fxcache_locks (namespace, name, token, expires_at,
+//		PRIMARY KEY (namespace, name)) WITHOUT ROWID;
+//	CREATE TABLE fxcache_seq (id, v);        -- the last version given
+//	CREATE TABLE fxcache_schema (id, version);
+//
+// # Connections and transactions
+//
+// The database is in WAL mode: readers never wait for the writer. Reads use a
+// pool of read-only connections (Options.Readers); every change goes through
+// one writer connection, in a BEGIN IMMEDIATE transaction, which takes the
+// file's write lock at once. While another connection (another process, or
+// another store on the same file) holds it, the store tries again after short
+// jittered pauses until the call's deadline, instead of sleeping in SQLite's
+// busy handler, whose pauses grow to 100 ms and starve a waiter.
+//
+//   - Read and ReadMany: one SELECT of the record rows joined to their fields
+//     (keys and field names bound as JSON arrays).
+//   - Write: one transaction: the record's state and the versions of the
+//     checked fields in one statement, then (if every condition holds) the
+//     version counter, the record, its fields and, when they change, its tags.
+//     A failed condition commits nothing and is reported as
+//     [cache.ErrConflict] or [cache.ErrNotFound].
+//   - Delete and DeleteMany: one DELETE per BatchSize keys; fields and tags go
+//     with the record (ON DELETE CASCADE).
+//   - Keys and Tagged: keyset pagination in key order, BatchSize keys a
+//     statement.
+//   - CollectGarbage: one transaction reads up to GCOptions.Max expired records
+//     through the expiry index, with the fields asked for, and deletes them;
+//     the write lock makes each record reported by one caller, across
+//     processes too.
+//
+// Versions come from fxcache_seq, bumped in each write transaction: never 0,
+// never given twice, also across a delete, a re-creation and a restart.
+// Expiry is decided by the clock of the process that calls.
+//
+// # Failures
+//
+// Every call runs under a deadline (Options.StatementTimeout, default 2 s). A
+// write lock held elsewhere for longer, an unreadable file or a full disk give
+// an error matching [cache.ErrUnavailable]; a cancelled context gives one
+// matching context.Canceled.
 package sqlitestore
 
 import (
@@ -139,7 +206,7 @@ type driver struct {
 // tx.StmtContext, which reuses them on the writer's one connection.
 type stmts struct {
 	read, readFields, keys, tagged                                    *sql.Stmt // readers
-	state, checks, bump, create, update, drop                         *sql.Stmt // writer: a write
+	state, bump, create, update, drop                                 *sql.Stmt // writer: a write
 	setField, removeFields, addTag, removeTags                        *sql.Stmt
 	del, collect, collectFields, collectDelete, lock, unlock, gcLocks *sql.Stmt // writer: the rest
 }

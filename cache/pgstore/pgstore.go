@@ -186,10 +186,11 @@ func New(ctx context.Context, pool *pgxpool.Pool, o Options) (*Store, error) {
 	if pool == nil {
 		return nil, errors.New("pgstore: nil pool")
 	}
-	s, err := newStore(pool, false, o)
+	cfg, err := o.config()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("pgstore: %w", err)
 	}
+	s := newStore(pool, false, cfg)
 	if err := s.Ready(ctx); err != nil {
 		return nil, err
 	}
@@ -240,21 +241,12 @@ func open(dsn string, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: %w", err)
 	}
-	s, err := newStore(pool, true, o)
-	if err != nil {
-		pool.Close()
-		return nil, err
-	}
-	return s, nil
+	return newStore(pool, true, cfg), nil
 }
 
-func newStore(pool *pgxpool.Pool, own bool, o Options) (*Store, error) {
-	cfg, err := o.config()
-	if err != nil {
-		return nil, fmt.Errorf("pgstore: %w", err)
-	}
+func newStore(pool *pgxpool.Pool, own bool, cfg sqlcommon.Config) *Store {
 	d := &driver{pool: pool, own: own}
-	return &Store{engine: sqlcommon.New("pgstore", d, cfg), d: d}, nil
+	return &Store{engine: sqlcommon.New("pgstore", d, cfg), d: d}
 }
 
 // Pool is the connection pool the store uses.
@@ -316,7 +308,7 @@ func retry(f func() error) error {
 
 const live = `(expires_at IS NULL OR expires_at > now())`
 
-var (
+const (
 	// A record and its fields, in one statement: one row per field, or one
 	// without a field.
 	readColumns = `r.key, r.version, r.expires_at, array_to_string(r.tags, ' '), f.name, f.value, f.version`
@@ -483,7 +475,7 @@ func (d *driver) Collect(ctx context.Context, ns string, before time.Time, max i
 	if fields == nil {
 		fields = []string{}
 	}
-	// Not retried: rows may have been reported before a failure.
+	// Not retried: a failure may come after rows went to row.
 	rows, err := d.pool.Query(ctx, qCollect, ns, at, max, fields)
 	if err != nil {
 		return err

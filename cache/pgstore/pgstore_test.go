@@ -62,11 +62,11 @@ func open(tb testing.TB, o pgstore.Options) *pgstore.Store {
 // suiteOptions: lifetimes long enough that a loaded machine writes a check's
 // records before they expire; a batch size that the iteration checks cross
 // several times with few records.
-var suiteOptions = cachetest.Options{Parallel: true, TTL: time.Second, Many: 500}
+var suiteOptions = cachetest.Options{Parallel: true, TTL: time.Second, Many: 250}
 
 func TestConformance(t *testing.T) {
 	cachetest.Run(t, "postgres", func(tb testing.TB, ns string) cache.Store {
-		return open(tb, pgstore.Options{Namespace: ns, BatchSize: 100})
+		return open(tb, pgstore.Options{Namespace: ns, BatchSize: 50})
 	}, suiteOptions)
 }
 
@@ -364,17 +364,22 @@ func TestCascade(t *testing.T) {
 func TestPlans(t *testing.T) {
 	ctx := t.Context()
 	ns := cachetest.Namespace("plans")
-	s := open(t, pgstore.Options{Namespace: ns})
-	// A namespace of 3,000 sessions, a third of them expiring, each tagged with
-	// its user and one tag they all have.
-	soon := time.Now().Add(time.Hour)
-	for i := range 3000 {
-		w := cache.Write{Create: true, Fields: []cache.FieldWrite{cache.Set("m", []byte("meta")), cache.Set("o", []byte("object"))},
-			AddTags: []string{fmt.Sprintf("user:%d", i), "all"}}
-		if i%3 == 0 {
-			w.Expires = soon
-		}
-		if _, err := s.Write(ctx, fmt.Sprintf("s%05d", i), w); err != nil {
+	open(t, pgstore.Options{Namespace: ns}) // the schema
+	// A namespace of 3,000 sessions, a third of them expiring, each with two
+	// fields, tagged with its user and one tag they all have (written by SQL:
+	// the store would take seconds under -race).
+	for _, q := range []string{
+		`INSERT INTO fxcache_records (namespace, key, version, expires_at, tags)
+			SELECT $1, 's' || lpad(i::text, 5, '0'), i + 1, CASE WHEN i % 3 = 0 THEN now() + interval '1 hour' END,
+				ARRAY['all', 'user:' || i]
+			FROM generate_series(0, 2999) AS i`,
+		`INSERT INTO fxcache_fields (namespace, key, name, version, value)
+			SELECT namespace, key, f, version, 'value'::bytea FROM fxcache_records, unnest(ARRAY['m', 'o']) AS f
+			WHERE namespace = $1`,
+		`INSERT INTO fxcache_tags (namespace, tag, key)
+			SELECT namespace, t, key FROM fxcache_records, unnest(tags) AS t WHERE namespace = $1`,
+	} {
+		if _, err := server.Pool().Exec(ctx, q, ns); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -479,7 +484,7 @@ func TestNewOnCallersPool(t *testing.T) {
 // Processes starting together on an empty database create the schema once.
 func TestSchemaConcurrentStart(t *testing.T) {
 	ctx := t.Context()
-	dsn, err := server.CreateDatabase(ctx, "concurrent_start")
+	dsn, err := server.CreateDatabase(ctx, cachetest.Namespace("start_"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -517,10 +522,8 @@ func TestSchemaConcurrentStart(t *testing.T) {
 // A schema of another version is refused with a clear message.
 func TestSchemaOtherVersion(t *testing.T) {
 	ctx := t.Context()
-	n := 0
 	sqltest.OtherSchema(t, func(t *testing.T, statements string) error {
-		n++
-		dsn, err := server.CreateDatabase(ctx, fmt.Sprintf("other_schema_%d", n))
+		dsn, err := server.CreateDatabase(ctx, cachetest.Namespace("schema_"))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -15,13 +15,14 @@ import (
 // creation between processes starting at the same time ("fxcache" in ASCII).
 const schemaLockKey = 0x66786361636865
 
-// schema creates the current version of the schema. Every identifier column
+// schema returns the statements that create the current version of the schema. Every identifier column
 // uses the "C" collation: keys are ASCII, comparisons are bytewise and cheap,
 // and keyset pagination does not depend on the database's locale.
-var schema = []string{
-	// Versions of every write: never 0, never given twice, growing.
-	`CREATE SEQUENCE fxcache_version AS bigint MINVALUE 1`,
-	`CREATE TABLE fxcache_records (
+func schema() []string {
+	return []string{
+		// Versions of every write: never 0, never given twice, growing.
+		`CREATE SEQUENCE fxcache_version AS bigint MINVALUE 1`,
+		`CREATE TABLE fxcache_records (
 		namespace  text COLLATE "C" NOT NULL,
 		key        text COLLATE "C" NOT NULL,
 		version    bigint NOT NULL,
@@ -29,10 +30,10 @@ var schema = []string{
 		tags       text[] COLLATE "C" NOT NULL,
 		PRIMARY KEY (namespace, key)
 	)`,
-	// Garbage collection walks this index; records that never expire are not in it.
-	`CREATE INDEX fxcache_records_expiry ON fxcache_records (namespace, expires_at)
+		// Garbage collection walks this index; records that never expire are not in it.
+		`CREATE INDEX fxcache_records_expiry ON fxcache_records (namespace, expires_at)
 		WHERE expires_at IS NOT NULL`,
-	`CREATE TABLE fxcache_fields (
+		`CREATE TABLE fxcache_fields (
 		namespace text COLLATE "C" NOT NULL,
 		key       text COLLATE "C" NOT NULL,
 		name      text COLLATE "C" NOT NULL,
@@ -41,23 +42,24 @@ var schema = []string{
 		PRIMARY KEY (namespace, key, name),
 		FOREIGN KEY (namespace, key) REFERENCES fxcache_records (namespace, key) ON DELETE CASCADE
 	)`,
-	`CREATE TABLE fxcache_tags (
+		`CREATE TABLE fxcache_tags (
 		namespace text COLLATE "C" NOT NULL,
 		tag       text COLLATE "C" NOT NULL,
 		key       text COLLATE "C" NOT NULL,
 		PRIMARY KEY (namespace, tag, key),
 		FOREIGN KEY (namespace, key) REFERENCES fxcache_records (namespace, key) ON DELETE CASCADE
 	)`,
-	// For the cascade: a record's tag rows without walking the tag's keys.
-	`CREATE INDEX fxcache_tags_record ON fxcache_tags (namespace, key)`,
-	`CREATE TABLE fxcache_locks (
+		// For the cascade: a record's tag rows without walking the tag's keys.
+		`CREATE INDEX fxcache_tags_record ON fxcache_tags (namespace, key)`,
+		`CREATE TABLE fxcache_locks (
 		namespace  text COLLATE "C" NOT NULL,
 		name       text COLLATE "C" NOT NULL,
 		token      text NOT NULL,
 		expires_at timestamptz NOT NULL,
 		PRIMARY KEY (namespace, name)
 	)`,
-	writeFunction,
+		writeFunction,
+	}
 }
 
 // writeFunction is a whole Write, checked and applied in one call, so that a
@@ -185,7 +187,7 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) (created bool, err error) 
 		if v == sqlcommon.SchemaVersion {
 			return nil
 		}
-		for _, stmt := range schema {
+		for _, stmt := range schema() {
 			if _, err := tx.Exec(ctx, stmt); err != nil {
 				return fmt.Errorf("creating the schema: %w", err)
 			}

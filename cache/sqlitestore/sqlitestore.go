@@ -81,6 +81,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -197,9 +198,10 @@ func (s *Store) Path() string { return s.d.path }
 
 // driver is the SQL of the store.
 type driver struct {
-	path string
-	w, r *sql.DB // one writer connection, a pool of readers
-	st   stmts   // prepared by Migrate
+	path     string
+	w, r     *sql.DB     // one writer connection, a pool of readers
+	st       stmts       // prepared by Migrate
+	prepared []*sql.Stmt // what Close closes
 }
 
 // stmts are the prepared statements. The write transaction's go through
@@ -207,15 +209,8 @@ type driver struct {
 type stmts struct {
 	read, readFields, keys, tagged                                    *sql.Stmt // readers
 	state, bump, create, update, drop                                 *sql.Stmt // writer: a write
-	setField, removeFields, addTag, removeTags                        *sql.Stmt
+	setField, removeFields, addTags, removeTags                       *sql.Stmt
 	del, collect, collectFields, collectDelete, lock, unlock, gcLocks *sql.Stmt // writer: the rest
-}
-
-func (st *stmts) all() []**sql.Stmt {
-	return []**sql.Stmt{&st.read, &st.readFields, &st.keys, &st.tagged,
-		&st.state, &st.bump, &st.create, &st.update, &st.drop,
-		&st.setField, &st.removeFields, &st.addTag, &st.removeTags,
-		&st.del, &st.collect, &st.collectFields, &st.collectDelete, &st.lock, &st.unlock, &st.gcLocks}
 }
 
 // in is the SQL of "one of the strings of the JSON array bound as ?n".
@@ -261,8 +256,9 @@ func (d *driver) Migrate(ctx context.Context) (bool, error) {
 		&d.st.setField: {d.w, `INSERT INTO fxcache_fields (namespace, key, name, version, value) VALUES (?, ?, ?, ?, ?)
 			ON CONFLICT (namespace, key, name) DO UPDATE SET version = excluded.version, value = excluded.value`},
 		&d.st.removeFields: {d.w, `DELETE FROM fxcache_fields WHERE namespace = ?1 AND key = ?2 AND name IN ` + in(3)},
-		&d.st.addTag:       {d.w, `INSERT INTO fxcache_tags (namespace, tag, key) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`},
-		&d.st.removeTags:   {d.w, `DELETE FROM fxcache_tags WHERE namespace = ?1 AND key = ?2 AND tag IN ` + in(3)},
+		&d.st.addTags: {d.w, `INSERT INTO fxcache_tags (namespace, tag, key)
+			SELECT ?1, value, ?2 FROM json_each(?3) WHERE true ON CONFLICT DO NOTHING`},
+		&d.st.removeTags: {d.w, `DELETE FROM fxcache_tags WHERE namespace = ?1 AND key = ?2 AND tag IN ` + in(3)},
 
 		&d.st.del: {d.w, `DELETE FROM fxcache_records WHERE namespace = ?1 AND key IN ` + in(2) + ` RETURNING expires_at`},
 		// ?1 namespace, ?2 before, ?3 limit, ?4 field names (JSON)
@@ -288,18 +284,16 @@ func (d *driver) Migrate(ctx context.Context) (bool, error) {
 			return false, fmt.Errorf("prepare: %w", err)
 		}
 		*dst = stmt
+		d.prepared = append(d.prepared, stmt)
 	}
 	return created, nil
 }
 
-// closeStmts closes the statements prepared so far (a second Close of one
-// does nothing).
 func (d *driver) closeStmts() {
-	for _, p := range d.st.all() {
-		if *p != nil {
-			_ = (*p).Close()
-		}
+	for _, stmt := range d.prepared {
+		_ = stmt.Close()
 	}
+	d.prepared = nil
 }
 
 func (d *driver) Close() error {
@@ -421,78 +415,88 @@ func (d *driver) tx(ctx context.Context, f func(tx *sql.Tx) error) error {
 // orders it after every other writer, also of other processes.
 func (d *driver) Write(ctx context.Context, ns, key string, p *sqlcommon.Plan) (out sqlcommon.Outcome, err error) {
 	err = d.tx(ctx, func(tx *sql.Tx) error {
-		out = sqlcommon.Outcome{}
 		stmt := func(s *sql.Stmt) *sql.Stmt { return tx.StmtContext(ctx, s) }
 		st, err := d.state(ctx, stmt(d.st.state), ns, key, p.CheckNames)
 		if err != nil {
 			return err
 		}
-		live := st.found && (!st.expires.Valid || st.expires.Int64 > now())
-		switch {
-		case p.Create && live:
-			out.Exists = true
-			return nil
-		case !p.Create && !live:
+		var refused bool
+		if out, refused = st.refuse(p); refused {
 			return nil
 		}
-		for i, name := range p.CheckNames {
-			var have int64
-			if live {
-				have = st.versions[name]
-			}
-			if have != p.CheckVersions[i] {
-				out.Field, out.Have = name, cache.Version(have)
-				return nil
-			}
-		}
-		var v int64
-		if err := stmt(d.st.bump).QueryRowContext(ctx).Scan(&v); err != nil {
-			return err
-		}
-		old, expires := sqlcommon.SplitTags(st.tags), st.expires
-		if p.Create { // a fresh record, also over an expired one
-			old, expires = nil, sql.NullInt64{}
-			if st.found {
-				if _, err := stmt(d.st.drop).ExecContext(ctx, ns, key); err != nil {
-					return err
-				}
-			}
-		}
-		switch p.Expiry {
-		case sqlcommon.ExpiryClear:
-			expires = sql.NullInt64{}
-		case sqlcommon.ExpirySet:
-			expires = expiry(p.Expires)
-		}
-		tags := p.NewTags(old)
-		if p.Create {
-			_, err = stmt(d.st.create).ExecContext(ctx, ns, key, v, expires, sqlcommon.JoinTags(tags))
-		} else {
-			_, err = stmt(d.st.update).ExecContext(ctx, v, expires, sqlcommon.JoinTags(tags), ns, key)
-		}
-		if err != nil {
-			return err
-		}
-		if len(p.Remove) > 0 {
-			if _, err := stmt(d.st.removeFields).ExecContext(ctx, ns, key, jsonList(p.Remove)); err != nil {
-				return err
-			}
-		}
-		if len(p.SetNames) > 0 {
-			set := stmt(d.st.setField)
-			for i, name := range p.SetNames {
-				if _, err := set.ExecContext(ctx, ns, key, name, v, p.SetValues[i]); err != nil {
-					return err
-				}
-			}
-		}
-		if err := d.retag(ctx, stmt, ns, key, old, tags); err != nil {
-			return err
-		}
+		v, err := d.apply(ctx, stmt, ns, key, p, st)
 		out.Version = cache.Version(v)
-		return nil
+		return err
 	})
 	return out, err
+}
+
+// refuse checks p's conditions against the record's state and reports why it
+// must not be applied, if it must not.
+func (st *state) refuse(p *sqlcommon.Plan) (out sqlcommon.Outcome, refused bool) {
+	live := st.found && (!st.expires.Valid || st.expires.Int64 > now())
+	switch {
+	case p.Create && live:
+		return sqlcommon.Outcome{Exists: true}, true
+	case !p.Create && !live:
+		return sqlcommon.Outcome{}, true
+	}
+	for i, name := range p.CheckNames {
+		var have int64
+		if live {
+			have = st.versions[name]
+		}
+		if have != p.CheckVersions[i] {
+			return sqlcommon.Outcome{Field: name, Have: cache.Version(have)}, true
+		}
+	}
+	return sqlcommon.Outcome{}, false
+}
+
+// apply makes p's changes to the record in state st and returns its new
+// version.
+func (d *driver) apply(ctx context.Context, stmt func(*sql.Stmt) *sql.Stmt, ns, key string, p *sqlcommon.Plan, st state) (v int64, err error) {
+	if err := stmt(d.st.bump).QueryRowContext(ctx).Scan(&v); err != nil {
+		return 0, err
+	}
+	old, expires := sqlcommon.SplitTags(st.tags), st.expires
+	if p.Create { // a fresh record, also over an expired one
+		old, expires = nil, sql.NullInt64{}
+		if st.found {
+			if _, err := stmt(d.st.drop).ExecContext(ctx, ns, key); err != nil {
+				return 0, err
+			}
+		}
+	}
+	switch p.Expiry {
+	case sqlcommon.ExpiryClear:
+		expires = sql.NullInt64{}
+	case sqlcommon.ExpirySet:
+		expires = expiry(p.Expires)
+	}
+	tags := p.NewTags(old)
+	if p.Create {
+		_, err = stmt(d.st.create).ExecContext(ctx, ns, key, v, expires, sqlcommon.JoinTags(tags))
+	} else {
+		_, err = stmt(d.st.update).ExecContext(ctx, v, expires, sqlcommon.JoinTags(tags), ns, key)
+	}
+	if err != nil {
+		return 0, err
+	}
+	if len(p.Remove) > 0 {
+		if _, err := stmt(d.st.removeFields).ExecContext(ctx, ns, key, jsonList(p.Remove)); err != nil {
+			return 0, err
+		}
+	}
+	if len(p.SetNames) > 0 {
+		set := stmt(d.st.setField)
+		for i, name := range p.SetNames {
+			if _, err := set.ExecContext(ctx, ns, key, name, v, p.SetValues[i]); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return v, d.retag(ctx, stmt, ns, key, old, tags)
 }
 
 // state is what a write finds of a record.
@@ -533,10 +537,15 @@ func (d *driver) state(ctx context.Context, stmt *sql.Stmt, ns, key string, chec
 // retag changes the tag index from old to new tags; it does nothing when they
 // are the same.
 func (d *driver) retag(ctx context.Context, stmt func(*sql.Stmt) *sql.Stmt, ns, key string, old, new []string) error {
-	var gone []string
+	var gone, added []string
 	for _, t := range old {
-		if !slicesContains(new, t) {
+		if !slices.Contains(new, t) {
 			gone = append(gone, t)
+		}
+	}
+	for _, t := range new {
+		if !slices.Contains(old, t) {
+			added = append(added, t)
 		}
 	}
 	if len(gone) > 0 {
@@ -544,28 +553,12 @@ func (d *driver) retag(ctx context.Context, stmt func(*sql.Stmt) *sql.Stmt, ns, 
 			return err
 		}
 	}
-	var add *sql.Stmt
-	for _, t := range new {
-		if slicesContains(old, t) {
-			continue
-		}
-		if add == nil {
-			add = stmt(d.st.addTag)
-		}
-		if _, err := add.ExecContext(ctx, ns, t, key); err != nil {
+	if len(added) > 0 {
+		if _, err := stmt(d.st.addTags).ExecContext(ctx, ns, key, jsonList(added)); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-func slicesContains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 func (d *driver) Delete(ctx context.Context, ns string, keys []string) (n int, err error) {

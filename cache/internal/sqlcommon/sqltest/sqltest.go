@@ -23,7 +23,7 @@ type Rows func(t *testing.T, table, ns string) int
 // nothing of the records is left in the tables.
 func CollectTwoHandles(t *testing.T, a, b cache.Store, rows Rows) {
 	ctx := t.Context()
-	const n = 600
+	const n = 300
 	soon := time.Now().Add(300 * time.Millisecond)
 	for i := range n {
 		k := fmt.Sprintf("k%04d", i)
@@ -44,7 +44,7 @@ func CollectTwoHandles(t *testing.T, a, b cache.Store, rows Rows) {
 	for _, st := range []cache.Store{a, b, a, b} {
 		wg.Go(func() {
 			for {
-				got, err := st.CollectGarbage(ctx, cache.GCOptions{Max: 40, Fields: []string{"m"}, Removed: func(r cache.Record) {
+				got, err := st.CollectGarbage(ctx, cache.GCOptions{Max: 25, Fields: []string{"m"}, Removed: func(r cache.Record) {
 					f, ok := r.Field("m")
 					if !ok || string(f.Value) != r.Key || len(r.Fields) != 1 || len(r.Tags) != 2 || r.Expires.IsZero() {
 						t.Errorf("reported %+v", r)

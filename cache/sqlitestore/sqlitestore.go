@@ -68,7 +68,9 @@
 // Every call runs under a deadline (Options.StatementTimeout, default 2 s). A
 // write lock held elsewhere for longer, an unreadable file or a full disk give
 // an error matching [cache.ErrUnavailable]; a cancelled context gives one
-// matching context.Canceled.
+// matching context.Canceled. SQLite's write lock has no queue: while another
+// process writes without pause, a write of this one may wait until its
+// deadline.
 package sqlitestore
 
 import (

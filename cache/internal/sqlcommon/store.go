@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -288,11 +289,8 @@ func (s *Store) DeleteMany(ctx context.Context, keys []string) (int, error) {
 	if len(keys) == 0 {
 		return 0, nil
 	}
-	keys = unique(keys)
 	total := 0
-	for len(keys) > 0 {
-		batch := keys[:min(len(keys), s.sh.cfg.BatchSize)]
-		keys = keys[len(batch):]
+	for batch := range slices.Chunk(unique(keys), s.sh.cfg.BatchSize) {
 		n, err := s.deleteBatch(ctx, batch)
 		total += n
 		if err != nil {

@@ -190,23 +190,27 @@ func startReplicated(tb testing.TB) (master, replica *testserver.Redis) {
 }
 
 // waitInSync waits until n replicas acknowledge a write of probe (a key the
-// master serves) to master.
+// master serves) to master. The probe is written only once the master counts n
+// replicas: a write made before a replica connected is not in the replication
+// stream, and WAIT would count the replica for it at once.
 func waitInSync(tb testing.TB, master *testserver.Redis, n int, probe string) {
 	tb.Helper()
 	ctx := context.Background()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		c := master.Client()
-		err := c.Set(ctx, probe, time.Now().String(), 0).Err()
+		info, err := c.Info(ctx, "replication").Result()
 		var acked int64
-		if err == nil {
-			acked, err = c.Do(ctx, "WAIT", n, 100).Int64()
-		}
-		if err == nil && acked >= int64(n) {
-			return
+		if err == nil && strings.Contains(info, "connected_slaves:"+strconv.Itoa(n)+"\r\n") {
+			err = c.Set(ctx, probe, time.Now().String(), 0).Err()
+			if err == nil {
+				acked, err = c.Do(ctx, "WAIT", n, 100).Int64()
+			}
+			if err == nil && acked >= int64(n) {
+				return
+			}
 		}
 		if time.Now().After(deadline) {
-			info, _ := c.Info(ctx, "replication").Result()
 			tb.Fatalf("%d replicas not in sync after 20 s (%d acknowledged): %v\n%s", n, acked, err, info)
 		}
 		time.Sleep(20 * time.Millisecond)

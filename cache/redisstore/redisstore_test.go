@@ -129,27 +129,18 @@ func freePort(tb testing.TB) string {
 	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
 }
 
-// startClusterNode starts a redis-server in cluster mode, its cluster bus on a
-// free port of its own (port + 10000 may be taken or above 65535), and returns
-// it with its bus port.
-func startClusterNode(tb testing.TB, opts ...testserver.RedisOption) (*testserver.Redis, string) {
+// startOneNodeCluster starts a redis-server in cluster mode holding every
+// slot, its cluster bus on a free port of its own (port + 10000 may be taken or
+// above 65535).
+func startOneNodeCluster(tb testing.TB, opts ...testserver.RedisOption) *testserver.Redis {
 	tb.Helper()
-	bus := freePort(tb)
 	opts = append([]testserver.RedisOption{testserver.WithRedisArgs(
 		"--cluster-enabled", "yes",
 		"--cluster-config-file", "nodes.conf",
-		"--cluster-port", bus,
-		"--cluster-node-timeout", "2000",
-	), noSyncDelay()}, opts...)
-	return testserver.StartRedis(tb, opts...), bus
-}
-
-// startOneNodeCluster starts a one-node Redis Cluster holding every slot.
-func startOneNodeCluster(tb testing.TB, opts ...testserver.RedisOption) *testserver.Redis {
-	tb.Helper()
-	r, _ := startClusterNode(tb, opts...)
-	ctx := context.Background()
-	if err := r.Client().Do(ctx, "CLUSTER", "ADDSLOTSRANGE", 0, 16383).Err(); err != nil {
+		"--cluster-port", freePort(tb),
+	)}, opts...)
+	r := testserver.StartRedis(tb, opts...)
+	if err := r.Client().Do(context.Background(), "CLUSTER", "ADDSLOTSRANGE", 0, 16383).Err(); err != nil {
 		tb.Fatalf("CLUSTER ADDSLOTSRANGE: %v", err)
 	}
 	waitClusterOK(tb, r)
@@ -260,5 +251,21 @@ func TestNewOptions(t *testing.T) {
 	}
 	if _, err := small.Lock(t.Context(), "l", 0); err == nil {
 		t.Fatal("Lock with lifetime 0 succeeded")
+	}
+}
+
+// waitFor retries check until it passes or 20 s passed.
+func waitFor(t *testing.T, what string, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not after 20 s: %v", what, err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

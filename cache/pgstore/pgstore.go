@@ -97,7 +97,10 @@
 //     connection of the pool.
 //
 // The first use of each statement on a connection prepares it (one more round
-// trip, once); after that, each call above is one.
+// trip, once); after that, each call above is one. (pgxpool also pings a
+// connection that has been idle for over a second before handing it out: a
+// store under steady load does not pay for it; one created with New on a pool
+// configured otherwise does what that pool does.)
 //
 // # Time and versions
 //

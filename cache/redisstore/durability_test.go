@@ -93,6 +93,13 @@ func TestDurability(t *testing.T) {
 	if err := replica.Resume(); err != nil {
 		t.Fatal(err)
 	}
+	// A store whose client still points at a server that became a replica (as
+	// after a failover) gets READONLY for the write, and WAIT refused: the
+	// write is unavailable, not refused for good.
+	onReplica := newStore(t, testClient(t, replica), redisstore.Options{Namespace: "dur", MinReplicas: 1, ReplicaTimeout: replicaTimeout})
+	if _, err := onReplica.Write(ctx, "k", cache.Write{Fields: set("g", "2")}); !errors.Is(err, cache.ErrUnavailable) {
+		t.Fatalf("a durable write sent to a replica: %v, want an error matching ErrUnavailable", err)
+	}
 	took := eventually(t, "a durable write after the resume", func() error {
 		_, err := s.Write(ctx, "k", cache.Write{Fields: set("h", "1")})
 		return err

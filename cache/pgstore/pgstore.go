@@ -146,9 +146,10 @@ type Options struct {
 	// cache.DefaultMaxValueSize, 1 MiB).
 	MaxValueSize int
 	// StatementTimeout bounds every call's time in the database, including
-	// waiting for a connection and for row locks (default 2 s). It is also the
-	// server's statement_timeout of the pool's sessions, unless the connection
-	// string sets one. The caller's context may end a call sooner.
+	// waiting for a connection and for row locks (default 2 s); the schema
+	// check on first use takes several statements, each bounded by it. It is
+	// also the server's statement_timeout of the pool's sessions, unless the
+	// connection string sets one. The caller's context may end a call sooner.
 	StatementTimeout time.Duration
 	// BatchSize is how many keys one statement of Keys, Tagged and DeleteMany
 	// handles (default 500).
@@ -261,7 +262,9 @@ type driver struct {
 	own  bool // Close closes the pool
 }
 
-func (d *driver) Migrate(ctx context.Context) (bool, error) { return migrate(ctx, d.pool) }
+func (d *driver) Migrate(ctx context.Context, timeout time.Duration) (bool, error) {
+	return migrate(ctx, d.pool, timeout)
+}
 
 func (d *driver) Close() error {
 	if d.own {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -164,37 +165,54 @@ $fn$`
 
 // migrate creates the schema when it is missing and checks its version. It runs
 // in one transaction under an advisory lock, so concurrent first starts are
-// safe.
-func migrate(ctx context.Context, pool *pgxpool.Pool) (created bool, err error) {
-	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(schemaLockKey)); err != nil {
-			return err
+// safe; each statement is bounded by timeout.
+func migrate(ctx context.Context, pool *pgxpool.Pool, timeout time.Duration) (created bool, err error) {
+	step := func(f func(ctx context.Context) error) error {
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		return f(ctx)
+	}
+	var tx pgx.Tx
+	if err := step(func(ctx context.Context) (err error) { tx, err = pool.Begin(ctx); return err }); err != nil {
+		return false, err
+	}
+	defer func() {
+		if err != nil {
+			_ = step(tx.Rollback)
 		}
-		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS fxcache_schema (
+	}()
+	exec := func(sql string, args ...any) error {
+		return step(func(ctx context.Context) error { _, err := tx.Exec(ctx, sql, args...); return err })
+	}
+	if err := exec(`SELECT pg_advisory_xact_lock($1)`, int64(schemaLockKey)); err != nil {
+		return false, err
+	}
+	if err := exec(`CREATE TABLE IF NOT EXISTS fxcache_schema (
 			id      int PRIMARY KEY CHECK (id = 1),
 			version int NOT NULL
 		)`); err != nil {
-			return err
-		}
-		var v int
-		err := tx.QueryRow(ctx, `SELECT version FROM fxcache_schema WHERE id = 1`).Scan(&v)
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return err
-		}
-		if err := sqlcommon.CheckSchema(v); err != nil {
-			return err
-		}
-		if v == sqlcommon.SchemaVersion {
-			return nil
-		}
+		return false, err
+	}
+	var v int
+	err = step(func(ctx context.Context) error {
+		return tx.QueryRow(ctx, `SELECT version FROM fxcache_schema WHERE id = 1`).Scan(&v)
+	})
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return false, err
+	}
+	if err := sqlcommon.CheckSchema(v); err != nil {
+		return false, err
+	}
+	if v == 0 {
 		for _, stmt := range schema() {
-			if _, err := tx.Exec(ctx, stmt); err != nil {
-				return fmt.Errorf("creating the schema: %w", err)
+			if err := exec(stmt); err != nil {
+				return false, fmt.Errorf("creating the schema: %w", err)
 			}
 		}
+		if err := exec(`INSERT INTO fxcache_schema (id, version) VALUES (1, $1)`, sqlcommon.SchemaVersion); err != nil {
+			return false, err
+		}
 		created = true
-		_, err = tx.Exec(ctx, `INSERT INTO fxcache_schema (id, version) VALUES (1, $1)`, sqlcommon.SchemaVersion)
-		return err
-	})
-	return created, err
+	}
+	return created, step(tx.Commit)
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/fxsession/fxsession/cache/internal/sqlcommon"
 )
@@ -64,9 +65,10 @@ func schema() []string {
 }
 
 // migrate creates the schema when it is missing and checks its version, in one
-// write transaction, so concurrent first starts (several processes) are
-// serialised by SQLite's write lock.
-func migrate(ctx context.Context, begin func(context.Context) (*sql.Tx, error)) (created bool, err error) {
+// write transaction begun by begin, so concurrent first starts (several
+// processes) are serialised by SQLite's write lock. Each statement is bounded
+// by timeout.
+func migrate(ctx context.Context, begin func(context.Context) (*sql.Tx, error), timeout time.Duration) (created bool, err error) {
 	tx, err := begin(ctx)
 	if err != nil {
 		return false, err
@@ -76,14 +78,22 @@ func migrate(ctx context.Context, begin func(context.Context) (*sql.Tx, error)) 
 			_ = tx.Rollback()
 		}
 	}()
-	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS fxcache_schema (
+	exec := func(query string, args ...any) error {
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		_, err := tx.ExecContext(ctx, query, args...)
+		return err
+	}
+	if err := exec(`CREATE TABLE IF NOT EXISTS fxcache_schema (
 		id      INTEGER PRIMARY KEY CHECK (id = 1),
 		version INTEGER NOT NULL
 	)`); err != nil {
 		return false, err
 	}
 	var v int
-	err = tx.QueryRowContext(ctx, `SELECT version FROM fxcache_schema WHERE id = 1`).Scan(&v)
+	qctx, cancel := context.WithTimeout(ctx, timeout)
+	err = tx.QueryRowContext(qctx, `SELECT version FROM fxcache_schema WHERE id = 1`).Scan(&v)
+	cancel()
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return false, err
 	}
@@ -92,11 +102,11 @@ func migrate(ctx context.Context, begin func(context.Context) (*sql.Tx, error)) 
 	}
 	if v == 0 {
 		for _, stmt := range schema() {
-			if _, err := tx.ExecContext(ctx, stmt); err != nil {
+			if err := exec(stmt); err != nil {
 				return false, fmt.Errorf("creating the schema: %w", err)
 			}
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO fxcache_schema (id, version) VALUES (1, ?)`, sqlcommon.SchemaVersion); err != nil {
+		if err := exec(`INSERT INTO fxcache_schema (id, version) VALUES (1, ?)`, sqlcommon.SchemaVersion); err != nil {
 			return false, err
 		}
 		created = true

@@ -104,8 +104,9 @@ type Options struct {
 	// cache.DefaultMaxValueSize, 1 MiB).
 	MaxValueSize int
 	// StatementTimeout bounds every call, including waiting for the write lock
-	// held by another process (SQLite's busy timeout); default 2 s. The
-	// caller's context may end it sooner.
+	// held by another process; default 2 s. The schema check on first use
+	// takes several statements, each bounded by it. The caller's context may
+	// end a call sooner.
 	StatementTimeout time.Duration
 	// BatchSize is how many keys one statement of Keys, Tagged and DeleteMany
 	// handles (default 500).
@@ -220,11 +221,12 @@ func in(n int) string { return `(SELECT value FROM json_each(?` + strconv.Itoa(n
 
 const readColumns = `r.key, r.version, r.expires_at, r.tags, f.name, f.value, f.version`
 
-func (d *driver) Migrate(ctx context.Context) (bool, error) {
+func (d *driver) Migrate(ctx context.Context, timeout time.Duration) (bool, error) {
 	if err := os.MkdirAll(filepath.Dir(d.path), 0o750); err != nil {
 		return false, err
 	}
-	created, err := migrate(ctx, d.begin)
+	begin := func(ctx context.Context) (*sql.Tx, error) { return d.begin(ctx, time.Now().Add(timeout)) }
+	created, err := migrate(ctx, begin, timeout)
 	if err != nil {
 		return false, err
 	}
@@ -280,7 +282,9 @@ func (d *driver) Migrate(ctx context.Context) (bool, error) {
 		&d.st.unlock: {d.w, `DELETE FROM fxcache_locks WHERE namespace = ? AND name = ? AND token = ? AND expires_at > ?`},
 	}
 	for dst, p := range queries {
-		stmt, err := p.db.PrepareContext(ctx, p.q)
+		pctx, cancel := context.WithTimeout(ctx, timeout)
+		stmt, err := p.db.PrepareContext(pctx, p.q)
+		cancel()
 		if err != nil {
 			d.closeStmts()
 			return false, fmt.Errorf("prepare: %w", err)
@@ -382,11 +386,11 @@ func (d *driver) Read(ctx context.Context, ns string, keys, fields []string, row
 // begin starts a write transaction: BEGIN IMMEDIATE on the writer connection,
 // which takes the database's write lock. While another connection (another
 // process, or another store on the same file) holds it, begin tries again
-// after short jittered pauses until ctx ends, rather than sleeping in SQLite's
-// busy handler, whose pauses grow to 100 ms and starve a waiter under
-// contention.
-func (d *driver) begin(ctx context.Context) (*sql.Tx, error) {
-	b := backoff.Backoff{Min: 50 * time.Microsecond, Max: 5 * time.Millisecond}
+// after short jittered pauses until ctx ends or the deadline (if not zero)
+// passes, rather than sleeping in SQLite's busy handler, whose pauses grow to
+// 100 ms and starve a waiter under contention. The transaction lives in ctx.
+func (d *driver) begin(ctx context.Context, deadline time.Time) (*sql.Tx, error) {
+	b := backoff.Backoff{Min: 50 * time.Microsecond, Max: 5 * time.Millisecond, Deadline: deadline}
 	for {
 		tx, err := d.w.BeginTx(ctx, nil)
 		var se *sqlite.Error
@@ -402,7 +406,7 @@ func (d *driver) begin(ctx context.Context) (*sql.Tx, error) {
 // tx runs f in a write transaction and commits it when f returns nil. Every
 // change goes through it.
 func (d *driver) tx(ctx context.Context, f func(tx *sql.Tx) error) error {
-	tx, err := d.begin(ctx)
+	tx, err := d.begin(ctx, time.Time{})
 	if err != nil {
 		return err
 	}

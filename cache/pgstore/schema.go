@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -15,13 +16,14 @@ import (
 // creation between processes starting at the same time ("fxcache" in ASCII).
 const schemaLockKey = 0x66786361636865
 
-// schema creates the current version of the schema. Every identifier column
+// schema returns the statements that create the current version of the schema. Every identifier column
 // uses the "C" collation: keys are ASCII, comparisons are bytewise and cheap,
 // and keyset pagination does not depend on the database's locale.
-var schema = []string{
-	// Versions of every write: never 0, never given twice, growing.
-	`CREATE SEQUENCE fxcache_version AS bigint MINVALUE 1`,
-	`CREATE TABLE fxcache_records (
+func schema() []string {
+	return []string{
+		// Versions of every write: never 0, never given twice, growing.
+		`CREATE SEQUENCE fxcache_version AS bigint MINVALUE 1`,
+		`CREATE TABLE fxcache_records (
 		namespace  text COLLATE "C" NOT NULL,
 		key        text COLLATE "C" NOT NULL,
 		version    bigint NOT NULL,
@@ -29,10 +31,10 @@ var schema = []string{
 		tags       text[] COLLATE "C" NOT NULL,
 		PRIMARY KEY (namespace, key)
 	)`,
-	// Garbage collection walks this index; records that never expire are not in it.
-	`CREATE INDEX fxcache_records_expiry ON fxcache_records (namespace, expires_at)
+		// Garbage collection walks this index; records that never expire are not in it.
+		`CREATE INDEX fxcache_records_expiry ON fxcache_records (namespace, expires_at)
 		WHERE expires_at IS NOT NULL`,
-	`CREATE TABLE fxcache_fields (
+		`CREATE TABLE fxcache_fields (
 		namespace text COLLATE "C" NOT NULL,
 		key       text COLLATE "C" NOT NULL,
 		name      text COLLATE "C" NOT NULL,
@@ -41,23 +43,24 @@ var schema = []string{
 		PRIMARY KEY (namespace, key, name),
 		FOREIGN KEY (namespace, key) REFERENCES fxcache_records (namespace, key) ON DELETE CASCADE
 	)`,
-	`CREATE TABLE fxcache_tags (
+		`CREATE TABLE fxcache_tags (
 		namespace text COLLATE "C" NOT NULL,
 		tag       text COLLATE "C" NOT NULL,
 		key       text COLLATE "C" NOT NULL,
 		PRIMARY KEY (namespace, tag, key),
 		FOREIGN KEY (namespace, key) REFERENCES fxcache_records (namespace, key) ON DELETE CASCADE
 	)`,
-	// For the cascade: a record's tag rows without walking the tag's keys.
-	`CREATE INDEX fxcache_tags_record ON fxcache_tags (namespace, key)`,
-	`CREATE TABLE fxcache_locks (
+		// For the cascade: a record's tag rows without walking the tag's keys.
+		`CREATE INDEX fxcache_tags_record ON fxcache_tags (namespace, key)`,
+		`CREATE TABLE fxcache_locks (
 		namespace  text COLLATE "C" NOT NULL,
 		name       text COLLATE "C" NOT NULL,
 		token      text NOT NULL,
 		expires_at timestamptz NOT NULL,
 		PRIMARY KEY (namespace, name)
 	)`,
-	writeFunction,
+		writeFunction,
+	}
 }
 
 // writeFunction is a whole Write, checked and applied in one call, so that a
@@ -162,37 +165,54 @@ $fn$`
 
 // migrate creates the schema when it is missing and checks its version. It runs
 // in one transaction under an advisory lock, so concurrent first starts are
-// safe.
-func migrate(ctx context.Context, pool *pgxpool.Pool) (created bool, err error) {
-	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(schemaLockKey)); err != nil {
-			return err
+// safe; each statement is bounded by timeout.
+func migrate(ctx context.Context, pool *pgxpool.Pool, timeout time.Duration) (created bool, err error) {
+	step := func(f func(ctx context.Context) error) error {
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		return f(ctx)
+	}
+	var tx pgx.Tx
+	if err := step(func(ctx context.Context) (err error) { tx, err = pool.Begin(ctx); return err }); err != nil {
+		return false, err
+	}
+	defer func() {
+		if err != nil {
+			_ = step(tx.Rollback)
 		}
-		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS fxcache_schema (
+	}()
+	exec := func(sql string, args ...any) error {
+		return step(func(ctx context.Context) error { _, err := tx.Exec(ctx, sql, args...); return err })
+	}
+	if err := exec(`SELECT pg_advisory_xact_lock($1)`, int64(schemaLockKey)); err != nil {
+		return false, err
+	}
+	if err := exec(`CREATE TABLE IF NOT EXISTS fxcache_schema (
 			id      int PRIMARY KEY CHECK (id = 1),
 			version int NOT NULL
 		)`); err != nil {
-			return err
-		}
-		var v int
-		err := tx.QueryRow(ctx, `SELECT version FROM fxcache_schema WHERE id = 1`).Scan(&v)
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return err
-		}
-		if err := sqlcommon.CheckSchema(v); err != nil {
-			return err
-		}
-		if v == sqlcommon.SchemaVersion {
-			return nil
-		}
-		for _, stmt := range schema {
-			if _, err := tx.Exec(ctx, stmt); err != nil {
-				return fmt.Errorf("creating the schema: %w", err)
+		return false, err
+	}
+	var v int
+	err = step(func(ctx context.Context) error {
+		return tx.QueryRow(ctx, `SELECT version FROM fxcache_schema WHERE id = 1`).Scan(&v)
+	})
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return false, err
+	}
+	if err := sqlcommon.CheckSchema(v); err != nil {
+		return false, err
+	}
+	if v == 0 {
+		for _, stmt := range schema() {
+			if err := exec(stmt); err != nil {
+				return false, fmt.Errorf("creating the schema: %w", err)
 			}
 		}
+		if err := exec(`INSERT INTO fxcache_schema (id, version) VALUES (1, $1)`, sqlcommon.SchemaVersion); err != nil {
+			return false, err
+		}
 		created = true
-		_, err = tx.Exec(ctx, `INSERT INTO fxcache_schema (id, version) VALUES (1, $1)`, sqlcommon.SchemaVersion)
-		return err
-	})
-	return created, err
+	}
+	return created, step(tx.Commit)
 }

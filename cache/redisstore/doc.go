@@ -9,12 +9,12 @@
 // Every key the store writes starts with fxs:, the namespace, and a one-letter
 // kind, and ends with a Redis Cluster hash tag in braces:
 //
-//	fxs:<ns>:r:{<key>}      a record: one Redis hash
-//	fxs:<ns>:t:{<tag>}      the tag index of one tag: a sorted set of record keys
-//	fxs:<ns>:x:{<ns>/<i>/<n>} shard i (0-15) of the expiry index: a sorted set of record keys
-//	fxs:<ns>:l:{<name>}     a lock: a string holding the owner's token
-//	fxs:<ns>:g:{<key>}      a collected record's tombstone, for one minute (see Versions)
-//	fxs:<ns>:l:{#sweep}     the tag sweep's period marker (no lock name has a '#')
+//	fxs:<ns>:r:{<key>}          a record: one Redis hash
+//	fxs:<ns>:t:{<tag>}          the tag index of one tag: a sorted set of record keys
+//	fxs:<ns>:x:{<ns>/<i>/<n>}   shard i (0-15) of the expiry index: a sorted set of record keys
+//	fxs:<ns>:l:{<name>}         a lock: a string holding the owner's token
+//	fxs:<ns>:g:{<key>}          a collected record's tombstone, for one minute (see Versions)
+//	fxs:<ns>:l:{#sweep}         the tag sweep's period marker (no lock name has a '#')
 //
 // A record's hash holds its fields under their own names, each value prefixed
 // with the field's version as 8 bytes, big-endian, so that one HGETALL or HMGET
@@ -42,8 +42,8 @@
 // anything, pipelined with the index updates it needs on other slots (a ZADD per
 // tag added, one when the expiry moves): one round trip. [Store.Delete] is one
 // script, [Store.Lock] one SET and [Store.Unlock] one script. Iterations
-// ([Store.Keys], [Store.Tagged], [Store.Flush], [Store.DeleteMany]) cost one or
-// two round trips per batch of [Options.BatchSize] keys, and a pass of
+// ([Store.Keys], [Store.Tagged], [Store.Flush], [Store.DeleteMany]) cost one to
+// three round trips per batch of [Options.BatchSize] keys, and a pass of
 // [Store.CollectGarbage] three (read the due index entries, collect the records,
 // fix the indexes).
 //

@@ -1,10 +1,8 @@
 package redisstore_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -95,6 +93,13 @@ func TestDurability(t *testing.T) {
 	if err := replica.Resume(); err != nil {
 		t.Fatal(err)
 	}
+	// A store whose client still points at a server that became a replica (as
+	// after a failover) gets READONLY for the write, and WAIT refused: the
+	// write is unavailable, not refused for good.
+	onReplica := newStore(t, testClient(t, replica), redisstore.Options{Namespace: "dur", MinReplicas: 1, ReplicaTimeout: replicaTimeout})
+	if _, err := onReplica.Write(ctx, "k", cache.Write{Fields: set("g", "2")}); !errors.Is(err, cache.ErrUnavailable) {
+		t.Fatalf("a durable write sent to a replica: %v, want an error matching ErrUnavailable", err)
+	}
 	took := eventually(t, "a durable write after the resume", func() error {
 		_, err := s.Write(ctx, "k", cache.Write{Fields: set("h", "1")})
 		return err
@@ -106,126 +111,39 @@ func TestDurability(t *testing.T) {
 	}
 }
 
-// sharded is a Redis Cluster of masters with one replica each, started by the
-// test.
-type sharded struct {
-	masters, replicas []*testserver.Redis
-	ranges            [][2]int // slots of each master
-}
-
-// startSharded starts a cluster of n masters with one replica each: enough to
-// check that the durability mode waits on the node that took each part of a
-// write. (internal/testserver.StartCluster, with three masters, serves the
-// failover tests.)
-func startSharded(t *testing.T, n int) *sharded {
-	t.Helper()
-	ctx := context.Background()
-	c := &sharded{}
-	var all []*testserver.Redis
-	var buses []string
-	for i := range 2 * n {
-		r, bus := startClusterNode(t)
-		all, buses = append(all, r), append(buses, bus)
-		if i < n {
-			c.masters = append(c.masters, r)
-		} else {
-			c.replicas = append(c.replicas, r)
-		}
-	}
-	for i, m := range c.masters {
-		lo, hi := i*16384/n, (i+1)*16384/n-1
-		c.ranges = append(c.ranges, [2]int{lo, hi})
-		if err := m.Client().Do(ctx, "CLUSTER", "ADDSLOTSRANGE", lo, hi).Err(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	host, port, _ := net.SplitHostPort(all[0].Addr())
-	for _, r := range all[1:] {
-		if err := r.Client().Do(ctx, "CLUSTER", "MEET", host, port, buses[0]).Err(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	waitFor(t, "every node knows every other", func() error {
-		for _, r := range all {
-			nodes, err := r.Client().ClusterNodes(ctx).Result()
-			if err != nil {
-				return err
-			}
-			if got := strings.Count(strings.TrimSpace(nodes), "\n") + 1; got != len(all) {
-				return fmt.Errorf("%s knows %d nodes", r.Addr(), got)
-			}
-		}
-		return nil
-	})
-	for i, r := range c.replicas {
-		id, err := c.masters[i].Client().Do(ctx, "CLUSTER", "MYID").Text()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := r.Client().Do(ctx, "CLUSTER", "REPLICATE", id).Err(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for i, m := range c.masters {
-		waitInSync(t, m, 1, c.keyOn(t, i, func(k string) string { return k }))
-	}
-	for _, r := range all {
-		waitClusterOK(t, r)
-	}
-	return c
-}
-
-// waitFor retries check until it passes or 20 s passed.
-func waitFor(t *testing.T, what string, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not after 20 s: %v", what, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// master returns the index of the master serving slot.
-func (c *sharded) master(slot int64) int {
-	for i, r := range c.ranges {
-		if int(slot) >= r[0] && int(slot) <= r[1] {
-			return i
-		}
-	}
-	return -1
-}
-
-// keyOn returns a key whose Redis key made by mk lands on master i.
-func (c *sharded) keyOn(t *testing.T, i int, mk func(string) string) string {
+// keyOn returns a key whose Redis key made by mk the master m serves.
+func keyOn(t *testing.T, c *testserver.Cluster, m *testserver.Redis, mk func(string) string) string {
 	t.Helper()
 	for n := range 1000 {
 		k := fmt.Sprintf("k%d", n)
-		slot, err := c.masters[0].Client().ClusterKeySlot(t.Context(), mk(k)).Result()
+		owner, err := c.MasterForKey(t.Context(), mk(k))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if c.master(slot) == i {
+		if owner == m {
 			return k
 		}
 	}
-	t.Fatalf("no key on master %d", i)
+	t.Fatalf("no key on master %s", m.Addr())
 	return ""
 }
 
-// TestDurabilityCluster: on a cluster of two masters with a replica each, the
+// TestDurabilityCluster: on a cluster of three masters with a replica each, the
 // durability mode sends WAIT to each node that took part of a write. With the
 // second master's replica paused, writes whose record and index entries all live
 // on the first master succeed, while a write touching the second master (its
 // record, or only a tag set there) fails with ErrUnavailable.
 func TestDurabilityCluster(t *testing.T) {
-	c := startSharded(t, 2)
-	cc := clusterClient(t, c.masters[0].Addr())
+	c := testserver.StartCluster(t)
+	shards, err := c.Shards(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(shards) != 3 || len(shards[1].Replicas) != 1 {
+		t.Fatalf("cluster layout: %+v", shards)
+	}
+	first, second, secondReplica := shards[0].Master, shards[1].Master, shards[1].Replicas[0]
+	cc := clusterClient(t, c.Addrs()...)
 	nodeTrips := &counter{}
 	cc.OnNewNode(func(n *redis.Client) { n.AddHook(nodeTrips) })
 	ctx := t.Context()
@@ -233,8 +151,8 @@ func TestDurabilityCluster(t *testing.T) {
 	s := newStore(t, cc, redisstore.Options{Namespace: ns, MinReplicas: 1, ReplicaTimeout: replicaTimeout})
 	recordKey := func(k string) string { return "fxs:" + ns + ":r:{" + k + "}" }
 	tagKey := func(k string) string { return "fxs:" + ns + ":t:{" + k + "}" }
-	on0, on1 := c.keyOn(t, 0, recordKey), c.keyOn(t, 1, recordKey)
-	tag0, tag1 := c.keyOn(t, 0, tagKey), c.keyOn(t, 1, tagKey)
+	on0, on1 := keyOn(t, c, first, recordKey), keyOn(t, c, second, recordKey)
+	tag0, tag1 := keyOn(t, c, first, tagKey), keyOn(t, c, second, tagKey)
 
 	for _, k := range []string{on0, on1} {
 		try(s.Write(ctx, k, cache.Write{Create: true, Fields: set("f", "1")})).must(t)
@@ -247,12 +165,12 @@ func TestDurabilityCluster(t *testing.T) {
 		t.Fatalf("%d node pipelines, want one per master", pipes)
 	}
 
-	if err := c.replicas[1].Pause(); err != nil {
+	if err := secondReplica.Pause(); err != nil {
 		t.Fatal(err)
 	}
 	try(s.Write(ctx, on0, cache.Write{Fields: set("f", "3"), AddTags: []string{tag0}})).must(t)
 	start := time.Now()
-	_, err := s.Write(ctx, on1, cache.Write{Fields: set("f", "3")})
+	_, err = s.Write(ctx, on1, cache.Write{Fields: set("f", "3")})
 	expectTooFewReplicas(t, "Write of a record on the second master", err, time.Since(start))
 	start = time.Now()
 	_, err = s.Write(ctx, on0, cache.Write{AddTags: []string{tag1}})
@@ -262,7 +180,7 @@ func TestDurabilityCluster(t *testing.T) {
 	_, err = s.Delete(ctx, on1)
 	expectTooFewReplicas(t, "Delete on the second master", err, time.Since(start))
 
-	if err := c.replicas[1].Resume(); err != nil {
+	if err := secondReplica.Resume(); err != nil {
 		t.Fatal(err)
 	}
 	took := eventually(t, "a durable write on the second master after the resume", func() error {

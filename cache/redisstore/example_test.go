@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -116,11 +117,15 @@ func ExampleOptions_durability() {
 	}
 	defer stopReplica()
 	ctx := context.Background()
-	for { // wait until the replica is in sync and acknowledges writes
-		master.Client().Set(ctx, "probe", "1", 0)
-		if n, _ := master.Client().Do(ctx, "WAIT", 1, 100).Int(); n == 1 {
-			break
+	for { // wait until the replica is connected and acknowledges a write
+		info, _ := master.Client().Info(ctx, "replication").Result()
+		if strings.Contains(info, "connected_slaves:1") {
+			master.Client().Set(ctx, "probe", "1", 0)
+			if n, _ := master.Client().Do(ctx, "WAIT", 1, 100).Int(); n == 1 {
+				break
+			}
 		}
+		time.Sleep(10 * time.Millisecond)
 	}
 
 	client := redisstore.NewClient(redis.UniversalOptions{Addrs: []string{master.Addr()}})

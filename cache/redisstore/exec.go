@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/redis/go-redis/v9"
@@ -103,14 +104,26 @@ func (s *Store) sendWait(ctx context.Context, client redis.Cmdable, calls []*cal
 	if err = transportErr(err, calls); err != nil {
 		return nil, err
 	}
+	if !slices.ContainsFunc(calls, executed) {
+		// Nothing ran here (the node answered MOVED, READONLY...: it is no
+		// longer the master, and refuses WAIT too): what WAIT says is moot.
+		return nil, nil
+	}
 	acked, err := wait.Int()
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("%w: WAIT: %w", cache.ErrUnavailable, err), nil
 	}
 	if acked < s.replicas {
 		return fmt.Errorf("%w: %w: %d of %d within %v", cache.ErrUnavailable, errTooFewReplicas, acked, s.replicas, s.replicaTO), nil
 	}
 	return nil, nil
+}
+
+// executed reports whether the server ran c: it answered it, and not with a
+// redirection or a refusal to take writes now.
+func executed(c *call) bool {
+	err := c.cmd.Err()
+	return err == nil || !unavailableReply(err) && !redis.HasErrorPrefix(err, "NOSCRIPT")
 }
 
 // maxMoves bounds the rounds of sendClusterWait that follow MOVED replies.

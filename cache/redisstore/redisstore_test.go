@@ -129,27 +129,18 @@ func freePort(tb testing.TB) string {
 	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
 }
 
-// startClusterNode starts a redis-server in cluster mode, its cluster bus on a
-// free port of its own (port + 10000 may be taken or above 65535), and returns
-// it with its bus port.
-func startClusterNode(tb testing.TB, opts ...testserver.RedisOption) (*testserver.Redis, string) {
+// startOneNodeCluster starts a redis-server in cluster mode holding every
+// slot, its cluster bus on a free port of its own (port + 10000 may be taken or
+// above 65535).
+func startOneNodeCluster(tb testing.TB, opts ...testserver.RedisOption) *testserver.Redis {
 	tb.Helper()
-	bus := freePort(tb)
 	opts = append([]testserver.RedisOption{testserver.WithRedisArgs(
 		"--cluster-enabled", "yes",
 		"--cluster-config-file", "nodes.conf",
-		"--cluster-port", bus,
-		"--cluster-node-timeout", "2000",
-	), noSyncDelay()}, opts...)
-	return testserver.StartRedis(tb, opts...), bus
-}
-
-// startOneNodeCluster starts a one-node Redis Cluster holding every slot.
-func startOneNodeCluster(tb testing.TB, opts ...testserver.RedisOption) *testserver.Redis {
-	tb.Helper()
-	r, _ := startClusterNode(tb, opts...)
-	ctx := context.Background()
-	if err := r.Client().Do(ctx, "CLUSTER", "ADDSLOTSRANGE", 0, 16383).Err(); err != nil {
+		"--cluster-port", freePort(tb),
+	)}, opts...)
+	r := testserver.StartRedis(tb, opts...)
+	if err := r.Client().Do(context.Background(), "CLUSTER", "ADDSLOTSRANGE", 0, 16383).Err(); err != nil {
 		tb.Fatalf("CLUSTER ADDSLOTSRANGE: %v", err)
 	}
 	waitClusterOK(tb, r)
@@ -190,23 +181,27 @@ func startReplicated(tb testing.TB) (master, replica *testserver.Redis) {
 }
 
 // waitInSync waits until n replicas acknowledge a write of probe (a key the
-// master serves) to master.
+// master serves) to master. The probe is written only once the master counts n
+// replicas: a write made before a replica connected is not in the replication
+// stream, and WAIT would count the replica for it at once.
 func waitInSync(tb testing.TB, master *testserver.Redis, n int, probe string) {
 	tb.Helper()
 	ctx := context.Background()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		c := master.Client()
-		err := c.Set(ctx, probe, time.Now().String(), 0).Err()
+		info, err := c.Info(ctx, "replication").Result()
 		var acked int64
-		if err == nil {
-			acked, err = c.Do(ctx, "WAIT", n, 100).Int64()
-		}
-		if err == nil && acked >= int64(n) {
-			return
+		if err == nil && strings.Contains(info, "connected_slaves:"+strconv.Itoa(n)+"\r\n") {
+			err = c.Set(ctx, probe, time.Now().String(), 0).Err()
+			if err == nil {
+				acked, err = c.Do(ctx, "WAIT", n, 100).Int64()
+			}
+			if err == nil && acked >= int64(n) {
+				return
+			}
 		}
 		if time.Now().After(deadline) {
-			info, _ := c.Info(ctx, "replication").Result()
 			tb.Fatalf("%d replicas not in sync after 20 s (%d acknowledged): %v\n%s", n, acked, err, info)
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -256,5 +251,21 @@ func TestNewOptions(t *testing.T) {
 	}
 	if _, err := small.Lock(t.Context(), "l", 0); err == nil {
 		t.Fatal("Lock with lifetime 0 succeeded")
+	}
+}
+
+// waitFor retries check until it passes or 20 s passed.
+func waitFor(t *testing.T, what string, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not after 20 s: %v", what, err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -5,23 +5,25 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/fxsession/fxsession/cache/internal/sqlcommon"
 )
 
-// schema creates the current version of the schema. Times are Unix
+// schema returns the statements that create the current version of the schema. Times are Unix
 // microseconds; NULL means "never expires". Text comparisons are SQLite's
 // default BINARY (bytewise), which keyset pagination relies on.
-var schema = []string{
-	// The version counter: one row, bumped inside each write transaction, so
-	// versions grow and are never given twice, across processes too.
-	`CREATE TABLE fxcache_seq (
+func schema() []string {
+	return []string{
+		// The version counter: one row, bumped inside each write transaction, so
+		// versions grow and are never given twice, across processes too.
+		`CREATE TABLE fxcache_seq (
 		id INTEGER PRIMARY KEY CHECK (id = 1),
 		v  INTEGER NOT NULL
 	)`,
-	`INSERT INTO fxcache_seq (id, v) VALUES (1, 0)`,
-	// Small rows: stored in the primary key's b-tree.
-	`CREATE TABLE fxcache_records (
+		`INSERT INTO fxcache_seq (id, v) VALUES (1, 0)`,
+		// Small rows: stored in the primary key's b-tree.
+		`CREATE TABLE fxcache_records (
 		namespace  TEXT NOT NULL,
 		key        TEXT NOT NULL,
 		version    INTEGER NOT NULL,
@@ -29,12 +31,12 @@ var schema = []string{
 		tags       TEXT NOT NULL, -- sorted, separated by spaces
 		PRIMARY KEY (namespace, key)
 	) WITHOUT ROWID`,
-	// Garbage collection walks this index; records that never expire are not in it.
-	`CREATE INDEX fxcache_records_expiry ON fxcache_records (namespace, expires_at)
+		// Garbage collection walks this index; records that never expire are not in it.
+		`CREATE INDEX fxcache_records_expiry ON fxcache_records (namespace, expires_at)
 		WHERE expires_at IS NOT NULL`,
-	// Values up to MaxValueSize: a rowid table, so that large rows do not
-	// bloat the key's b-tree.
-	`CREATE TABLE fxcache_fields (
+		// Values up to MaxValueSize: a rowid table, so that large rows do not
+		// bloat the key's b-tree.
+		`CREATE TABLE fxcache_fields (
 		namespace TEXT NOT NULL,
 		key       TEXT NOT NULL,
 		name      TEXT NOT NULL,
@@ -43,28 +45,30 @@ var schema = []string{
 		PRIMARY KEY (namespace, key, name),
 		FOREIGN KEY (namespace, key) REFERENCES fxcache_records (namespace, key) ON DELETE CASCADE
 	)`,
-	`CREATE TABLE fxcache_tags (
+		`CREATE TABLE fxcache_tags (
 		namespace TEXT NOT NULL,
 		tag       TEXT NOT NULL,
 		key       TEXT NOT NULL,
 		PRIMARY KEY (namespace, tag, key),
 		FOREIGN KEY (namespace, key) REFERENCES fxcache_records (namespace, key) ON DELETE CASCADE
 	) WITHOUT ROWID`,
-	// For the cascade: a record's tag rows without walking the tag's keys.
-	`CREATE INDEX fxcache_tags_record ON fxcache_tags (namespace, key)`,
-	`CREATE TABLE fxcache_locks (
+		// For the cascade: a record's tag rows without walking the tag's keys.
+		`CREATE INDEX fxcache_tags_record ON fxcache_tags (namespace, key)`,
+		`CREATE TABLE fxcache_locks (
 		namespace  TEXT NOT NULL,
 		name       TEXT NOT NULL,
 		token      TEXT NOT NULL,
 		expires_at INTEGER NOT NULL,
 		PRIMARY KEY (namespace, name)
 	) WITHOUT ROWID`,
+	}
 }
 
 // migrate creates the schema when it is missing and checks its version, in one
-// write transaction, so concurrent first starts (several processes) are
-// serialised by SQLite's write lock.
-func migrate(ctx context.Context, begin func(context.Context) (*sql.Tx, error)) (created bool, err error) {
+// write transaction begun by begin, so concurrent first starts (several
+// processes) are serialised by SQLite's write lock. Each statement is bounded
+// by timeout.
+func migrate(ctx context.Context, begin func(context.Context) (*sql.Tx, error), timeout time.Duration) (created bool, err error) {
 	tx, err := begin(ctx)
 	if err != nil {
 		return false, err
@@ -74,14 +78,22 @@ func migrate(ctx context.Context, begin func(context.Context) (*sql.Tx, error)) 
 			_ = tx.Rollback()
 		}
 	}()
-	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS fxcache_schema (
+	exec := func(query string, args ...any) error {
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		_, err := tx.ExecContext(ctx, query, args...)
+		return err
+	}
+	if err := exec(`CREATE TABLE IF NOT EXISTS fxcache_schema (
 		id      INTEGER PRIMARY KEY CHECK (id = 1),
 		version INTEGER NOT NULL
 	)`); err != nil {
 		return false, err
 	}
 	var v int
-	err = tx.QueryRowContext(ctx, `SELECT version FROM fxcache_schema WHERE id = 1`).Scan(&v)
+	qctx, cancel := context.WithTimeout(ctx, timeout)
+	err = tx.QueryRowContext(qctx, `SELECT version FROM fxcache_schema WHERE id = 1`).Scan(&v)
+	cancel()
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return false, err
 	}
@@ -89,12 +101,12 @@ func migrate(ctx context.Context, begin func(context.Context) (*sql.Tx, error)) 
 		return false, err
 	}
 	if v == 0 {
-		for _, stmt := range schema {
-			if _, err := tx.ExecContext(ctx, stmt); err != nil {
+		for _, stmt := range schema() {
+			if err := exec(stmt); err != nil {
 				return false, fmt.Errorf("creating the schema: %w", err)
 			}
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO fxcache_schema (id, version) VALUES (1, ?)`, sqlcommon.SchemaVersion); err != nil {
+		if err := exec(`INSERT INTO fxcache_schema (id, version) VALUES (1, ?)`, sqlcommon.SchemaVersion); err != nil {
 			return false, err
 		}
 		created = true

@@ -1,7 +1,76 @@
 // Package sqlitestore is the embedded SQLite [cache.Store], built on
-// modernc.org/sqlite (pure Go, no cgo) through database/sql.
+// modernc.org/sqlite (pure Go, no cgo) through database/sql: one record per
+// session in one database file, shared safely by the processes that open it.
 //
-// DOC: schema and design.
+// # Schema
+//
+// The layout is pgstore's (see there why a row per field), in SQLite's types;
+// times are Unix microseconds. It is created on first use and its version
+// recorded in fxcache_schema; a database holding another version is refused
+// with an error saying so. The tables, abridged:
+//
+//	CREATE TABLE fxcache_records (           -- a record
+//		namespace TEXT, key TEXT,
+//		version    INTEGER NOT NULL,         -- of its last write
+//		expires_at INTEGER,                  -- NULL: never
+//		tags       TEXT NOT NULL,            -- sorted, separated by spaces
+//		PRIMARY KEY (namespace, key)) WITHOUT ROWID;
+//	CREATE INDEX fxcache_records_expiry ON fxcache_records (namespace, expires_at)
+//		WHERE expires_at IS NOT NULL;
+//	CREATE TABLE fxcache_fields (            -- its fields
+//		namespace TEXT, key TEXT, name TEXT,
+//		version INTEGER NOT NULL, value BLOB NOT NULL,
+//		PRIMARY KEY (namespace, key, name),
+//		FOREIGN KEY (namespace, key) REFERENCES fxcache_records ON DELETE CASCADE);
+//	CREATE TABLE fxcache_tags (              -- the tag index
+//		namespace TEXT, tag TEXT, key TEXT,
+//		PRIMARY KEY (namespace, tag, key),
+//		FOREIGN KEY (namespace, key) REFERENCES fxcache_records ON DELETE CASCADE)
+//		WITHOUT ROWID;
+//	CREATE INDEX fxcache_tags_record ON fxcache_tags (namespace, key);
+//	CREATE TABLE fxcache_locks (namespace, name, token, expires_at,
+//		PRIMARY KEY (namespace, name)) WITHOUT ROWID;
+//	CREATE TABLE fxcache_seq (id, v);        -- the last version given
+//	CREATE TABLE fxcache_schema (id, version);
+//
+// # Connections and transactions
+//
+// The database is in WAL mode: readers never wait for the writer. Reads use a
+// pool of read-only connections (Options.Readers); every change goes through
+// one writer connection, in a BEGIN IMMEDIATE transaction, which takes the
+// file's write lock at once. While another connection (another process, or
+// another store on the same file) holds it, the store tries again after short
+// jittered pauses until the call's deadline, instead of sleeping in SQLite's
+// busy handler, whose pauses grow to 100 ms and starve a waiter.
+//
+//   - Read and ReadMany: one SELECT of the record rows joined to their fields
+//     (keys and field names bound as JSON arrays).
+//   - Write: one transaction: the record's state and the versions of the
+//     checked fields in one statement, then (if every condition holds) the
+//     version counter, the record, its fields and, when they change, its tags.
+//     A failed condition commits nothing and is reported as
+//     [cache.ErrConflict] or [cache.ErrNotFound].
+//   - Delete and DeleteMany: one DELETE per BatchSize keys; fields and tags go
+//     with the record (ON DELETE CASCADE).
+//   - Keys and Tagged: keyset pagination in key order, BatchSize keys a
+//     statement.
+//   - CollectGarbage: one transaction reads up to GCOptions.Max expired records
+//     through the expiry index, with the fields asked for, and deletes them;
+//     the write lock makes each record reported by one caller, across
+//     processes too.
+//
+// Versions come from fxcache_seq, bumped in each write transaction: never 0,
+// never given twice, also across a delete, a re-creation and a restart.
+// Expiry is decided by the clock of the process that calls.
+//
+// # Failures
+//
+// Every call runs under a deadline (Options.StatementTimeout, default 2 s). A
+// write lock held elsewhere for longer, an unreadable file or a full disk give
+// an error matching [cache.ErrUnavailable]; a cancelled context gives one
+// matching context.Canceled. SQLite's write lock has no queue: while another
+// process writes without pause, a write of this one may wait until its
+// deadline.
 package sqlitestore
 
 import (
@@ -14,6 +83,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -34,8 +104,9 @@ type Options struct {
 	// cache.DefaultMaxValueSize, 1 MiB).
 	MaxValueSize int
 	// StatementTimeout bounds every call, including waiting for the write lock
-	// held by another process (SQLite's busy timeout); default 2 s. The
-	// caller's context may end it sooner.
+	// held by another process; default 2 s. The schema check on first use
+	// takes several statements, each bounded by it. The caller's context may
+	// end a call sooner.
 	StatementTimeout time.Duration
 	// BatchSize is how many keys one statement of Keys, Tagged and DeleteMany
 	// handles (default 500).
@@ -130,25 +201,19 @@ func (s *Store) Path() string { return s.d.path }
 
 // driver is the SQL of the store.
 type driver struct {
-	path string
-	w, r *sql.DB // one writer connection, a pool of readers
-	st   stmts   // prepared by Migrate
+	path     string
+	w, r     *sql.DB     // one writer connection, a pool of readers
+	st       stmts       // prepared by Migrate
+	prepared []*sql.Stmt // what Close closes
 }
 
 // stmts are the prepared statements. The write transaction's go through
 // tx.StmtContext, which reuses them on the writer's one connection.
 type stmts struct {
 	read, readFields, keys, tagged                                    *sql.Stmt // readers
-	state, checks, bump, create, update, drop                         *sql.Stmt // writer: a write
-	setField, removeFields, addTag, removeTags                        *sql.Stmt
+	state, bump, create, update, drop                                 *sql.Stmt // writer: a write
+	setField, removeFields, addTags, removeTags                       *sql.Stmt
 	del, collect, collectFields, collectDelete, lock, unlock, gcLocks *sql.Stmt // writer: the rest
-}
-
-func (st *stmts) all() []**sql.Stmt {
-	return []**sql.Stmt{&st.read, &st.readFields, &st.keys, &st.tagged,
-		&st.state, &st.bump, &st.create, &st.update, &st.drop,
-		&st.setField, &st.removeFields, &st.addTag, &st.removeTags,
-		&st.del, &st.collect, &st.collectFields, &st.collectDelete, &st.lock, &st.unlock, &st.gcLocks}
 }
 
 // in is the SQL of "one of the strings of the JSON array bound as ?n".
@@ -156,11 +221,12 @@ func in(n int) string { return `(SELECT value FROM json_each(?` + strconv.Itoa(n
 
 const readColumns = `r.key, r.version, r.expires_at, r.tags, f.name, f.value, f.version`
 
-func (d *driver) Migrate(ctx context.Context) (bool, error) {
+func (d *driver) Migrate(ctx context.Context, timeout time.Duration) (bool, error) {
 	if err := os.MkdirAll(filepath.Dir(d.path), 0o750); err != nil {
 		return false, err
 	}
-	created, err := migrate(ctx, d.begin)
+	begin := func(ctx context.Context) (*sql.Tx, error) { return d.begin(ctx, time.Now().Add(timeout)) }
+	created, err := migrate(ctx, begin, timeout)
 	if err != nil {
 		return false, err
 	}
@@ -194,8 +260,9 @@ func (d *driver) Migrate(ctx context.Context) (bool, error) {
 		&d.st.setField: {d.w, `INSERT INTO fxcache_fields (namespace, key, name, version, value) VALUES (?, ?, ?, ?, ?)
 			ON CONFLICT (namespace, key, name) DO UPDATE SET version = excluded.version, value = excluded.value`},
 		&d.st.removeFields: {d.w, `DELETE FROM fxcache_fields WHERE namespace = ?1 AND key = ?2 AND name IN ` + in(3)},
-		&d.st.addTag:       {d.w, `INSERT INTO fxcache_tags (namespace, tag, key) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`},
-		&d.st.removeTags:   {d.w, `DELETE FROM fxcache_tags WHERE namespace = ?1 AND key = ?2 AND tag IN ` + in(3)},
+		&d.st.addTags: {d.w, `INSERT INTO fxcache_tags (namespace, tag, key)
+			SELECT ?1, value, ?2 FROM json_each(?3) WHERE true ON CONFLICT DO NOTHING`},
+		&d.st.removeTags: {d.w, `DELETE FROM fxcache_tags WHERE namespace = ?1 AND key = ?2 AND tag IN ` + in(3)},
 
 		&d.st.del: {d.w, `DELETE FROM fxcache_records WHERE namespace = ?1 AND key IN ` + in(2) + ` RETURNING expires_at`},
 		// ?1 namespace, ?2 before, ?3 limit, ?4 field names (JSON)
@@ -215,24 +282,24 @@ func (d *driver) Migrate(ctx context.Context) (bool, error) {
 		&d.st.unlock: {d.w, `DELETE FROM fxcache_locks WHERE namespace = ? AND name = ? AND token = ? AND expires_at > ?`},
 	}
 	for dst, p := range queries {
-		stmt, err := p.db.PrepareContext(ctx, p.q)
+		pctx, cancel := context.WithTimeout(ctx, timeout)
+		stmt, err := p.db.PrepareContext(pctx, p.q)
+		cancel()
 		if err != nil {
 			d.closeStmts()
 			return false, fmt.Errorf("prepare: %w", err)
 		}
 		*dst = stmt
+		d.prepared = append(d.prepared, stmt)
 	}
 	return created, nil
 }
 
-// closeStmts closes the statements prepared so far (a second Close of one
-// does nothing).
 func (d *driver) closeStmts() {
-	for _, p := range d.st.all() {
-		if *p != nil {
-			_ = (*p).Close()
-		}
+	for _, stmt := range d.prepared {
+		_ = stmt.Close()
 	}
+	d.prepared = nil
 }
 
 func (d *driver) Close() error {
@@ -319,11 +386,11 @@ func (d *driver) Read(ctx context.Context, ns string, keys, fields []string, row
 // begin starts a write transaction: BEGIN IMMEDIATE on the writer connection,
 // which takes the database's write lock. While another connection (another
 // process, or another store on the same file) holds it, begin tries again
-// after short jittered pauses until ctx ends, rather than sleeping in SQLite's
-// busy handler, whose pauses grow to 100 ms and starve a waiter under
-// contention.
-func (d *driver) begin(ctx context.Context) (*sql.Tx, error) {
-	b := backoff.Backoff{Min: 50 * time.Microsecond, Max: 5 * time.Millisecond}
+// after short jittered pauses until ctx ends or the deadline (if not zero)
+// passes, rather than sleeping in SQLite's busy handler, whose pauses grow to
+// 100 ms and starve a waiter under contention. The transaction lives in ctx.
+func (d *driver) begin(ctx context.Context, deadline time.Time) (*sql.Tx, error) {
+	b := backoff.Backoff{Min: 50 * time.Microsecond, Max: 5 * time.Millisecond, Deadline: deadline}
 	for {
 		tx, err := d.w.BeginTx(ctx, nil)
 		var se *sqlite.Error
@@ -339,7 +406,7 @@ func (d *driver) begin(ctx context.Context) (*sql.Tx, error) {
 // tx runs f in a write transaction and commits it when f returns nil. Every
 // change goes through it.
 func (d *driver) tx(ctx context.Context, f func(tx *sql.Tx) error) error {
-	tx, err := d.begin(ctx)
+	tx, err := d.begin(ctx, time.Time{})
 	if err != nil {
 		return err
 	}
@@ -354,78 +421,88 @@ func (d *driver) tx(ctx context.Context, f func(tx *sql.Tx) error) error {
 // orders it after every other writer, also of other processes.
 func (d *driver) Write(ctx context.Context, ns, key string, p *sqlcommon.Plan) (out sqlcommon.Outcome, err error) {
 	err = d.tx(ctx, func(tx *sql.Tx) error {
-		out = sqlcommon.Outcome{}
 		stmt := func(s *sql.Stmt) *sql.Stmt { return tx.StmtContext(ctx, s) }
 		st, err := d.state(ctx, stmt(d.st.state), ns, key, p.CheckNames)
 		if err != nil {
 			return err
 		}
-		live := st.found && (!st.expires.Valid || st.expires.Int64 > now())
-		switch {
-		case p.Create && live:
-			out.Exists = true
-			return nil
-		case !p.Create && !live:
+		var refused bool
+		if out, refused = st.refuse(p); refused {
 			return nil
 		}
-		for i, name := range p.CheckNames {
-			var have int64
-			if live {
-				have = st.versions[name]
-			}
-			if have != p.CheckVersions[i] {
-				out.Field, out.Have = name, cache.Version(have)
-				return nil
-			}
-		}
-		var v int64
-		if err := stmt(d.st.bump).QueryRowContext(ctx).Scan(&v); err != nil {
-			return err
-		}
-		old, expires := sqlcommon.SplitTags(st.tags), st.expires
-		if p.Create { // a fresh record, also over an expired one
-			old, expires = nil, sql.NullInt64{}
-			if st.found {
-				if _, err := stmt(d.st.drop).ExecContext(ctx, ns, key); err != nil {
-					return err
-				}
-			}
-		}
-		switch p.Expiry {
-		case sqlcommon.ExpiryClear:
-			expires = sql.NullInt64{}
-		case sqlcommon.ExpirySet:
-			expires = expiry(p.Expires)
-		}
-		tags := p.NewTags(old)
-		if p.Create {
-			_, err = stmt(d.st.create).ExecContext(ctx, ns, key, v, expires, sqlcommon.JoinTags(tags))
-		} else {
-			_, err = stmt(d.st.update).ExecContext(ctx, v, expires, sqlcommon.JoinTags(tags), ns, key)
-		}
-		if err != nil {
-			return err
-		}
-		if len(p.Remove) > 0 {
-			if _, err := stmt(d.st.removeFields).ExecContext(ctx, ns, key, jsonList(p.Remove)); err != nil {
-				return err
-			}
-		}
-		if len(p.SetNames) > 0 {
-			set := stmt(d.st.setField)
-			for i, name := range p.SetNames {
-				if _, err := set.ExecContext(ctx, ns, key, name, v, p.SetValues[i]); err != nil {
-					return err
-				}
-			}
-		}
-		if err := d.retag(ctx, stmt, ns, key, old, tags); err != nil {
-			return err
-		}
+		v, err := d.apply(ctx, stmt, ns, key, p, st)
 		out.Version = cache.Version(v)
-		return nil
+		return err
 	})
 	return out, err
+}
+
+// refuse checks p's conditions against the record's state and reports why it
+// must not be applied, if it must not.
+func (st *state) refuse(p *sqlcommon.Plan) (out sqlcommon.Outcome, refused bool) {
+	live := st.found && (!st.expires.Valid || st.expires.Int64 > now())
+	switch {
+	case p.Create && live:
+		return sqlcommon.Outcome{Exists: true}, true
+	case !p.Create && !live:
+		return sqlcommon.Outcome{}, true
+	}
+	for i, name := range p.CheckNames {
+		var have int64
+		if live {
+			have = st.versions[name]
+		}
+		if have != p.CheckVersions[i] {
+			return sqlcommon.Outcome{Field: name, Have: cache.Version(have)}, true
+		}
+	}
+	return sqlcommon.Outcome{}, false
+}
+
+// apply makes p's changes to the record in state st and returns its new
+// version.
+func (d *driver) apply(ctx context.Context, stmt func(*sql.Stmt) *sql.Stmt, ns, key string, p *sqlcommon.Plan, st state) (v int64, err error) {
+	if err := stmt(d.st.bump).QueryRowContext(ctx).Scan(&v); err != nil {
+		return 0, err
+	}
+	old, expires := sqlcommon.SplitTags(st.tags), st.expires
+	if p.Create { // a fresh record, also over an expired one
+		old, expires = nil, sql.NullInt64{}
+		if st.found {
+			if _, err := stmt(d.st.drop).ExecContext(ctx, ns, key); err != nil {
+				return 0, err
+			}
+		}
+	}
+	switch p.Expiry {
+	case sqlcommon.ExpiryClear:
+		expires = sql.NullInt64{}
+	case sqlcommon.ExpirySet:
+		expires = expiry(p.Expires)
+	}
+	tags := p.NewTags(old)
+	if p.Create {
+		_, err = stmt(d.st.create).ExecContext(ctx, ns, key, v, expires, sqlcommon.JoinTags(tags))
+	} else {
+		_, err = stmt(d.st.update).ExecContext(ctx, v, expires, sqlcommon.JoinTags(tags), ns, key)
+	}
+	if err != nil {
+		return 0, err
+	}
+	if len(p.Remove) > 0 {
+		if _, err := stmt(d.st.removeFields).ExecContext(ctx, ns, key, jsonList(p.Remove)); err != nil {
+			return 0, err
+		}
+	}
+	if len(p.SetNames) > 0 {
+		set := stmt(d.st.setField)
+		for i, name := range p.SetNames {
+			if _, err := set.ExecContext(ctx, ns, key, name, v, p.SetValues[i]); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return v, d.retag(ctx, stmt, ns, key, old, tags)
 }
 
 // state is what a write finds of a record.
@@ -466,10 +543,15 @@ func (d *driver) state(ctx context.Context, stmt *sql.Stmt, ns, key string, chec
 // retag changes the tag index from old to new tags; it does nothing when they
 // are the same.
 func (d *driver) retag(ctx context.Context, stmt func(*sql.Stmt) *sql.Stmt, ns, key string, old, new []string) error {
-	var gone []string
+	var gone, added []string
 	for _, t := range old {
-		if !slicesContains(new, t) {
+		if !slices.Contains(new, t) {
 			gone = append(gone, t)
+		}
+	}
+	for _, t := range new {
+		if !slices.Contains(old, t) {
+			added = append(added, t)
 		}
 	}
 	if len(gone) > 0 {
@@ -477,28 +559,12 @@ func (d *driver) retag(ctx context.Context, stmt func(*sql.Stmt) *sql.Stmt, ns, 
 			return err
 		}
 	}
-	var add *sql.Stmt
-	for _, t := range new {
-		if slicesContains(old, t) {
-			continue
-		}
-		if add == nil {
-			add = stmt(d.st.addTag)
-		}
-		if _, err := add.ExecContext(ctx, ns, t, key); err != nil {
+	if len(added) > 0 {
+		if _, err := stmt(d.st.addTags).ExecContext(ctx, ns, key, jsonList(added)); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-func slicesContains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 func (d *driver) Delete(ctx context.Context, ns string, keys []string) (n int, err error) {

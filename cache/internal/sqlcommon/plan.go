@@ -2,6 +2,7 @@ package sqlcommon
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/fxsession/fxsession/cache"
@@ -82,25 +83,16 @@ func NewPlan(key string, w cache.Write, maxValue int) (*Plan, error) {
 func (p *Plan) NewTags(old []string) []string {
 	out := make([]string, 0, len(old)+len(p.AddTags))
 	for _, t := range old {
-		if !contains(p.RemoveTags, t) {
+		if !slices.Contains(p.RemoveTags, t) {
 			out = append(out, t)
 		}
 	}
 	for _, t := range p.AddTags {
-		if !contains(old, t) {
+		if !slices.Contains(old, t) {
 			out = append(out, t)
 		}
 	}
 	return tags(out)
-}
-
-func contains(sorted []string, s string) bool {
-	for _, t := range sorted {
-		if t == s {
-			return true
-		}
-	}
-	return false
 }
 
 // Outcome is what a driver's write did: written (Version > 0) or refused, and

@@ -45,7 +45,7 @@ func (b *builder) add(r *Row) {
 			Key:     string(r.Key),
 			Version: cache.Version(r.Version),
 			Expires: r.Expires,
-			Tags:    splitTags(r.Tags),
+			Tags:    SplitTags(string(r.Tags)),
 		})
 		if b.index != nil {
 			b.index[b.recs[i].Key] = i
@@ -103,20 +103,14 @@ func (b *builder) copy(v []byte) []byte {
 	return b.buf[n:len(b.buf):len(b.buf)]
 }
 
-func splitTags(b []byte) []string {
-	if len(b) == 0 {
-		return nil
-	}
-	return strings.Split(string(b), " ")
-}
-
-// JoinTags is the form of tags in a [Row] and in SQLite's records table.
+// JoinTags is the form of tags in a [Row] and in SQLite's records table: separated
+// by single spaces.
 func JoinTags(tags []string) string { return strings.Join(tags, " ") }
 
-// SplitTags is the inverse of JoinTags.
+// SplitTags is the inverse of JoinTags (nil for none).
 func SplitTags(s string) []string {
 	if s == "" {
-		return []string{}
+		return nil
 	}
 	return strings.Split(s, " ")
 }

@@ -124,7 +124,3 @@ func unique(keys []string) []string {
 	}
 	return out
 }
-
-// Micros is t in whole microseconds since the Unix epoch: the precision both
-// backends keep.
-func Micros(t time.Time) int64 { return t.UnixMicro() }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -18,8 +19,10 @@ import (
 // callback need only live for the call.
 type Driver interface {
 	// Migrate creates the schema when the database has none and checks its
-	// version otherwise (see CheckSchema). It reports whether it created it.
-	Migrate(ctx context.Context) (created bool, err error)
+	// version otherwise (see CheckSchema), and prepares what the driver needs,
+	// each statement bounded by timeout. It reports whether it created the
+	// schema.
+	Migrate(ctx context.Context, timeout time.Duration) (created bool, err error)
 	// Read reads the live records under keys (at least one) in one statement
 	// and calls row for each result row: per record one row per field, among
 	// fields (all when fields is empty), or one row without a field.
@@ -84,7 +87,7 @@ func New(name string, d Driver, cfg Config) *Store {
 
 // Ready creates the schema when it is missing and checks its version. Every
 // call does it on first use; calling it at start-up finds a misconfiguration
-// early.
+// early. It takes several statements, each bounded by the statement timeout.
 func (s *Store) Ready(ctx context.Context) error {
 	if s.sh.ready.Load() {
 		return nil
@@ -92,8 +95,6 @@ func (s *Store) Ready(ctx context.Context) error {
 	if s.sh.closed.Load() {
 		return fmt.Errorf("%s: %w", s.sh.name, cache.ErrClosed)
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.sh.cfg.StatementTimeout)
-	defer cancel()
 	return s.ensure(ctx)
 }
 
@@ -112,7 +113,7 @@ func (s *Store) ensure(ctx context.Context) error {
 	if sh.closed.Load() {
 		return fmt.Errorf("%s: %w", sh.name, cache.ErrClosed)
 	}
-	created, err := sh.d.Migrate(ctx)
+	created, err := sh.d.Migrate(ctx, sh.cfg.StatementTimeout)
 	if err != nil {
 		return s.fail(ctx, "schema", err)
 	}
@@ -154,7 +155,7 @@ func (s *Store) Close() error {
 }
 
 // call prepares a call of op: it refuses a closed store and an ended context,
-// bounds ctx by the statement timeout and makes sure the schema is there.
+// makes sure the schema is there and bounds ctx by the statement timeout.
 func (s *Store) call(ctx context.Context, op string) (context.Context, context.CancelFunc, error) {
 	if s.sh.closed.Load() {
 		return nil, nil, fmt.Errorf("%s: %s: %w", s.sh.name, op, cache.ErrClosed)
@@ -162,13 +163,12 @@ func (s *Store) call(ctx context.Context, op string) (context.Context, context.C
 	if err := ctx.Err(); err != nil {
 		return nil, nil, cache.Unavailable(s.sh.name+": "+op, err)
 	}
-	cctx, cancel := context.WithTimeout(ctx, s.sh.cfg.StatementTimeout)
 	if !s.sh.ready.Load() {
-		if err := s.ensure(cctx); err != nil {
-			cancel()
+		if err := s.ensure(ctx); err != nil {
 			return nil, nil, err
 		}
 	}
+	cctx, cancel := context.WithTimeout(ctx, s.sh.cfg.StatementTimeout)
 	return cctx, cancel, nil
 }
 
@@ -288,11 +288,8 @@ func (s *Store) DeleteMany(ctx context.Context, keys []string) (int, error) {
 	if len(keys) == 0 {
 		return 0, nil
 	}
-	keys = unique(keys)
 	total := 0
-	for len(keys) > 0 {
-		batch := keys[:min(len(keys), s.sh.cfg.BatchSize)]
-		keys = keys[len(batch):]
+	for batch := range slices.Chunk(unique(keys), s.sh.cfg.BatchSize) {
 		n, err := s.deleteBatch(ctx, batch)
 		total += n
 		if err != nil {

@@ -157,12 +157,53 @@ func parseGraph(dot string) depGraph {
 	return g
 }
 
+// build makes the app's registry from its registrations, once every
+// registration's parameters are resolved (the last registration's startup
+// invoke calls it). It runs in phases, each collecting its errors, so that fx
+// start reports every problem at once:
+//
+//  1. sortRegistrations: a deterministic order (dig shuffles value groups).
+//  2. registerImplementationsAndRepositories: what plans need beyond the types.
+//  3. indexProviders: one entry per session-scoped type, each with its storage key.
+//  4. checkCaptives: no singleton constructor takes a session-scoped type.
+//  5. buildEntries: per type, its plan (buildPlan) and how its constructor and
+//     `inject` fields are filled (resolveParameters).
+//  6. checkCycles: session-scoped types do not depend on each other in a circle.
+//
+// The registry is then shared by every registration (and so by every Handle).
 func build(regs []*Registration) error {
 	for _, r := range regs {
 		if r.registry != nil {
 			return nil
 		}
 	}
+	b := newBuilder(regs)
+	b.registerImplementationsAndRepositories()
+	b.indexProviders()
+	b.checkCaptives()
+	b.buildEntries()
+	b.checkCycles()
+	if len(b.errs) > 0 {
+		return errors.Join(b.errs...)
+	}
+	for _, r := range regs {
+		r.registry = b.reg
+	}
+	return nil
+}
+
+// builder is the state of one build.
+type builder struct {
+	regs      []*Registration // sorted
+	logger    *slog.Logger
+	inject    *inject.Registry
+	reg       *registry
+	providers []*Registration
+	graph     depGraph
+	errs      []error
+}
+
+func newBuilder(regs []*Registration) *builder {
 	logger := slog.Default()
 	for _, r := range regs {
 		if r.logger != nil {
@@ -170,7 +211,25 @@ func build(regs []*Registration) error {
 			break
 		}
 	}
-	// dig shuffles value groups: sort for deterministic errors and indexes.
+	regs = sortRegistrations(regs)
+	return &builder{
+		regs:   regs,
+		logger: logger,
+		inject: inject.NewRegistry(inject.WithLogger(logger), inject.WithHints(inject.Hints{
+			Repository:      "register a repository for %s with scope.Entities(<repository constructor>) (Find(ctx, id string) (E, error))",
+			Implementations: "register its implementations with scope.Implementations[%s](...)",
+		})),
+		reg:   &registry{byType: map[reflect.Type]*entry{}, logger: logger},
+		graph: parseGraph(regs[0].graph),
+	}
+}
+
+func (b *builder) fail(err error) { b.errs = append(b.errs, err) }
+
+// sortRegistrations returns the registrations in a deterministic order:
+// implementations, entities and providers each by their type, so that errors
+// and type indexes do not depend on dig's shuffling of value groups.
+func sortRegistrations(regs []*Registration) []*Registration {
 	regs = slices.Clone(regs)
 	slices.SortStableFunc(regs, func(a, b *Registration) int {
 		if c := cmp.Compare(a.desc.kind, b.desc.kind); c != 0 {
@@ -178,176 +237,222 @@ func build(regs []*Registration) error {
 		}
 		return cmp.Compare(a.desc.sortKey(), b.desc.sortKey())
 	})
-	var errs []error
-	ir := inject.NewRegistry(inject.WithLogger(logger), inject.WithHints(inject.Hints{
-		Repository:      "register a repository for %s with scope.Entities(<repository constructor>) (Find(ctx, id string) (E, error))",
-		Implementations: "register its implementations with scope.Implementations[%s](...)",
-	}))
-	var providers []*Registration
-	for _, r := range regs {
+	return regs
+}
+
+// registerImplementationsAndRepositories gives the inject registry the
+// implementations of interfaces (scope.Implementations) and the entity
+// repositories (scope.Entities, scope.Repository), and collects the providers.
+func (b *builder) registerImplementationsAndRepositories() {
+	for _, r := range b.regs {
 		d := r.desc
 		switch d.kind {
 		case kindImplementations:
-			if err := ir.AddImplementations(d.iface, d.impls...); err != nil {
-				errs = append(errs, fmt.Errorf("scope.%s: %w", d.name, err))
+			if err := b.inject.AddImplementations(d.iface, d.impls...); err != nil {
+				b.fail(fmt.Errorf("scope.%s: %w", d.name, err))
 			}
 		case kindEntities:
 			repo := d.repo
 			if repo == nil {
-				if v := r.values[0]; !v.IsZero() {
-					repo = v.Interface()
-				} else {
-					errs = append(errs, fmt.Errorf("scope.%s: %s is not provided to the app (or is nil)", d.entitiesCall(), d.leaves[0].t))
+				v := r.values[0]
+				if v.IsZero() {
+					b.fail(fmt.Errorf("scope.%s: %s is not provided to the app (or is nil)", d.entitiesCall(), d.leaves[0].t))
 					continue
 				}
+				repo = v.Interface()
 			}
-			if _, err := ir.AddRepository(repo); err != nil {
-				errs = append(errs, fmt.Errorf("scope.%s: %w", d.entitiesCall(), err))
+			if _, err := b.inject.AddRepository(repo); err != nil {
+				b.fail(fmt.Errorf("scope.%s: %w", d.entitiesCall(), err))
 			}
 		case kindProvider:
-			providers = append(providers, r)
+			b.providers = append(b.providers, r)
 		}
 	}
+}
 
-	reg := &registry{byType: map[reflect.Type]*entry{}, logger: logger}
+// indexProviders makes an entry per session-scoped type, refusing a type
+// registered twice and two types stored under one key.
+func (b *builder) indexProviders() {
 	keys := map[string]*entry{}
-	for _, r := range providers {
+	for _, r := range b.providers {
 		d := r.desc
 		t := d.ctor.result
-		if old := reg.byType[t]; old != nil {
-			errs = append(errs, fmt.Errorf("scope: %s is registered twice, by scope.Provide(%s) and scope.Provide(%s); keep one", t, old.name, d.name))
+		if old := b.reg.byType[t]; old != nil {
+			b.fail(fmt.Errorf("scope: %s is registered twice, by scope.Provide(%s) and scope.Provide(%s); keep one", t, old.name, d.name))
 			continue
 		}
-		e := &entry{idx: len(reg.entries), t: t, name: d.name, fn: d.ctor.fn, hasErr: d.ctor.hasErr, retries: d.opts.retries}
+		e := &entry{idx: len(b.reg.entries), t: t, name: d.name, fn: d.ctor.fn, hasErr: d.ctor.hasErr, retries: d.opts.retries, key: d.opts.key}
 		if e.retries == 0 {
 			e.retries = DefaultRetries
 		}
-		e.key = d.opts.key
 		if e.key == "" {
 			e.key = typeKey(t)
 		}
 		if old := keys[e.key]; old != nil {
-			errs = append(errs, fmt.Errorf("scope: %s and %s are both stored under %q; give one another scope.Key", old.t, t, e.key))
+			b.fail(fmt.Errorf("scope: %s and %s are both stored under %q; give one another scope.Key", old.t, t, e.key))
 			continue
 		}
 		keys[e.key] = e
-		reg.byType[t] = e
-		reg.entries = append(reg.entries, e)
+		b.reg.byType[t] = e
+		b.reg.entries = append(b.reg.entries, e)
 	}
+}
 
-	graph := parseGraph(regs[0].graph)
-	for _, e := range reg.entries {
-		for _, c := range graph.consumers[e.t.String()] {
-			if graph.provided[e.t.String()] {
-				break // another type prints the same: cannot tell them apart
-			}
-			errs = append(errs, fmt.Errorf("scope: captive dependency: the singleton constructor %s takes the session-scoped %s directly, "+
+// checkCaptives refuses singleton constructors (in fx's graph) that take a
+// session-scoped type directly: one visitor's instance would serve everyone.
+func (b *builder) checkCaptives() {
+	for _, e := range b.reg.entries {
+		name := e.t.String()
+		if b.graph.provided[name] {
+			continue // another type prints the same: cannot tell them apart
+		}
+		for _, c := range b.graph.consumers[name] {
+			b.fail(fmt.Errorf("scope: captive dependency: the singleton constructor %s takes the session-scoped %s directly, "+
 				"so one visitor's instance would serve every request; take a scope.Handle[%s] instead and call its Get(ctx) in each request", c, e.t, e.t))
 		}
 	}
+}
 
-	scopedOf := func(l leaf) *entry {
-		if l.name != "" || l.group != "" {
-			return nil
+// buildEntries completes the entry of every provider: its plan, its
+// constructor's arguments and its `inject` fields.
+func (b *builder) buildEntries() {
+	for _, r := range b.providers {
+		e := b.reg.byType[r.desc.ctor.result]
+		if e == nil || e.name != r.desc.name {
+			continue // refused by indexProviders
 		}
-		return reg.byType[l.t]
-	}
-	missing := func(d *descriptor, l leaf, v reflect.Value) error {
-		if !v.IsZero() || l.optional || l.group != "" || graph.provided[l.key()] {
-			return nil
-		}
-		if t, ok := isMarker(l.t); ok {
-			return fmt.Errorf("scope.Provide(%s): it takes a scope.Handle[%s], but %s is not session-scoped: register it with scope.Provide(<constructor returning %s>)", d.name, t, t, t)
-		}
-		return fmt.Errorf("scope.Provide(%s): %s is not provided to the app: add fx.Provide(<its constructor>) or fx.Supply(<a value>), or mark it optional", d.name, l.what)
-	}
-	for _, r := range providers {
-		d := r.desc
-		e := reg.byType[d.ctor.result]
-		if e == nil || e.name != d.name {
-			continue
-		}
-		deps := []reflect.Type{}
-		for _, p := range d.ctor.params {
-			deps = append(deps, p.t)
-		}
-		for _, l := range d.leaves {
-			deps = append(deps, l.t)
-		}
-		deps = append(deps, reg.types()...)
-		plan, err := ir.Plan(e.t, inject.Dependencies(deps...))
-		if err != nil {
-			errs = append(errs, fmt.Errorf("scope.Provide(%s): %w", d.name, err))
-		} else {
-			e.plan = plan
-		}
-		e.args = make([]reflect.Value, len(d.ctor.params))
-		for i, p := range d.ctor.params {
-			if p.obj == nil {
-				l := d.leaves[p.leaf]
-				e.args[i] = r.values[p.leaf]
-				if dep := scopedOf(l); dep != nil {
-					e.scoped = append(e.scoped, scopedArg{arg: i, dep: dep})
-				} else if err := missing(d, l, r.values[p.leaf]); err != nil {
-					errs = append(errs, err)
-				}
-				continue
-			}
-			e.args[i] = p.obj.build(r.values)
-			p.obj.leafPaths(nil, func(li int, path []int) {
-				l := d.leaves[li]
-				if dep := scopedOf(l); dep != nil {
-					e.scoped = append(e.scoped, scopedArg{arg: i, path: path, dep: dep})
-				} else if err := missing(d, l, r.values[li]); err != nil {
-					errs = append(errs, err)
-				}
-			})
-		}
-		for _, f := range d.injects {
-			if f.obj != nil {
-				f.obj.leafPaths(nil, func(li int, _ []int) {
-					l := d.leaves[li]
-					if scopedOf(l) != nil {
-						errs = append(errs, fmt.Errorf("scope.Provide(%s): field %s: a session-scoped type inside an fx.In field is not supported; tag a %s field `inject:\"\"` directly", d.name, f.name, l.t))
-					} else if err := missing(d, l, r.values[li]); err != nil {
-						errs = append(errs, err)
-					}
-				})
-				e.injects = append(e.injects, injectSet{index: f.index, value: f.obj.build(r.values)})
-				continue
-			}
-			l := d.leaves[f.leaf]
-			if dep := scopedOf(l); dep != nil {
-				e.injects = append(e.injects, injectSet{index: f.index, dep: dep})
-				continue
-			}
-			if err := missing(d, l, r.values[f.leaf]); err != nil {
-				errs = append(errs, err)
-			}
-			if v := r.values[f.leaf]; !v.IsZero() {
-				e.injects = append(e.injects, injectSet{index: f.index, value: v})
-			}
-		}
-		for _, s := range e.scoped {
-			e.deps = append(e.deps, s.dep)
-		}
-		for _, s := range e.injects {
-			if s.dep != nil {
-				e.deps = append(e.deps, s.dep)
-			}
-		}
+		b.buildPlan(r, e)
+		b.resolveParameters(r, e)
 		e.auto = findAutostart(e.t.Elem(), nil)
 	}
-	if err := cycles(reg.entries); err != nil {
-		errs = append(errs, err)
+}
+
+// buildPlan builds the storage plan of e's type: what the constructor and the
+// container give (its parameters, its `inject` fields, the session-scoped
+// types) is a dependency, never state.
+func (b *builder) buildPlan(r *Registration, e *entry) {
+	d := r.desc
+	deps := []reflect.Type{}
+	for _, p := range d.ctor.params {
+		deps = append(deps, p.t)
 	}
-	if len(errs) > 0 {
-		return errors.Join(errs...)
+	for _, l := range d.leaves {
+		deps = append(deps, l.t)
 	}
-	for _, r := range regs {
-		r.registry = reg
+	deps = append(deps, b.reg.types()...)
+	plan, err := b.inject.Plan(e.t, inject.Dependencies(deps...))
+	if err != nil {
+		b.fail(fmt.Errorf("scope.Provide(%s): %w", d.name, err))
+		return
 	}
-	return nil
+	e.plan = plan
+}
+
+// resolveParameters decides, for each constructor parameter and `inject`
+// field of e, where its value comes from: a singleton resolved now, or the
+// request's instance of a session-scoped type (recorded as a dependency of e
+// for checkCycles). A parameter nothing provides is an error.
+func (b *builder) resolveParameters(r *Registration, e *entry) {
+	b.resolveArguments(r, e)
+	b.resolveInjectFields(r, e)
+	for _, s := range e.scoped {
+		e.deps = append(e.deps, s.dep)
+	}
+	for _, s := range e.injects {
+		if s.dep != nil {
+			e.deps = append(e.deps, s.dep)
+		}
+	}
+}
+
+// resolveArguments fills e.args with the singleton arguments of e's
+// constructor and e.scoped with the positions of session-scoped ones (plain
+// parameters, or fields of fx.In parameter structs).
+func (b *builder) resolveArguments(r *Registration, e *entry) {
+	d := r.desc
+	e.args = make([]reflect.Value, len(d.ctor.params))
+	for i, p := range d.ctor.params {
+		if p.obj == nil {
+			l := d.leaves[p.leaf]
+			e.args[i] = r.values[p.leaf]
+			if dep := b.scopedOf(l); dep != nil {
+				e.scoped = append(e.scoped, scopedArg{arg: i, dep: dep})
+			} else {
+				b.missing(d, l, r.values[p.leaf])
+			}
+			continue
+		}
+		e.args[i] = p.obj.build(r.values)
+		p.obj.leafPaths(nil, func(li int, path []int) {
+			l := d.leaves[li]
+			if dep := b.scopedOf(l); dep != nil {
+				e.scoped = append(e.scoped, scopedArg{arg: i, path: path, dep: dep})
+			} else {
+				b.missing(d, l, r.values[li])
+			}
+		})
+	}
+}
+
+// resolveInjectFields fills e.injects with what e's `inject` fields receive
+// when the constructor leaves them zero: a singleton (or an fx.In struct of
+// singletons, such as a Handle) or the request's instance of a session-scoped
+// type.
+func (b *builder) resolveInjectFields(r *Registration, e *entry) {
+	d := r.desc
+	for _, f := range d.injects {
+		if f.obj != nil {
+			f.obj.leafPaths(nil, func(li int, _ []int) {
+				l := d.leaves[li]
+				if b.scopedOf(l) != nil {
+					b.fail(fmt.Errorf("scope.Provide(%s): field %s: a session-scoped type inside an fx.In field is not supported; tag a %s field `inject:\"\"` directly", d.name, f.name, l.t))
+				} else {
+					b.missing(d, l, r.values[li])
+				}
+			})
+			e.injects = append(e.injects, injectSet{index: f.index, value: f.obj.build(r.values)})
+			continue
+		}
+		l := d.leaves[f.leaf]
+		if dep := b.scopedOf(l); dep != nil {
+			e.injects = append(e.injects, injectSet{index: f.index, dep: dep})
+			continue
+		}
+		b.missing(d, l, r.values[f.leaf])
+		if v := r.values[f.leaf]; !v.IsZero() {
+			e.injects = append(e.injects, injectSet{index: f.index, value: v})
+		}
+	}
+}
+
+// scopedOf returns the entry of the session-scoped type l asks for, nil when
+// l is a singleton (or named, or a group: session-scoped types have neither).
+func (b *builder) scopedOf(l leaf) *entry {
+	if l.name != "" || l.group != "" {
+		return nil
+	}
+	return b.reg.byType[l.t]
+}
+
+// missing reports a parameter l of d that fx resolved to nothing although it
+// is neither optional nor a group nor provided.
+func (b *builder) missing(d *descriptor, l leaf, v reflect.Value) {
+	if !v.IsZero() || l.optional || l.group != "" || b.graph.provided[l.key()] {
+		return
+	}
+	if t, ok := isMarker(l.t); ok {
+		b.fail(fmt.Errorf("scope.Provide(%s): it takes a scope.Handle[%s], but %s is not session-scoped: register it with scope.Provide(<constructor returning %s>)", d.name, t, t, t))
+		return
+	}
+	b.fail(fmt.Errorf("scope.Provide(%s): %s is not provided to the app: add fx.Provide(<its constructor>) or fx.Supply(<a value>), or mark it optional", d.name, l.what))
+}
+
+// checkCycles refuses session-scoped types that depend on each other in a
+// circle (through constructor parameters or `inject` fields).
+func (b *builder) checkCycles() {
+	if err := cycles(b.reg.entries); err != nil {
+		b.fail(err)
+	}
 }
 
 func (d *descriptor) entitiesCall() string {

@@ -306,12 +306,15 @@ func (st *reqState) update(ctx context.Context, e *entry, o updateOptions, fn fu
 			return err
 		}
 		if fromSeen {
+			st.ext.Metrics().Conflict(ctx, e.t, true)
 			attempt-- // a stale copy: read afresh at once, not a retry
 			continue
 		}
 		if attempt >= e.retries {
+			st.ext.Metrics().Conflict(ctx, e.t, false)
 			return fmt.Errorf("%w: %s in session %s after %d attempts: %w", ErrConflict, e.t, st.sess.Ref(), attempt, err)
 		}
+		st.ext.Metrics().Conflict(ctx, e.t, true)
 		d := pause/2 + rand.N(pause)
 		t := time.NewTimer(d)
 		select {

@@ -151,6 +151,7 @@ func (st *reqState) build(ctx context.Context, e *entry, data []byte) (*instance
 	err = e.plan.Decode(ctx, data, inst.obj, inst.tracker)
 	switch {
 	case err == nil:
+		st.ext.Metrics().Decoded(ctx, e.t)
 		inst.baseline = data
 		return inst, nil
 	case errors.Is(err, inject.ErrIncompatible):

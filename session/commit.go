@@ -8,6 +8,7 @@ import (
 
 	"github.com/fxsession/fxsession/cache"
 	"github.com/fxsession/fxsession/internal/backoff"
+	"github.com/fxsession/fxsession/internal/telemetry"
 )
 
 // open turns a record read from the store into a live session, checking that it
@@ -122,6 +123,19 @@ func (st *state) commit(ctx context.Context, canSendCookie bool) error {
 // (another request of the session wrote it) it reads the metadata again,
 // applies this request's change on top and tries again. Lock held.
 func (st *state) write(ctx context.Context, extra *cache.FieldWrite) error {
+	tel := st.m.tel
+	if tel == nil {
+		return st.writeRecord(ctx, extra)
+	}
+	ctx, span := tel.Start(ctx, telemetry.SpanCommit)
+	err := st.writeRecord(ctx, extra)
+	tel.Committed(ctx, err)
+	span.End(err)
+	return err
+}
+
+// writeRecord is write without the telemetry.
+func (st *state) writeRecord(ctx context.Context, extra *cache.FieldWrite) error {
 	m := st.m
 	b := backoff.Backoff{Min: 500 * time.Microsecond, Max: 16 * time.Millisecond}
 	for attempt := 1; ; attempt++ {
@@ -136,7 +150,7 @@ func (st *state) write(ctx context.Context, extra *cache.FieldWrite) error {
 		w := st.build(touch, extra)
 		v, err := m.store.Write(ctx, st.ref, w)
 		if err == nil {
-			st.written(w, v, touch)
+			st.written(ctx, w, v, touch)
 			return m.enforceCaps(ctx, w.AddTags, st.ref)
 		}
 		switch {
@@ -197,7 +211,7 @@ func (st *state) build(touch bool, extra *cache.FieldWrite) cache.Write {
 }
 
 // written records a successful Write of version v. Lock held.
-func (st *state) written(w cache.Write, v cache.Version, touch bool) {
+func (st *state) written(ctx context.Context, w cache.Write, v cache.Version, touch bool) {
 	for _, f := range w.Fields {
 		st.setField(f.Name, f.Value, v, !f.Remove)
 		if f.Name == fieldMeta {
@@ -211,8 +225,10 @@ func (st *state) written(w cache.Write, v cache.Version, touch bool) {
 	m := st.m
 	if st.created {
 		st.created = false
+		m.tel.SessionStarted(ctx)
 		m.emit(Event{Kind: EventStarted, Ref: st.ref, Time: st.act.last, Metadata: m.metadataOf(st.ref, &st.meta, &st.act, st.act.last, st.tags)})
 	} else if st.renewal != "" {
+		m.tel.SessionRenewed(ctx, st.renewal)
 		m.log.Info("session ID renewed", "session", st.ref, "reason", st.renewal)
 		m.emit(Event{Kind: EventRenewed, Ref: st.ref, Reason: st.renewal, Time: st.meta.renewed,
 			Metadata: m.metadataOf(st.ref, &st.meta, &st.act, st.storedLastOrNow(), st.tags)})

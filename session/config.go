@@ -169,14 +169,21 @@ type Config struct {
 	// beyond the buffer are dropped, and counted in the log.
 	EventBuffer int
 
-	// MeterProvider switches on OpenTelemetry metrics (sessions started,
-	// resumed, renewed, destroyed by reason, expired; commits; Update conflicts
-	// and retries; objects decoded; bytes read and written; store latency by
-	// operation and backend). Nil, the default: off, at no cost.
+	// MeterProvider switches on OpenTelemetry metrics, named "fxsession.…"
+	// (fxsession_… in Prometheus): sessions started, resumed, renewed and
+	// destroyed (by reason), expired; commits and failed commits; Update
+	// conflicts and retries and objects decoded (package scope, by type);
+	// bytes read and written; store latency by operation and backend.
+	// docs/operations.md lists them with the queries a dashboard needs. Nil,
+	// the default: off, at the cost of a nil check. [Module] takes a
+	// metric.MeterProvider from the fx graph when this is nil.
 	MeterProvider metric.MeterProvider
-	// TracerProvider switches on OpenTelemetry traces: a span for the resume,
-	// for each commit and for each store call, children of the request's span.
-	// Nil, the default: off, at no cost.
+	// TracerProvider switches on OpenTelemetry traces: a span for each resume
+	// (fxsession.session.resume), for each commit (fxsession.session.commit)
+	// and for each store call (fxsession.store.read, …), children of the span
+	// of the context they are given (the request's, for a request's session).
+	// Nil, the default: off, at the cost of a nil check. [Module] takes a
+	// trace.TracerProvider from the fx graph when this is nil.
 	TracerProvider trace.TracerProvider
 
 	// Development makes misuse fail loudly: using the session on a [Stateless]
@@ -247,6 +254,8 @@ type settings struct {
 	maxPerUser     int
 	userPrefix     string
 	eventBuffer    int
+	meterProvider  metric.MeterProvider // nil: no metrics
+	tracerProvider trace.TracerProvider // nil: no traces
 	errorHandler   func(http.ResponseWriter, *http.Request, error)
 	logger         *slog.Logger
 	now            func() time.Time
@@ -265,6 +274,8 @@ func (c Config) settings() (settings, error) {
 		trusted:        c.TrustedProxies,
 		httpOnly:       !c.DisableHTTPOnly,
 		development:    c.Development,
+		meterProvider:  c.MeterProvider,
+		tracerProvider: c.TracerProvider,
 		errorHandler:   c.ErrorHandler,
 		logger:         c.Logger,
 		now:            c.Now,

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 
 	"github.com/fxsession/fxsession/cache"
+	"github.com/fxsession/fxsession/internal/telemetry"
 )
 
 // Extension is the view of a request's session that extensions use: package
@@ -189,6 +191,37 @@ func (e Extension) SetLocal(key, value any) error {
 	e.s.st.exts().setLocal(key, value)
 	e.s.unlock()
 	return nil
+}
+
+// Metrics returns the view of the manager's OpenTelemetry metrics that
+// extensions count their events in (package scope: its decoded objects and its
+// Update conflicts). With the metrics off (Config.MeterProvider nil) or without
+// a session it counts nothing.
+func (e Extension) Metrics() ExtensionMetrics {
+	if e.s == nil || e.s.st == nil {
+		return ExtensionMetrics{}
+	}
+	return ExtensionMetrics{t: e.s.st.m.tel}
+}
+
+// ExtensionMetrics counts an extension's events in the manager's
+// OpenTelemetry metrics, by the Go type of the extension's object (as reflect
+// prints it; keep the set of types small). Its zero value counts nothing, and
+// so does the value of a manager without metrics, at the cost of a nil check.
+type ExtensionMetrics struct{ t *telemetry.Telemetry }
+
+// Decoded counts an object of type typ decoded from the extension's field
+// (fxsession.objects.decoded).
+func (x ExtensionMetrics) Decoded(ctx context.Context, typ reflect.Type) {
+	x.t.ObjectDecoded(ctx, typ)
+}
+
+// Conflict counts a compare-and-set write of the extension's field
+// ([Extension.WriteField]) of an object of type typ that failed on a conflict
+// (fxsession.update.conflicts) and, when retry, the new attempt the extension
+// makes after it (fxsession.update.retries).
+func (x ExtensionMetrics) Conflict(ctx context.Context, typ reflect.Type, retry bool) {
+	x.t.UpdateConflict(ctx, typ, retry)
 }
 
 // extensions is what extensions keep in a request's session. The common case,

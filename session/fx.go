@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"sync"
 
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/fx"
 
 	"github.com/fxsession/fxsession/cache"
@@ -29,6 +31,9 @@ type bagName string
 //     [ErrNoStore].
 //   - *slog.Logger is taken from the graph when Config.Logger is nil and one is
 //     provided.
+//   - OpenTelemetry is off unless switched on: a metric.MeterProvider and a
+//     trace.TracerProvider are taken from the graph when Config's are nil and
+//     the app provides them (fx.Provide(func() metric.MeterProvider { … })).
 //   - Bags registered with [RegisterBag] and listeners registered with [Listen]
 //     are registered before the app starts; queued events are delivered before
 //     it stops.
@@ -71,18 +76,26 @@ var ErrNoStore = errors.New("session.Module: no cache.Store in the app: add a st
 type moduleIn struct {
 	fx.In
 	Lifecycle fx.Lifecycle
-	Config    Config       `optional:"true"`
-	Store     cache.Store  `optional:"true"`
-	Default   defaultStore `name:"fxsession.session.default-store" optional:"true"`
-	Logger    *slog.Logger `optional:"true"`
-	Bags      []bagName    `group:"fxsession.session.bags"`
-	Listeners []Listener   `group:"fxsession.session.listeners"`
+	Config    Config               `optional:"true"`
+	Store     cache.Store          `optional:"true"`
+	Default   defaultStore         `name:"fxsession.session.default-store" optional:"true"`
+	Logger    *slog.Logger         `optional:"true"`
+	Meter     metric.MeterProvider `optional:"true"`
+	Tracer    trace.TracerProvider `optional:"true"`
+	Bags      []bagName            `group:"fxsession.session.bags"`
+	Listeners []Listener           `group:"fxsession.session.listeners"`
 }
 
 func newModuleManager(in moduleIn) (*Manager, error) {
 	cfg := in.Config
 	if cfg.Logger == nil {
 		cfg.Logger = in.Logger
+	}
+	if cfg.MeterProvider == nil {
+		cfg.MeterProvider = in.Meter
+	}
+	if cfg.TracerProvider == nil {
+		cfg.TracerProvider = in.Tracer
 	}
 	store := in.Store
 	var closeStore func() error

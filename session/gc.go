@@ -44,6 +44,7 @@ func (m *Manager) CollectGarbage(ctx context.Context) (int, error) {
 			m.emit(Event{Kind: EventExpired, Ref: r.Key, Time: now, Metadata: m.recordMetadata(r)})
 		},
 	})
+	m.tel.SessionsExpired(ctx, n)
 	if err != nil {
 		return n, fmt.Errorf("session: garbage collection: %w", err)
 	}

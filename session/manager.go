@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 
 	"github.com/fxsession/fxsession/cache"
+	"github.com/fxsession/fxsession/internal/telemetry"
 )
 
 // Manager owns the sessions of one namespace of a cache store: it provides the
@@ -21,6 +22,9 @@ type Manager struct {
 	cfg   settings
 	log   *slog.Logger
 	store cache.Store // one record per session, keyed by its reference
+	// tel records the OpenTelemetry metrics and spans; nil when off (store
+	// is then not wrapped).
+	tel *telemetry.Telemetry
 
 	regMu  sync.Mutex
 	bags   atomic.Pointer[map[string]struct{}]
@@ -43,7 +47,11 @@ func New(store cache.Store, cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("session: namespace: %w", err)
 	}
-	m := &Manager{cfg: s, log: s.logger, store: sub}
+	tel, err := telemetry.New(s.meterProvider, s.tracerProvider)
+	if err != nil {
+		return nil, fmt.Errorf("session: OpenTelemetry: %w", err)
+	}
+	m := &Manager{cfg: s, log: s.logger, store: tel.WrapStore(sub), tel: tel}
 	m.bags.Store(&map[string]struct{}{})
 	return m, nil
 }
@@ -168,20 +176,27 @@ func (m *Manager) destroy(ctx context.Context, refs []string, reason string) (in
 		return 0, nil
 	}
 	if !m.listening() {
+		var (
+			n   int
+			err error
+		)
 		if len(refs) == 1 {
-			ok, err := m.store.Delete(ctx, refs[0])
-			if ok {
-				return 1, err
+			var ok bool
+			if ok, err = m.store.Delete(ctx, refs[0]); ok {
+				n = 1
 			}
-			return 0, err
+		} else {
+			n, err = m.store.DeleteMany(ctx, refs)
 		}
-		return m.store.DeleteMany(ctx, refs)
+		m.tel.SessionsDestroyed(ctx, reason, n)
+		return n, err
 	}
 	recs, err := m.store.ReadMany(ctx, refs, fieldMeta, fieldActivity)
 	if err != nil {
 		return 0, err
 	}
 	n, err := m.store.DeleteMany(ctx, refs)
+	m.tel.SessionsDestroyed(ctx, reason, n)
 	if err != nil {
 		return n, err
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fxsession/fxsession/cache"
+	"github.com/fxsession/fxsession/internal/telemetry"
 )
 
 // Session is one visitor's session as seen by one request (or by an admin tool).
@@ -162,6 +163,23 @@ func (st *state) started() bool { return st.phase == phaseResumed || st.phase ==
 // the cookie; a store failure is kept in resumeErr. Expired sessions are left to
 // the collector: a request never deletes them.
 func (st *state) resume(ctx context.Context) {
+	tel := st.m.tel
+	if tel == nil {
+		st.load(ctx)
+		return
+	}
+	ctx, span := tel.Start(ctx, telemetry.SpanResume)
+	st.load(ctx)
+	found := st.phase == phaseResumed
+	if found {
+		tel.SessionResumed(ctx)
+	}
+	span.SetFound(found)
+	span.End(st.resumeErr)
+}
+
+// load is resume without the telemetry.
+func (st *state) load(ctx context.Context) {
 	m := st.m
 	ref, verifier := splitID(st.cookieID)
 	rec, err := m.store.Read(ctx, ref)
@@ -385,8 +403,12 @@ func (s *Session) Destroy(ctx context.Context, reason string) error {
 		reason = ReasonLogout
 	}
 	if st.persisted {
-		if _, err := st.m.store.Delete(ctx, st.ref); err != nil {
+		ok, err := st.m.store.Delete(ctx, st.ref)
+		if err != nil {
 			return fmt.Errorf("session: destroy: %w", err)
+		}
+		if ok {
+			st.m.tel.SessionsDestroyed(ctx, reason, 1)
 		}
 		st.m.emit(Event{Kind: EventDestroyed, Ref: st.ref, Reason: reason, Time: st.m.cfg.now(),
 			Metadata: st.m.metadataOf(st.ref, &st.meta, &st.act, st.storedLastOrNow(), st.tags)})

@@ -42,7 +42,9 @@ import (
 // written as an array.
 
 type (
-	encFn func(s *encState, p unsafe.Pointer) error
+	// encFn appends the encoding of the value at p to b. The buffer is passed
+	// and returned rather than kept in s, so that it stays in registers.
+	encFn func(s *encState, b []byte, p unsafe.Pointer) ([]byte, error)
 	decFn func(d *decState, p unsafe.Pointer) error
 )
 
@@ -111,8 +113,11 @@ func (r *Registry) compile(n *node) {
 func compileFallback(n *node) {
 	t := n.t
 	n.compiled = false
-	n.enc = func(s *encState, p unsafe.Pointer) error {
-		return s.enc.EncodeValue(reflect.NewAt(t, p).Elem())
+	n.enc = func(s *encState, b []byte, p unsafe.Pointer) ([]byte, error) {
+		s.w.b = b
+		err := s.enc.EncodeValue(reflect.NewAt(t, p).Elem())
+		b, s.w.b = s.w.b, nil
+		return b, err
 	}
 	n.dec = func(d *decState, p unsafe.Pointer) error { return d.fallback(t, p) }
 }
@@ -156,9 +161,8 @@ func compileLeaf(n *node) {
 	t := n.t
 	n.compiled = true
 	if t == timeType {
-		n.enc = func(s *encState, p unsafe.Pointer) error {
-			s.w.b = appendTime(s.w.b, *(*time.Time)(p))
-			return nil
+		n.enc = func(_ *encState, b []byte, p unsafe.Pointer) ([]byte, error) {
+			return appendTime(b, *(*time.Time)(p)), nil
 		}
 		n.dec = func(d *decState, p unsafe.Pointer) error {
 			v, err := d.time()
@@ -173,14 +177,14 @@ func compileLeaf(n *node) {
 	}
 	switch t.Kind() {
 	case reflect.Bool:
-		n.enc = func(s *encState, p unsafe.Pointer) error { s.w.b = appendBool(s.w.b, *(*bool)(p)); return nil }
+		n.enc = func(_ *encState, b []byte, p unsafe.Pointer) ([]byte, error) { return appendBool(b, *(*bool)(p)), nil }
 		n.dec = func(d *decState, p unsafe.Pointer) error {
 			v, err := d.bool()
 			*(*bool)(p) = v
 			return err
 		}
 	case reflect.String:
-		n.enc = func(s *encState, p unsafe.Pointer) error { s.w.b = appendString(s.w.b, *(*string)(p)); return nil }
+		n.enc = func(_ *encState, b []byte, p unsafe.Pointer) ([]byte, error) { return appendString(b, *(*string)(p)), nil }
 		n.dec = func(d *decState, p unsafe.Pointer) error {
 			v, err := d.string()
 			*(*string)(p) = v
@@ -191,14 +195,14 @@ func compileLeaf(n *node) {
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
 		compileUint(n, t.Size())
 	case reflect.Float32:
-		n.enc = func(s *encState, p unsafe.Pointer) error { s.w.b = appendFloat32(s.w.b, *(*float32)(p)); return nil }
+		n.enc = func(_ *encState, b []byte, p unsafe.Pointer) ([]byte, error) { return appendFloat32(b, *(*float32)(p)), nil }
 		n.dec = func(d *decState, p unsafe.Pointer) error {
 			v, err := d.float32()
 			*(*float32)(p) = v
 			return err
 		}
 	case reflect.Float64:
-		n.enc = func(s *encState, p unsafe.Pointer) error { s.w.b = appendFloat64(s.w.b, *(*float64)(p)); return nil }
+		n.enc = func(_ *encState, b []byte, p unsafe.Pointer) ([]byte, error) { return appendFloat64(b, *(*float64)(p)), nil }
 		n.dec = func(d *decState, p unsafe.Pointer) error {
 			v, err := d.float64()
 			*(*float64)(p) = v
@@ -212,39 +216,46 @@ func compileLeaf(n *node) {
 func compileInt(n *node, size uintptr) {
 	switch size {
 	case 1:
-		n.enc = func(s *encState, p unsafe.Pointer) error { s.w.b = appendInt(s.w.b, int64(*(*int8)(p))); return nil }
+		n.enc = func(_ *encState, b []byte, p unsafe.Pointer) ([]byte, error) { return appendInt(b, int64(*(*int8)(p))), nil }
 		n.dec = func(d *decState, p unsafe.Pointer) error { v, err := d.int64(); *(*int8)(p) = int8(v); return err }
 	case 2:
-		n.enc = func(s *encState, p unsafe.Pointer) error { s.w.b = appendInt(s.w.b, int64(*(*int16)(p))); return nil }
+		n.enc = func(_ *encState, b []byte, p unsafe.Pointer) ([]byte, error) { return appendInt(b, int64(*(*int16)(p))), nil }
 		n.dec = func(d *decState, p unsafe.Pointer) error { v, err := d.int64(); *(*int16)(p) = int16(v); return err }
 	case 4:
-		n.enc = func(s *encState, p unsafe.Pointer) error { s.w.b = appendInt(s.w.b, int64(*(*int32)(p))); return nil }
+		n.enc = func(_ *encState, b []byte, p unsafe.Pointer) ([]byte, error) { return appendInt(b, int64(*(*int32)(p))), nil }
 		n.dec = func(d *decState, p unsafe.Pointer) error { v, err := d.int64(); *(*int32)(p) = int32(v); return err }
 	default:
-		n.enc = func(s *encState, p unsafe.Pointer) error { s.w.b = appendInt(s.w.b, *(*int64)(p)); return nil }
-		n.dec = func(d *decState, p unsafe.Pointer) error { v, err := d.int64(); *(*int64)(p) = v; return err }
+		n.enc = func(_ *encState, b []byte, p unsafe.Pointer) ([]byte, error) { return appendInt(b, *(*int64)(p)), nil }
+		n.dec = func(d *decState, p unsafe.Pointer) error {
+			if d.off < len(d.b) && d.b[d.off] <= 0x7f { // positive fixint
+				*(*int64)(p) = int64(d.b[d.off])
+				d.off++
+				return nil
+			}
+			v, err := d.int64()
+			*(*int64)(p) = v
+			return err
+		}
 	}
 }
 
 func compileUint(n *node, size uintptr) {
 	switch size {
 	case 1:
-		n.enc = func(s *encState, p unsafe.Pointer) error { s.w.b = appendUint(s.w.b, uint64(*(*uint8)(p))); return nil }
+		n.enc = func(_ *encState, b []byte, p unsafe.Pointer) ([]byte, error) { return appendUint(b, uint64(*(*uint8)(p))), nil }
 		n.dec = func(d *decState, p unsafe.Pointer) error { v, err := d.uint64(); *(*uint8)(p) = uint8(v); return err }
 	case 2:
-		n.enc = func(s *encState, p unsafe.Pointer) error {
-			s.w.b = appendUint(s.w.b, uint64(*(*uint16)(p)))
-			return nil
+		n.enc = func(_ *encState, b []byte, p unsafe.Pointer) ([]byte, error) {
+			return appendUint(b, uint64(*(*uint16)(p))), nil
 		}
 		n.dec = func(d *decState, p unsafe.Pointer) error { v, err := d.uint64(); *(*uint16)(p) = uint16(v); return err }
 	case 4:
-		n.enc = func(s *encState, p unsafe.Pointer) error {
-			s.w.b = appendUint(s.w.b, uint64(*(*uint32)(p)))
-			return nil
+		n.enc = func(_ *encState, b []byte, p unsafe.Pointer) ([]byte, error) {
+			return appendUint(b, uint64(*(*uint32)(p))), nil
 		}
 		n.dec = func(d *decState, p unsafe.Pointer) error { v, err := d.uint64(); *(*uint32)(p) = uint32(v); return err }
 	default:
-		n.enc = func(s *encState, p unsafe.Pointer) error { s.w.b = appendUint(s.w.b, *(*uint64)(p)); return nil }
+		n.enc = func(_ *encState, b []byte, p unsafe.Pointer) ([]byte, error) { return appendUint(b, *(*uint64)(p)), nil }
 		n.dec = func(d *decState, p unsafe.Pointer) error { v, err := d.uint64(); *(*uint64)(p) = v; return err }
 	}
 }
@@ -264,21 +275,20 @@ func (s *encState) deeper(n *node) error {
 func compilePtr(n *node) {
 	elem, et, walk := n.elem, n.t.Elem(), n.walk
 	n.compiled = true
-	n.enc = func(s *encState, p unsafe.Pointer) error {
+	n.enc = func(s *encState, b []byte, p unsafe.Pointer) ([]byte, error) {
 		q := *(*unsafe.Pointer)(p)
 		if q == nil {
-			s.w.b = appendNil(s.w.b)
-			return nil
+			return appendNil(b), nil
 		}
 		if !walk {
-			return elem.enc(s, q)
+			return elem.enc(s, b, q)
 		}
 		if err := s.deeper(n); err != nil {
-			return err
+			return b, err
 		}
-		err := elem.enc(s, q)
+		b, err := elem.enc(s, b, q)
 		s.depth--
-		return err
+		return b, err
 	}
 	n.dec = func(d *decState, p unsafe.Pointer) error {
 		if c, ok := d.peek(); ok && c == cNil {
@@ -296,25 +306,25 @@ func compileSlice(n *node) {
 	elem, t, walk := n.elem, n.t, n.walk
 	size := t.Elem().Size()
 	n.compiled = true
-	n.enc = func(s *encState, p unsafe.Pointer) error {
+	n.enc = func(s *encState, b []byte, p unsafe.Pointer) ([]byte, error) {
 		h := (*sliceHeader)(p)
 		if h.data == nil {
-			s.w.b = appendNil(s.w.b)
-			return nil
+			return appendNil(b), nil
 		}
 		if walk {
 			if err := s.deeper(n); err != nil {
-				return err
+				return b, err
 			}
 			defer func() { s.depth-- }()
 		}
-		s.w.b = appendArrayLen(s.w.b, h.len)
+		b = appendArrayLen(b, h.len)
+		var err error
 		for i := range h.len {
-			if err := elem.enc(s, unsafe.Add(h.data, uintptr(i)*size)); err != nil {
-				return err
+			if b, err = elem.enc(s, b, unsafe.Add(h.data, uintptr(i)*size)); err != nil {
+				return b, err
 			}
 		}
-		return nil
+		return b, nil
 	}
 	n.dec = func(d *decState, p unsafe.Pointer) error {
 		at := d.off
@@ -353,20 +363,21 @@ func compileArray(n *node) {
 	elem, t, walk := n.elem, n.t, n.walk
 	size, length := t.Elem().Size(), t.Len()
 	n.compiled = true
-	n.enc = func(s *encState, p unsafe.Pointer) error {
+	n.enc = func(s *encState, b []byte, p unsafe.Pointer) ([]byte, error) {
 		if walk {
 			if err := s.deeper(n); err != nil {
-				return err
+				return b, err
 			}
 			defer func() { s.depth-- }()
 		}
-		s.w.b = appendArrayLen(s.w.b, length)
+		b = appendArrayLen(b, length)
+		var err error
 		for i := range length {
-			if err := elem.enc(s, unsafe.Add(p, uintptr(i)*size)); err != nil {
-				return err
+			if b, err = elem.enc(s, b, unsafe.Add(p, uintptr(i)*size)); err != nil {
+				return b, err
 			}
 		}
-		return nil
+		return b, nil
 	}
 	n.dec = func(d *decState, p unsafe.Pointer) error {
 		reflect.NewAt(t, p).Elem().SetZero()
@@ -413,40 +424,39 @@ func compileMap(n *node) {
 	key, elem, t := n.key, n.elem, n.t
 	kt, et := t.Key(), t.Elem()
 	n.compiled = true
-	n.enc = func(s *encState, p unsafe.Pointer) error {
+	n.enc = func(s *encState, b []byte, p unsafe.Pointer) ([]byte, error) {
 		m := reflect.NewAt(t, p).Elem()
 		if m.IsNil() {
-			s.w.b = appendNil(s.w.b)
-			return nil
+			return appendNil(b), nil
 		}
 		if err := s.deeper(n); err != nil {
-			return err
+			return b, err
 		}
 		defer func() { s.depth-- }()
 		l := m.Len()
-		s.w.b = appendMapLen(s.w.b, l)
+		b = appendMapLen(b, l)
 		if l == 0 {
-			return nil
+			return b, nil
 		}
 		k, v := reflect.New(kt).Elem(), reflect.New(et).Elem()
 		kp, vp := k.Addr().UnsafePointer(), v.Addr().UnsafePointer()
-		start, base := len(s.w.b), len(s.spans)
+		start, base := len(b), len(s.spans)
 		it := m.MapRange()
+		var err error
 		for it.Next() {
 			k.SetIterKey(it)
 			v.SetIterValue(it)
-			ko := len(s.w.b)
-			if err := key.enc(s, kp); err != nil {
-				return err
+			ko := len(b)
+			if b, err = key.enc(s, b, kp); err != nil {
+				return b, err
 			}
-			vo := len(s.w.b)
-			if err := elem.enc(s, vp); err != nil {
-				return err
+			vo := len(b)
+			if b, err = elem.enc(s, b, vp); err != nil {
+				return b, err
 			}
-			s.spans = append(s.spans, mapSpan{ko, vo, len(s.w.b)})
+			s.spans = append(s.spans, mapSpan{ko, vo, len(b)})
 		}
-		s.sortEntries(start, base)
-		return nil
+		return s.sortEntries(b, start, base), nil
 	}
 	n.dec = func(d *decState, p unsafe.Pointer) error {
 		at := d.off
@@ -497,20 +507,19 @@ func compileMap(n *node) {
 // sortEntries orders the map entries written since start (their spans from
 // base on) by the bytes of their encoded keys, so that equal maps always
 // encode to equal bytes (Go randomises map iteration).
-func (s *encState) sortEntries(start, base int) {
+func (s *encState) sortEntries(b []byte, start, base int) []byte {
 	spans := s.spans[base:]
 	defer func() { s.spans = s.spans[:base] }()
 	if len(spans) < 2 {
-		return
+		return b
 	}
-	b := s.w.b
 	slices.SortFunc(spans, func(x, y mapSpan) int { return strings.Compare(unsafeString(b[x.k:x.v]), unsafeString(b[y.k:y.v])) })
 	s.tmp = append(s.tmp[:0], b[start:]...)
 	b = b[:start]
 	for _, sp := range spans {
 		b = append(b, s.tmp[sp.k-start:sp.end-start]...)
 	}
-	s.w.b = b
+	return b
 }
 
 func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
@@ -665,14 +674,39 @@ func compileStruct(n *node) {
 	prepareFields(n)
 	t, fields, walk := n.t, n.fields, n.walk
 	n.compiled = true
-	n.enc = func(s *encState, p unsafe.Pointer) error {
+	omits := slices.ContainsFunc(fields, func(f *field) bool { return f.empty != nil })
+	header := appendMapLen(nil, len(fields))
+	// What the encoder reads per field, in one array: no pointer to follow but
+	// the node's.
+	type fieldCodec struct {
+		key    []byte
+		offset uintptr
+		node   *node
+	}
+	codecs := make([]fieldCodec, len(fields))
+	for i, f := range fields {
+		codecs[i] = fieldCodec{f.keyEnc, f.offset, f.node}
+	}
+	n.enc = func(s *encState, b []byte, p unsafe.Pointer) ([]byte, error) {
 		if walk {
 			if err := s.deeper(n); err != nil {
-				return err
+				return b, err
 			}
 			defer func() { s.depth-- }()
 		}
-		return s.encodeFields(fields, p)
+		if omits {
+			return s.encodeFields(b, fields, p)
+		}
+		b = append(b, header...)
+		var err error
+		for i := range codecs {
+			f := &codecs[i]
+			b = append(b, f.key...)
+			if b, err = f.node.enc(s, b, unsafe.Add(p, f.offset)); err != nil {
+				return b, fmt.Errorf("%s: %w", fields[i].goName, err)
+			}
+		}
+		return b, nil
 	}
 	n.dec = func(d *decState, p unsafe.Pointer) error {
 		reflect.NewAt(t, p).Elem().SetZero()
@@ -701,25 +735,26 @@ func compileStruct(n *node) {
 	}
 }
 
-func (s *encState) encodeFields(fields []*field, p unsafe.Pointer) error {
+func (s *encState) encodeFields(b []byte, fields []*field, p unsafe.Pointer) ([]byte, error) {
 	count := len(fields)
 	for _, f := range fields {
 		if f.empty != nil && f.empty(unsafe.Add(p, f.offset)) {
 			count--
 		}
 	}
-	s.w.b = appendMapLen(s.w.b, count)
+	b = appendMapLen(b, count)
+	var err error
 	for _, f := range fields {
 		fp := unsafe.Add(p, f.offset)
 		if f.empty != nil && f.empty(fp) {
 			continue
 		}
-		s.w.b = append(s.w.b, f.keyEnc...)
-		if err := f.node.enc(s, fp); err != nil {
-			return fmt.Errorf("%s: %w", f.goName, err)
+		b = append(b, f.keyEnc...)
+		if b, err = f.node.enc(s, b, fp); err != nil {
+			return b, fmt.Errorf("%s: %w", f.goName, err)
 		}
 	}
-	return nil
+	return b, nil
 }
 
 func (n *node) field(key []byte) *field {
@@ -740,22 +775,28 @@ func (d *decState) decodeFields(n *node, at, l int, p unsafe.Pointer) error {
 	if err := d.enter(at, l); err != nil {
 		return err
 	}
-	next := 0 // fields usually come in their order
+	next := 0 // fields usually come in their order, their names as written
 	for range l {
-		key, err := d.rawString()
-		if err != nil {
-			return err
-		}
 		var f *field
-		if next < len(n.fields) && n.fields[next].key == string(key) {
-			f = n.fields[next]
-			next++
-		} else if f = n.field(key); f == nil {
-			if err := d.skip(); err != nil { // a field that no longer exists
+		if next < len(n.fields) {
+			if k := n.fields[next].keyEnc; len(k) <= len(d.b)-d.off && string(d.b[d.off:d.off+len(k)]) == string(k) {
+				f = n.fields[next]
+				d.off += len(k)
+			}
+		}
+		if f == nil {
+			key, err := d.rawString()
+			if err != nil {
 				return err
 			}
-			continue
+			if f = n.field(key); f == nil {
+				if err := d.skip(); err != nil { // a field that no longer exists
+					return err
+				}
+				continue
+			}
 		}
+		next++
 		if err := f.node.dec(d, unsafe.Add(p, f.offset)); err != nil {
 			return fmt.Errorf("%s: %w", f.goName, err)
 		}
@@ -799,27 +840,26 @@ func compileIface(n *node) {
 		im.nameEnc = appendString(nil, im.name)
 	}
 	n.compiled = true
-	n.enc = func(s *encState, p unsafe.Pointer) error {
+	n.enc = func(s *encState, b []byte, p unsafe.Pointer) ([]byte, error) {
 		words := (*[2]unsafe.Pointer)(p)
 		if words[0] == nil {
-			s.w.b = appendNil(s.w.b)
-			return nil
+			return appendNil(b), nil
 		}
 		dyn := reflect.NewAt(t, p).Elem().Elem().Type()
 		im := n.byType[dyn]
 		if im == nil {
-			return fmt.Errorf("inject: a %s holds a %s, which is not a registered implementation", t, dyn)
+			return b, fmt.Errorf("inject: a %s holds a %s, which is not a registered implementation", t, dyn)
 		}
 		if err := s.deeper(n); err != nil {
-			return err
+			return b, err
 		}
 		defer func() { s.depth-- }()
-		s.w.b = append(append(s.w.b, 0x92), im.nameEnc...)
+		b = append(append(b, 0x92), im.nameEnc...)
 		q := words[1]
 		if im.direct {
 			q = unsafe.Pointer(&words[1])
 		}
-		return im.node.enc(s, q)
+		return im.node.enc(s, b, q)
 	}
 	n.dec = func(d *decState, p unsafe.Pointer) error {
 		slot := reflect.NewAt(t, p).Elem()
@@ -875,13 +915,13 @@ func direct(t reflect.Type) bool {
 
 func compileEntity(n *node) {
 	n.compiled = true
-	n.enc = func(s *encState, p unsafe.Pointer) error {
+	n.enc = func(s *encState, b []byte, p unsafe.Pointer) ([]byte, error) {
 		if err := s.deeper(n); err != nil {
-			return err
+			return b, err
 		}
-		err := s.encodeEntity(n, p)
+		b, err := s.encodeEntity(n, b, p)
 		s.depth--
-		return err
+		return b, err
 	}
 	n.dec = func(d *decState, p unsafe.Pointer) error { return d.decodeEntity(n, p, reflect.Value{}) }
 }

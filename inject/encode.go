@@ -94,29 +94,26 @@ func nilable(v reflect.Value) bool {
 	return false
 }
 
-func (s *encState) encodeEntity(n *node, p unsafe.Pointer) error {
+func (s *encState) encodeEntity(n *node, b []byte, p unsafe.Pointer) ([]byte, error) {
 	if n.ent.nilable && reflect.NewAt(n.t, p).Elem().IsNil() {
-		s.w.b = appendNil(s.w.b)
-		return nil
+		return appendNil(b), nil
 	}
-	start := len(s.w.b)
-	s.w.b = append(s.w.b, 0x92, entityWholeTag)
-	body := len(s.w.b)
-	if err := n.ent.inner.enc(s, p); err != nil {
-		return err
-	}
-	if s.mode == modeWhole {
-		return nil
+	start := len(b)
+	b = append(b, 0x92, entityWholeTag)
+	body := len(b)
+	b, err := n.ent.inner.enc(s, b, p)
+	if err != nil || s.mode == modeWhole {
+		return b, err
 	}
 	e := entityAt(n.ent, p)
 	if e == nil {
-		return nil
+		return b, nil
 	}
 	id := e.EntityID()
 	if id == "" {
-		return nil // not persisted yet: always whole
+		return b, nil // not persisted yet: always whole
 	}
-	h := s.hash(s.w.b[body:])
+	h := s.hash(b[body:])
 	key := entityKey{n.ent.t, id}
 	switch s.mode {
 	case modeSnapshot:
@@ -127,37 +124,35 @@ func (s *encState) encodeEntity(n *node, p unsafe.Pointer) error {
 			if s.tr != nil && !slices.Contains(s.unknown, entityRef{n.ent, id}) {
 				s.unknown = append(s.unknown, entityRef{n.ent, id})
 			}
-			return nil
+			return b, nil
 		}
 		if !st.hasRepo || st.repoHash != h {
-			return nil // modified (or not in the repository): whole
+			return b, nil // modified (or not in the repository): whole
 		}
 	}
-	s.w.b = appendString(append(s.w.b[:start], 0x92, entityRefTag), id)
-	return nil
+	return appendString(append(b[:start], 0x92, entityRefTag), id), nil
 }
 
 // snapshot records in tr the hash of a repository's version of an entity.
 func (r *Registry) snapshot(tr *Tracker, ent *entityInfo, id string, v reflect.Value) error {
 	s := r.getEnc(tr, modeSnapshot)
 	defer r.putEnc(s)
-	s.w.b = s.scratch[:0]
+	b := s.scratch[:0]
 	var err error
 	if v.Kind() == reflect.Pointer {
 		// The pointer is held in the pooled state: no copy of v on the heap.
 		s.slot = v.UnsafePointer()
-		err = ent.inner.enc(s, unsafe.Pointer(&s.slot))
+		b, err = ent.inner.enc(s, b, unsafe.Pointer(&s.slot))
 		s.slot = nil
 	} else {
 		c := reflect.New(v.Type())
 		c.Elem().Set(v)
-		err = ent.inner.enc(s, c.UnsafePointer())
+		b, err = ent.inner.enc(s, b, c.UnsafePointer())
 	}
 	if err == nil {
-		tr.recordRepo(entityKey{ent.t, id}, s.hash(s.w.b))
+		tr.recordRepo(entityKey{ent.t, id}, s.hash(b))
 	}
-	s.scratch = s.w.b[:0]
-	s.w.b = nil
+	s.scratch = b[:0]
 	return err
 }
 

@@ -356,12 +356,12 @@ func (p *Plan) Append(ctx context.Context, dst []byte, obj any, tr *Tracker) ([]
 	}
 	s := p.reg.getEnc(tr, modeDecide)
 	defer p.reg.putEnc(s)
-	s.w.b = dst
+	b := dst
 	start := len(dst)
 	for round := 0; ; round++ {
-		s.w.b = s.w.b[:start]
+		b = b[:start]
 		s.unknown = s.unknown[:0]
-		if err := p.root.enc(s, ptr); err != nil {
+		if b, err = p.root.enc(s, b, ptr); err != nil {
 			return dst, err
 		}
 		if len(s.unknown) == 0 || tr == nil || round == 3 {
@@ -374,9 +374,7 @@ func (p *Plan) Append(ctx context.Context, dst []byte, obj any, tr *Tracker) ([]
 			break
 		}
 	}
-	out := s.w.b
-	s.w.b = nil
-	return out, nil
+	return b, nil
 }
 
 // Decode decodes stored state into obj, a value of the plan's type usually fresh
@@ -419,13 +417,12 @@ func (p *Plan) Fingerprint(obj any) (uint64, error) {
 	}
 	s := p.reg.getEnc(nil, modeWhole)
 	defer p.reg.putEnc(s)
-	s.w.b = s.scratch[:0]
-	if err := p.auto.enc(s, ptr); err != nil {
+	b, err := p.auto.enc(s, s.scratch[:0], ptr)
+	if err != nil {
 		return 0, err
 	}
-	h := s.hash(s.w.b)
-	s.scratch = s.w.b[:0]
-	s.w.b = nil
+	h := s.hash(b)
+	s.scratch = b[:0]
 	return h, nil
 }
 

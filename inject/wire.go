@@ -397,6 +397,16 @@ const arenaChunk = 4096
 
 // string reads a string. Short strings are copied into a shared block.
 func (d *decState) string() (string, error) {
+	if d.off < len(d.b) {
+		if c := d.b[d.off]; c&0xe0 == 0xa0 && int(c&0x1f) < len(d.b)-d.off { // fixstr
+			start := d.off + 1
+			d.off = start + int(c&0x1f)
+			if d.off == start {
+				return "", nil
+			}
+			return d.makeString(d.b[start:d.off]), nil
+		}
+	}
 	b, err := d.rawString()
 	if err != nil || len(b) == 0 {
 		return "", err

@@ -184,7 +184,9 @@ func compileLeaf(n *node) {
 			return err
 		}
 	case reflect.String:
-		n.enc = func(_ *encState, b []byte, p unsafe.Pointer) ([]byte, error) { return appendString(b, *(*string)(p)), nil }
+		n.enc = func(_ *encState, b []byte, p unsafe.Pointer) ([]byte, error) {
+			return appendString(b, *(*string)(p)), nil
+		}
 		n.dec = func(d *decState, p unsafe.Pointer) error {
 			v, err := d.string()
 			*(*string)(p) = v
@@ -195,14 +197,18 @@ func compileLeaf(n *node) {
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
 		compileUint(n, t.Size())
 	case reflect.Float32:
-		n.enc = func(_ *encState, b []byte, p unsafe.Pointer) ([]byte, error) { return appendFloat32(b, *(*float32)(p)), nil }
+		n.enc = func(_ *encState, b []byte, p unsafe.Pointer) ([]byte, error) {
+			return appendFloat32(b, *(*float32)(p)), nil
+		}
 		n.dec = func(d *decState, p unsafe.Pointer) error {
 			v, err := d.float32()
 			*(*float32)(p) = v
 			return err
 		}
 	case reflect.Float64:
-		n.enc = func(_ *encState, b []byte, p unsafe.Pointer) ([]byte, error) { return appendFloat64(b, *(*float64)(p)), nil }
+		n.enc = func(_ *encState, b []byte, p unsafe.Pointer) ([]byte, error) {
+			return appendFloat64(b, *(*float64)(p)), nil
+		}
 		n.dec = func(d *decState, p unsafe.Pointer) error {
 			v, err := d.float64()
 			*(*float64)(p) = v
@@ -216,13 +222,19 @@ func compileLeaf(n *node) {
 func compileInt(n *node, size uintptr) {
 	switch size {
 	case 1:
-		n.enc = func(_ *encState, b []byte, p unsafe.Pointer) ([]byte, error) { return appendInt(b, int64(*(*int8)(p))), nil }
+		n.enc = func(_ *encState, b []byte, p unsafe.Pointer) ([]byte, error) {
+			return appendInt(b, int64(*(*int8)(p))), nil
+		}
 		n.dec = func(d *decState, p unsafe.Pointer) error { v, err := d.int64(); *(*int8)(p) = int8(v); return err }
 	case 2:
-		n.enc = func(_ *encState, b []byte, p unsafe.Pointer) ([]byte, error) { return appendInt(b, int64(*(*int16)(p))), nil }
+		n.enc = func(_ *encState, b []byte, p unsafe.Pointer) ([]byte, error) {
+			return appendInt(b, int64(*(*int16)(p))), nil
+		}
 		n.dec = func(d *decState, p unsafe.Pointer) error { v, err := d.int64(); *(*int16)(p) = int16(v); return err }
 	case 4:
-		n.enc = func(_ *encState, b []byte, p unsafe.Pointer) ([]byte, error) { return appendInt(b, int64(*(*int32)(p))), nil }
+		n.enc = func(_ *encState, b []byte, p unsafe.Pointer) ([]byte, error) {
+			return appendInt(b, int64(*(*int32)(p))), nil
+		}
 		n.dec = func(d *decState, p unsafe.Pointer) error { v, err := d.int64(); *(*int32)(p) = int32(v); return err }
 	default:
 		n.enc = func(_ *encState, b []byte, p unsafe.Pointer) ([]byte, error) { return appendInt(b, *(*int64)(p)), nil }
@@ -242,7 +254,9 @@ func compileInt(n *node, size uintptr) {
 func compileUint(n *node, size uintptr) {
 	switch size {
 	case 1:
-		n.enc = func(_ *encState, b []byte, p unsafe.Pointer) ([]byte, error) { return appendUint(b, uint64(*(*uint8)(p))), nil }
+		n.enc = func(_ *encState, b []byte, p unsafe.Pointer) ([]byte, error) {
+			return appendUint(b, uint64(*(*uint8)(p))), nil
+		}
 		n.dec = func(d *decState, p unsafe.Pointer) error { v, err := d.uint64(); *(*uint8)(p) = uint8(v); return err }
 	case 2:
 		n.enc = func(_ *encState, b []byte, p unsafe.Pointer) ([]byte, error) {
@@ -255,7 +269,9 @@ func compileUint(n *node, size uintptr) {
 		}
 		n.dec = func(d *decState, p unsafe.Pointer) error { v, err := d.uint64(); *(*uint32)(p) = uint32(v); return err }
 	default:
-		n.enc = func(_ *encState, b []byte, p unsafe.Pointer) ([]byte, error) { return appendUint(b, *(*uint64)(p)), nil }
+		n.enc = func(_ *encState, b []byte, p unsafe.Pointer) ([]byte, error) {
+			return appendUint(b, *(*uint64)(p)), nil
+		}
 		n.dec = func(d *decState, p unsafe.Pointer) error { v, err := d.uint64(); *(*uint64)(p) = v; return err }
 	}
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# make bench: runs the side-by-side benchmarks, benchstat, and cmd/report,
-# which rewrites the generated part of docs/performance.md.
+# make bench: runs the side-by-side benchmarks, benchstat, the counted store
+# round trips per request (TestRequestCounts), and cmd/report, which rewrites
+# the generated part of docs/performance.md.
 #
 # The suite runs COUNT times in rounds (each round runs every benchmark once),
 # so that the noise of a shared machine spreads over all systems alike instead
@@ -22,6 +23,11 @@ go test -c -o results/bench.test .
 {
 	echo "Run: ${COUNT} rounds of \`bench.test -test.bench '${BENCH}' -test.benchmem -test.benchtime ${BENCHTIME}\` (bench/run.sh)"
 	echo "Load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
+	if rev=$(git -C .. rev-parse --short HEAD 2>/dev/null); then
+		dirty=""
+		git -C .. diff --quiet HEAD -- . ':(exclude)bench' || dirty=", with uncommitted changes outside bench/"
+		echo "Library: commit ${rev}${dirty}"
+	fi
 } >results/env.txt
 : >results/bench.txt
 for i in $(seq 1 "$COUNT"); do
@@ -31,7 +37,12 @@ for i in $(seq 1 "$COUNT"); do
 done
 echo "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)" >>results/env.txt
 
+# Counts, not times: one run is enough (every repetition must cost the same).
+echo "== store round trips per request (TestRequestCounts)" >&2
+(cd results && ./bench.test -test.run '^TestRequestCounts$' -test.count 1 -test.v -counts counts.json) |
+	grep -E '^(---|ok|FAIL|PASS)|target missed' >&2
+
 go run "$BENCHSTAT" results/bench.txt >results/benchstat.txt
 go run ./cmd/report -in results/bench.txt -benchstat results/benchstat.txt \
-	-env results/env.txt -loadtest results/loadtest.json -out ../docs/performance.md
+	-env results/env.txt -loadtest results/loadtest.json -counts results/counts.json -out ../docs/performance.md
 echo "wrote docs/performance.md (raw results in bench/results/)" >&2

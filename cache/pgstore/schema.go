@@ -181,38 +181,21 @@ func migrate(ctx context.Context, pool *pgxpool.Pool, timeout time.Duration) (cr
 			_ = step(tx.Rollback)
 		}
 	}()
-	exec := func(sql string, args ...any) error {
-		return step(func(ctx context.Context) error { _, err := tx.Exec(ctx, sql, args...); return err })
+	exec := func(query string) error {
+		return step(func(ctx context.Context) error { _, err := tx.Exec(ctx, query); return err })
 	}
-	if err := exec(`SELECT pg_advisory_xact_lock($1)`, int64(schemaLockKey)); err != nil {
-		return false, err
-	}
-	if err := exec(`CREATE TABLE IF NOT EXISTS fxcache_schema (
-			id      int PRIMARY KEY CHECK (id = 1),
-			version int NOT NULL
-		)`); err != nil {
-		return false, err
-	}
-	var v int
-	err = step(func(ctx context.Context) error {
-		return tx.QueryRow(ctx, `SELECT version FROM fxcache_schema WHERE id = 1`).Scan(&v)
-	})
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return false, err
-	}
-	if err := sqlcommon.CheckSchema(v); err != nil {
-		return false, err
-	}
-	if v == 0 {
-		for _, stmt := range schema() {
-			if err := exec(stmt); err != nil {
-				return false, fmt.Errorf("creating the schema: %w", err)
-			}
+	version := func(query string) (v int, err error) {
+		err = step(func(ctx context.Context) error { return tx.QueryRow(ctx, query).Scan(&v) })
+		if errors.Is(err, pgx.ErrNoRows) {
+			return 0, nil
 		}
-		if err := exec(`INSERT INTO fxcache_schema (id, version) VALUES (1, $1)`, sqlcommon.SchemaVersion); err != nil {
-			return false, err
-		}
-		created = true
+		return v, err
+	}
+	if err := exec(fmt.Sprintf(`SELECT pg_advisory_xact_lock(%d)`, schemaLockKey)); err != nil {
+		return false, err
+	}
+	if created, err = sqlcommon.Migrate(exec, version, schema()); err != nil {
+		return false, err
 	}
 	return created, step(tx.Commit)
 }

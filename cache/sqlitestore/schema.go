@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/fxsession/fxsession/cache/internal/sqlcommon"
@@ -78,38 +77,23 @@ func migrate(ctx context.Context, begin func(context.Context) (*sql.Tx, error), 
 			_ = tx.Rollback()
 		}
 	}()
-	exec := func(query string, args ...any) error {
+	exec := func(query string) error {
 		ctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
-		_, err := tx.ExecContext(ctx, query, args...)
+		_, err := tx.ExecContext(ctx, query)
 		return err
 	}
-	if err := exec(`CREATE TABLE IF NOT EXISTS fxcache_schema (
-		id      INTEGER PRIMARY KEY CHECK (id = 1),
-		version INTEGER NOT NULL
-	)`); err != nil {
-		return false, err
-	}
-	var v int
-	qctx, cancel := context.WithTimeout(ctx, timeout)
-	err = tx.QueryRowContext(qctx, `SELECT version FROM fxcache_schema WHERE id = 1`).Scan(&v)
-	cancel()
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return false, err
-	}
-	if err := sqlcommon.CheckSchema(v); err != nil {
-		return false, err
-	}
-	if v == 0 {
-		for _, stmt := range schema() {
-			if err := exec(stmt); err != nil {
-				return false, fmt.Errorf("creating the schema: %w", err)
-			}
+	version := func(query string) (v int, err error) {
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		err = tx.QueryRowContext(ctx, query).Scan(&v)
+		if errors.Is(err, sql.ErrNoRows) {
+			return 0, nil
 		}
-		if err := exec(`INSERT INTO fxcache_schema (id, version) VALUES (1, ?)`, sqlcommon.SchemaVersion); err != nil {
-			return false, err
-		}
-		created = true
+		return v, err
+	}
+	if created, err = sqlcommon.Migrate(exec, version, schema()); err != nil {
+		return false, err
 	}
 	return created, tx.Commit()
 }

@@ -36,19 +36,36 @@ import (
 // per key); it was never released and is not migrated.
 const SchemaVersion = 2
 
-// CheckSchema returns nil when found, the schema version recorded in a
-// database (0: none, a fresh database), is one this release can use or create,
-// and otherwise an error saying what to do (which [Store] does not count as a
-// failure to reach the database).
-func CheckSchema(found int) error {
-	switch {
-	case found == 0 || found == SchemaVersion:
-		return nil
-	case found > SchemaVersion:
-		return schemaError(fmt.Sprintf("the database holds cache schema version %d, newer than this release understands (%d): upgrade fxsession", found, SchemaVersion))
-	default:
-		return schemaError(fmt.Sprintf("the database holds cache schema version %d, the unreleased key/value layout, which this release (schema %d) does not migrate: drop the fxcache_* tables or use another database", found, SchemaVersion))
+// Migrate is the schema check both stores make, in a transaction of theirs:
+// exec runs a statement and version the query that reads the recorded schema
+// version (0 when it finds no row). It creates the version table when missing,
+// refuses another version than this release's with an error saying what to do
+// (which [Store] does not count as a failure to reach the database), and runs
+// schema on a database that has none. It reports whether it did.
+func Migrate(exec func(query string) error, version func(query string) (int, error), schema []string) (created bool, err error) {
+	if err := exec(`CREATE TABLE IF NOT EXISTS fxcache_schema (
+		id      int PRIMARY KEY CHECK (id = 1),
+		version int NOT NULL
+	)`); err != nil {
+		return false, err
 	}
+	found, err := version(`SELECT version FROM fxcache_schema WHERE id = 1`)
+	switch {
+	case err != nil:
+		return false, err
+	case found == SchemaVersion:
+		return false, nil
+	case found > SchemaVersion:
+		return false, schemaError(fmt.Sprintf("the database holds cache schema version %d, newer than this release understands (%d): upgrade fxsession", found, SchemaVersion))
+	case found != 0:
+		return false, schemaError(fmt.Sprintf("the database holds cache schema version %d, the unreleased key/value layout, which this release (schema %d) does not migrate: drop the fxcache_* tables or use another database", found, SchemaVersion))
+	}
+	for _, stmt := range schema {
+		if err := exec(stmt); err != nil {
+			return false, fmt.Errorf("creating the schema: %w", err)
+		}
+	}
+	return true, exec(fmt.Sprintf(`INSERT INTO fxcache_schema (id, version) VALUES (1, %d)`, SchemaVersion))
 }
 
 // schemaError is a schema version this release cannot use.

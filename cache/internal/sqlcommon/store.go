@@ -19,7 +19,7 @@ import (
 // callback need only live for the call.
 type Driver interface {
 	// Migrate creates the schema when the database has none and checks its
-	// version otherwise (see CheckSchema), and prepares what the driver needs,
+	// version otherwise (see [Migrate]), and prepares what the driver needs,
 	// each statement bounded by timeout. It reports whether it created the
 	// schema.
 	Migrate(ctx context.Context, timeout time.Duration) (created bool, err error)

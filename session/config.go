@@ -95,6 +95,25 @@ type Config struct {
 	// or "/" and CookieDomain empty.
 	HostPrefix bool
 
+	// IDFrom says where requests carry the session ID (default IDFromCookie). API
+	// clients that keep no cookies send it in a header: IDFromHeader, or
+	// IDFromCookieOrHeader to serve browsers and API clients alike. With a
+	// header, a new or renewed ID goes out in the response header
+	// IDResponseHeader, and a destroyed session's is sent empty. Strict mode,
+	// renewal, rotation and the size checks are the same for both; a malformed
+	// header value never reaches the store.
+	IDFrom IDSource
+	// IDHeader is the request header that carries the ID (default
+	// "X-Session-Token"). With "Authorization", the value is IDScheme, a space
+	// and the ID ("Authorization: Session <ID>").
+	IDHeader string
+	// IDScheme is the authorization scheme when IDHeader is "Authorization"
+	// (default "Session"), compared without regard to case.
+	IDScheme string
+	// IDResponseHeader is the response header a new or renewed ID goes out in
+	// (default IDHeader, or "X-Session-Token" when IDHeader is "Authorization").
+	IDResponseHeader string
+
 	// InactivityTimeout ends a session that has not been used for this long
 	// (default 3600 s; Never: no inactivity timeout). It counts from the stored
 	// last activity, which lags the real one by up to UpdateMetadataThreshold.
@@ -200,6 +219,26 @@ type Config struct {
 	Now func() time.Time
 }
 
+// IDSource says where requests carry the session ID.
+type IDSource uint8
+
+const (
+	// IDFromCookie (the default): the session cookie.
+	IDFromCookie IDSource = iota
+	// IDFromHeader: a request header (Config.IDHeader), for API clients.
+	IDFromHeader
+	// IDFromCookieOrHeader: either; a request that carries both uses the
+	// header's. A response answers on the channel the request used, and on both
+	// when it starts a session for a request that had no ID.
+	IDFromCookieOrHeader
+)
+
+// Defaults of the ID header.
+const (
+	DefaultIDHeader = "X-Session-Token"
+	DefaultIDScheme = "Session"
+)
+
 // AddressMode says how a session records its client's address.
 type AddressMode uint8
 
@@ -247,6 +286,10 @@ type settings struct {
 	lockTTL        time.Duration
 	lockWait       time.Duration
 	development    bool
+	idCookie       bool   // the ID may come in the cookie
+	idHeader       string // the request header it may come in ("": none)
+	idScheme       string // the Authorization scheme ("": the header holds the bare ID)
+	idRespHeader   string
 	rotateAfter    time.Duration
 	rotationGrace  time.Duration
 	address        AddressMode
@@ -369,6 +412,37 @@ func (c Config) settings() (settings, error) {
 	}
 	if s.lockWait <= 0 {
 		s.lockWait = DefaultLockWait
+	}
+	switch c.IDFrom {
+	case IDFromCookie:
+		s.idCookie = true
+	case IDFromHeader, IDFromCookieOrHeader:
+		s.idCookie = c.IDFrom == IDFromCookieOrHeader
+		s.idHeader = http.CanonicalHeaderKey(c.IDHeader)
+		if s.idHeader == "" {
+			s.idHeader = DefaultIDHeader
+		}
+		if !validCookieName(s.idHeader) {
+			return s, fmt.Errorf("%w: IDHeader %q is not a header name", ErrConfig, c.IDHeader)
+		}
+		s.idRespHeader = http.CanonicalHeaderKey(c.IDResponseHeader)
+		if s.idHeader == "Authorization" {
+			s.idScheme = c.IDScheme
+			if s.idScheme == "" {
+				s.idScheme = DefaultIDScheme
+			}
+			if s.idRespHeader == "" {
+				s.idRespHeader = DefaultIDHeader
+			}
+		}
+		if s.idRespHeader == "" {
+			s.idRespHeader = s.idHeader
+		}
+		if !validCookieName(s.idRespHeader) {
+			return s, fmt.Errorf("%w: IDResponseHeader %q is not a header name", ErrConfig, c.IDResponseHeader)
+		}
+	default:
+		return s, fmt.Errorf("%w: unknown IDSource %d", ErrConfig, c.IDFrom)
 	}
 	if c.RotateAfter < 0 || c.RotationGrace < 0 {
 		return s, fmt.Errorf("%w: negative RotateAfter or RotationGrace", ErrConfig)

@@ -2,6 +2,8 @@ package session_test
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
@@ -280,4 +282,105 @@ func ExampleExtensionOf() {
 	// <nil>
 	// true
 	// 2 apples
+}
+
+// API clients that keep no cookies carry the session ID in a header.
+func ExampleConfig_idFromHeader() {
+	store := memstore.New(memstore.Options{})
+	defer store.Close()
+	m, _ := session.New(store, session.Config{IDFrom: session.IDFromHeader}) // X-Session-Token
+	api := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s, _ := session.FromContext(r.Context())
+		var n int
+		_ = s.Get(r.Context(), "calls", &n)
+		_ = s.Start(r.Context())
+		_ = s.Put(r.Context(), "calls", n+1)
+		fmt.Fprintln(w, n+1)
+	}))
+	call := func(id string) (string, string) {
+		r := httptest.NewRequest("GET", "/", nil)
+		if id != "" {
+			r.Header.Set("X-Session-Token", id)
+		}
+		w := httptest.NewRecorder()
+		api.ServeHTTP(w, r)
+		return strings.TrimSpace(w.Body.String()), w.Header().Get("X-Session-Token")
+	}
+	n, id := call("")
+	fmt.Println(n, id != "") // a new session: its ID in the response header
+	n, again := call(id)
+	fmt.Println(n, again == "") // known: nothing to send back
+	// Output:
+	// 1 true
+	// 2 true
+}
+
+// csrfToken returns the session's CSRF token, making one on first use. It starts
+// the session: a form that needs a token needs a session to check it against.
+func csrfToken(ctx context.Context, s *session.Session) (string, error) {
+	var tok string
+	err := s.Get(ctx, "csrf", &tok)
+	if err == nil {
+		return tok, nil
+	}
+	if !errors.Is(err, session.ErrNotFound) && !errors.Is(err, session.ErrNotStarted) {
+		return "", err
+	}
+	if err := s.Start(ctx); err != nil {
+		return "", err
+	}
+	tok = rand.Text() // crypto/rand: 128 bits, base32
+	return tok, s.Put(ctx, "csrf", tok)
+}
+
+// checkCSRF compares the submitted token with the session's, in constant time.
+func checkCSRF(r *http.Request) bool {
+	s, _ := session.FromContext(r.Context())
+	var tok string
+	if s.Get(r.Context(), "csrf", &tok) != nil || tok == "" {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(tok), []byte(r.PostFormValue("csrf"))) == 1
+}
+
+// A token tied to the session against cross-site request forgery (the
+// synchronizer token pattern; see docs/security.md), with Go's
+// CrossOriginProtection in front.
+func Example_csrfToken() {
+	store := memstore.New(memstore.Options{})
+	defer store.Close()
+	m, _ := session.New(store, session.Config{})
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /form", func(w http.ResponseWriter, r *http.Request) {
+		s, _ := session.FromContext(r.Context())
+		tok, err := csrfToken(r.Context(), s)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprint(w, tok) // in a page: <input type="hidden" name="csrf" value="…">
+	})
+	mux.HandleFunc("POST /form", func(w http.ResponseWriter, r *http.Request) {
+		if !checkCSRF(r) {
+			http.Error(w, "forbidden", http.StatusForbidden)
+			return
+		}
+		fmt.Fprint(w, "ok")
+	})
+	handler := http.NewCrossOriginProtection().Handler(m.Middleware(mux))
+
+	jar := map[string]string{}
+	tok := get(handler, jar, "GET", "/form")
+	post := func(token string) int {
+		r := httptest.NewRequest("POST", "/form", strings.NewReader("csrf="+token))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for name, value := range jar {
+			r.AddCookie(&http.Cookie{Name: name, Value: value})
+		}
+		w := httptest.NewRecorder()
+		handler.ServeHTTP(w, r)
+		return w.Code
+	}
+	fmt.Println(post(tok), post("forged"))
+	// Output: 200 403
 }

@@ -170,6 +170,32 @@ func (e Extension) OnCommit(fn func(ctx context.Context) error) error {
 	return nil
 }
 
+// OnEnd registers fn to run when the request is over: its handler returned (or
+// panicked) and its session was committed. Package scope closes request-scoped
+// objects with it. A panic in fn is logged.
+func (e Extension) OnEnd(fn func()) error {
+	if err := e.s.use(); err != nil {
+		return err
+	}
+	x := e.s.st.exts()
+	x.ends = append(x.ends, fn)
+	e.s.unlock()
+	return nil
+}
+
+// OnRefresh registers fn to run after [Session.Sync] made the session read
+// again from the store on its next use: package scope drops the objects it
+// loaded, so that they are loaded afresh too.
+func (e Extension) OnRefresh(fn func()) error {
+	if err := e.s.use(); err != nil {
+		return err
+	}
+	x := e.s.st.exts()
+	x.refresh = append(x.refresh, fn)
+	e.s.unlock()
+	return nil
+}
+
 // Local returns the request-local value stored under key by SetLocal (nil if
 // none). Locals live only as long as the request and are never stored.
 func (e Extension) Local(key any) any {
@@ -234,6 +260,9 @@ type extensions struct {
 	key0   any
 	val0   any
 	locals map[any]any // the locals beyond key0
+
+	ends    []func() // OnEnd hooks
+	refresh []func() // OnRefresh hooks
 
 	cctx *commitContext // the request's commit context (middleware)
 }

@@ -20,6 +20,10 @@ type reqState struct {
 	root Session
 	ctx  reqContext
 	rw   responseWriter
+	src  uint8 // where the request's ID came from: srcNone, srcCookie, srcHeader
+	// alive stops the keep-alive of a long-lived request (keepalive.go); nil
+	// when none runs.
+	alive chan struct{}
 }
 
 // reqContext is the request's context with the session in it. It embeds the
@@ -43,30 +47,43 @@ func (c *reqContext) Value(key any) any {
 // http.Flusher, http.Hijacker, io.ReaderFrom and http.ResponseController
 // working) and again when next returns. It works with any router.
 //
-// A request without a cookie gets an unstarted session and costs no store
-// access; a cookie is checked for length and alphabet and, when well-formed,
-// looked up on the session's first use only.
+// A request without an ID (the cookie, or the header of Config.IDFrom) gets an
+// unstarted session and costs no store access; an ID is checked for length and
+// alphabet and, when well-formed, looked up on the session's first use only.
+//
+// A long-lived request (one that flushes or hijacks its response: server-sent
+// events, WebSockets) keeps its session alive while it runs: its activity is
+// written at the update threshold, so the session does not expire under a
+// connection that stays open. The request's end hooks (request-scoped objects'
+// Close) run when the handler returns, also when it panics.
 func (m *Manager) Middleware(next http.Handler) http.Handler {
 	m.seal()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rs := &reqState{}
-		rs.m = m
-		rs.owner = rs
-		rs.request = true
-		rs.root.st = &rs.state
-		rs.ctx.Context = r.Context()
-		rs.ctx.s = &rs.root
+		rs := m.newRequest(r.Context())
 		rs.rw.rs = rs
 		rs.rw.ResponseWriter = w
-		if id, ok := cookieValue(r.Header, m.cfg.cookieName); ok {
-			rs.cookieID = id
+		if id, src := m.requestID(r.Header); src != srcNone {
+			rs.cookieID, rs.src = id, src
 			rs.phase = phaseLazy
 		}
 		r = r.WithContext(&rs.ctx)
 		rs.req = r
+		defer rs.end()
 		next.ServeHTTP(&rs.rw, r)
 		rs.finish()
 	})
+}
+
+// newRequest makes a request's state, its session and its context.
+func (m *Manager) newRequest(parent context.Context) *reqState {
+	rs := &reqState{}
+	rs.m = m
+	rs.owner = rs
+	rs.request = true
+	rs.root.st = &rs.state
+	rs.ctx.Context = parent
+	rs.ctx.s = &rs.root
+	return rs
 }
 
 // idle reports whether the request never needed its session: nothing to commit
@@ -99,10 +116,10 @@ func (rs *reqState) beforeHeaders() {
 		err = rs.resumeErr
 	}
 	rs.headersDone = true
-	var cookie *http.Cookie
+	var out idOut
 	exposed := rs.exposed
 	if err == nil {
-		cookie = rs.cookie()
+		out = rs.idOut()
 	}
 	rs.mu.Unlock()
 
@@ -118,34 +135,9 @@ func (rs *reqState) beforeHeaders() {
 	}
 	h := rs.rw.ResponseWriter.Header()
 	if exposed {
-		markPrivate(h)
+		m.markPrivate(h)
 	}
-	if cookie != nil {
-		h.Add("Set-Cookie", cookie.String())
-	}
-}
-
-// cookie returns the Set-Cookie the response needs, if any. Lock held.
-func (rs *reqState) cookie() *http.Cookie {
-	m := rs.m
-	switch {
-	case rs.readOnly:
-		return nil
-	case rs.started() && rs.needCookie:
-		rs.needCookie = false
-	case rs.phase == phaseResumed && rs.maxAge() > 0 && rs.metaWritten:
-		// refresh a persistent cookie's expiry
-	case rs.expire:
-		rs.expire = false
-		c := m.newCookie(rs.req, "")
-		c.MaxAge = -1
-		return c
-	default:
-		return nil
-	}
-	c := m.newCookie(rs.req, rs.id)
-	c.MaxAge = rs.maxAge()
-	return c
+	rs.writeID(h, out)
 }
 
 // maxAge is the Max-Age of the session's cookie in seconds (0: a browser
@@ -219,6 +211,7 @@ func remoteAddr(s string) (netip.Addr, bool) {
 
 // finish is the last commit point: the handler returned.
 func (rs *reqState) finish() {
+	rs.stopKeepAlive()
 	if !rs.headersDone {
 		rs.beforeHeaders()
 		return
@@ -268,7 +261,16 @@ func (rs *reqState) commitPoint(beforeHeaders bool) error {
 
 // markPrivate keeps shared caches from storing a response that depends on a
 // session: Cache-Control private (unless already private or no-store, with
-// "public" removed) and Vary: Cookie.
+// "public" removed) and Vary on what carries the ID (Cookie, and the ID header
+// when configured).
+func (m *Manager) markPrivate(h http.Header) {
+	markPrivate(h)
+	if m.cfg.idHeader != "" {
+		vary(h, m.cfg.idHeader)
+	}
+}
+
+// markPrivate is Cache-Control private and Vary: Cookie.
 func markPrivate(h http.Header) {
 	cc := h.Get("Cache-Control")
 	switch {
@@ -284,12 +286,17 @@ func markPrivate(h http.Header) {
 		}
 		h.Set("Cache-Control", strings.Join(parts, ", "))
 	}
+	vary(h, "Cookie")
+}
+
+// vary adds name to the Vary header unless it is there (or "*" is).
+func vary(h http.Header, name string) {
 	for _, v := range h.Values("Vary") {
-		if hasToken(v, "Cookie") || hasToken(v, "*") {
+		if hasToken(v, name) || hasToken(v, "*") {
 			return
 		}
 	}
-	h.Add("Vary", "Cookie")
+	h.Add("Vary", name)
 }
 
 // hasToken reports whether the comma-separated list has token (case-insensitive;
@@ -364,6 +371,7 @@ func (w *responseWriter) FlushError() error {
 	if w.rs.aborted {
 		return ErrAborted
 	}
+	w.rs.startKeepAlive()
 	return http.NewResponseController(w.ResponseWriter).Flush()
 }
 
@@ -379,6 +387,7 @@ func (w *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("session: hijack: %w", err)
 	}
+	w.rs.startKeepAlive()
 	return conn, rw, nil
 }
 

@@ -215,7 +215,9 @@ func (st *state) load(ctx context.Context) {
 		st.act.last = now
 		// A rotated-out ID (a request in flight across a rotation) is let in
 		// but never rotates again.
-		if current && !st.readOnly && m.cfg.rotateAfter > 0 && now.Sub(lv.meta.renewed) >= m.cfg.rotateAfter {
+		// A response already begun cannot carry a new ID: a long-lived request
+		// (Sync) rotates never.
+		if current && !st.readOnly && !st.headersDone && m.cfg.rotateAfter > 0 && now.Sub(lv.meta.renewed) >= m.cfg.rotateAfter {
 			st.rotate(now)
 		}
 	}

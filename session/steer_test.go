@@ -117,7 +117,7 @@ func TestLifecycleEvents(t *testing.T) {
 		if n, err := h.m.CollectGarbage(t.Context()); err != nil || n != 1 {
 			t.Fatalf("CollectGarbage = %d, %v", n, err)
 		}
-		got = log.wait(t, 3+4+3)[3:]
+		got = log.wait(t, 3+4+4)[3:] // 4 started, 2 by tag, 1 admin, 1 expired
 		want := []string{"started", "started", "started", "started", "destroyed(by-tag)", "destroyed(by-tag)", "destroyed(admin)", "expired"}
 		if !slices.Equal(kinds(got[len(got)-len(want):]), want) {
 			t.Fatalf("events %v, want ... %v", kinds(got), want)

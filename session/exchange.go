@@ -1,0 +1,115 @@
+package session
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+)
+
+// Exchange carries a session through one exchange of a transport that is not a
+// net/http handler — a gRPC call or stream (package grpcsession uses it): the
+// transport reads the session ID from its request metadata, begins the
+// exchange, runs its handler with the exchange's context (FromContext and
+// package scope work in it), commits before it sends its response headers,
+// and ends it. The rules of the HTTP middleware hold: lazy resume, strict
+// mode, renewal, rotation, the update threshold, the error behaviour.
+type Exchange struct {
+	rs *reqState
+}
+
+// Peer describes the client of an exchange, for logs and the session's device.
+type Peer struct {
+	// Method names the call ("/shop.Basket/Add"), for logs.
+	Method string
+	// UserAgent is the client's user agent (gRPC's "user-agent" metadata).
+	UserAgent string
+	// Addr is the client's address ("host:port" or an IP).
+	Addr string
+}
+
+// Begin starts an exchange for a request that carried id (a session ID, "" when
+// none; a malformed one counts as none and never reaches the store). The
+// returned context carries the exchange's session. Call End when the exchange
+// is over (defer it: it runs the end hooks when the handler panics too).
+func (m *Manager) Begin(ctx context.Context, id string, p Peer) (context.Context, *Exchange) {
+	m.seal()
+	rs := m.newRequest(ctx)
+	if ValidID(id) {
+		rs.cookieID, rs.src = id, srcHeader
+		rs.phase = phaseLazy
+	}
+	req := (&http.Request{
+		Method:     http.MethodPost,
+		URL:        &url.URL{Path: p.Method},
+		Header:     http.Header{},
+		RemoteAddr: p.Addr,
+	}).WithContext(&rs.ctx)
+	if p.UserAgent != "" {
+		req.Header.Set("User-Agent", p.UserAgent)
+	}
+	rs.req = req
+	return &rs.ctx, &Exchange{rs: rs}
+}
+
+// Commit is the commit point before the response's headers: it writes what the
+// exchange changed and says what the client must learn: a new ID (a session
+// started or renewed: send it back in the response metadata), or that its ID is
+// dead (send an empty one). An error means the session could not be resumed or
+// saved: answer the call with an unavailable status. Commit runs once; later
+// calls return what the first returned.
+func (x *Exchange) Commit() (newID string, expire bool, err error) {
+	rs := x.rs
+	rs.mu.Lock()
+	done := rs.headersDone
+	rs.mu.Unlock()
+	if done {
+		return "", false, nil
+	}
+	if rs.idle() {
+		rs.mu.Lock()
+		rs.headersDone = true
+		rs.mu.Unlock()
+		return "", false, nil
+	}
+	err = rs.commitPoint(true)
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if err == nil {
+		err = rs.resumeErr
+	}
+	rs.headersDone = true
+	if err != nil {
+		rs.aborted = true
+		rs.m.log.Error("session failed before the response", "method", rs.req.URL.Path, "error", err)
+		return "", false, err
+	}
+	out := rs.idOut()
+	if out.send {
+		return out.value, false, nil
+	}
+	return "", out.expire, nil
+}
+
+// KeepAlive makes a long exchange (a stream) write its session's activity
+// whenever the update threshold passes, until End.
+func (x *Exchange) KeepAlive() { x.rs.startKeepAlive() }
+
+// End is the exchange's last commit point (what the handler changed after the
+// headers) and runs its end hooks.
+func (x *Exchange) End() {
+	rs := x.rs
+	defer rs.end()
+	rs.mu.Lock()
+	aborted, headers := rs.aborted, rs.headersDone
+	rs.mu.Unlock()
+	if aborted || rs.idle() {
+		return
+	}
+	if !headers {
+		_, _, _ = x.Commit()
+		return
+	}
+	if err := rs.commitPoint(false); err != nil {
+		rs.m.log.Error("session commit after the response began", "method", rs.req.URL.Path, "error", err)
+	}
+}

@@ -34,9 +34,7 @@ var countsOut = flag.String("counts", "", "TestRequestCounts writes its counts (
 // why). TestRequestCounts logs them instead of failing, so that `go test`
 // guards every other target; cmd/report marks them missed in
 // docs/performance.md.
-var knownMisses = map[string]string{
-	"add": "Handle.Update reads the object's field afresh (Extension.ReadField) after the resume read, instead of starting from the record the resume read; see docs/performance.md",
-}
+var knownMisses = map[string]string{}
 
 // TestRequestCounts counts the store round trips of the requests the product
 // brief's Redis targets name (issue 12), on fxsession and scs side by side:

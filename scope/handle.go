@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"reflect"
 	"sync/atomic"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/fxsession/fxsession/cache"
+	"github.com/fxsession/fxsession/internal/backoff"
 	"github.com/fxsession/fxsession/session"
 )
 
@@ -236,9 +236,10 @@ func (st *reqState) update(ctx context.Context, e *entry, o updateOptions, fn fu
 	}
 	defer st.reg.updates.unlock(key, l)
 	sl := &st.slots[e.idx]
-	// The first attempt starts from the entry as this request last read or
-	// wrote it, when known: no read. A stale one fails the version check and
-	// is read afresh at once.
+	// The first attempt starts from the field as this request last read or
+	// wrote it, when known, else as the session's resume read it (the whole
+	// record comes in one round trip): no read. A stale copy fails the version
+	// check and is read afresh at once.
 	var (
 		seen        []byte
 		seenVersion cache.Version
@@ -249,7 +250,16 @@ func (st *reqState) update(ctx context.Context, e *entry, o updateOptions, fn fu
 		seen, seenVersion, useSeen = cur.seen, cur.seenVersion, true
 	}
 	sl.mu.Unlock()
-	pause := time.Millisecond
+	if !useSeen {
+		b, v, ferr := st.ext.Field(ctx, e.key)
+		switch {
+		case errors.Is(ferr, cache.ErrNotFound):
+			useSeen = true // absent as of the resume
+		case ferr == nil && v != 0: // stored (a staged change has no version)
+			seen, seenVersion, useSeen = b, v, true
+		}
+	}
+	pause := backoff.Backoff{Min: time.Millisecond, Max: 64 * time.Millisecond}
 	for attempt := 1; ; attempt++ {
 		var (
 			data    []byte
@@ -305,25 +315,17 @@ func (st *reqState) update(ctx context.Context, e *entry, o updateOptions, fn fu
 		if !errors.Is(err, cache.ErrConflict) {
 			return err
 		}
-		if fromSeen {
-			st.ext.Metrics().Conflict(ctx, e.t, true)
-			attempt-- // a stale copy: read afresh at once, not a retry
-			continue
-		}
 		if attempt >= e.retries {
 			st.ext.Metrics().Conflict(ctx, e.t, false)
 			return fmt.Errorf("%w: %s in session %s after %d attempts: %w", ErrConflict, e.t, st.sess.Ref(), attempt, err)
 		}
 		st.ext.Metrics().Conflict(ctx, e.t, true)
-		d := pause/2 + rand.N(pause)
-		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("scope: update of %s: %w", e.t, ctx.Err())
-		case <-t.C:
+		if fromSeen {
+			continue // a stale copy: read afresh at once, without a pause
 		}
-		pause = min(pause*2, 64*time.Millisecond)
+		if !pause.Wait(ctx) {
+			return fmt.Errorf("scope: update of %s: %w", e.t, ctx.Err())
+		}
 	}
 }
 

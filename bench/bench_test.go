@@ -7,8 +7,12 @@ import (
 	"testing"
 
 	"go.uber.org/dig"
+	"go.uber.org/fx"
 
+	"github.com/fxsession/fxsession/cache"
 	"github.com/fxsession/fxsession/internal/testserver"
+	"github.com/fxsession/fxsession/scope"
+	"github.com/fxsession/fxsession/session"
 )
 
 // The benchmark names are read by scripts (cmd/report): keep them.
@@ -188,6 +192,64 @@ func BenchmarkResolve(b *testing.B) {
 			if err := req.Invoke(func(bk *Basket) {
 				if bk.Pricing() == nil {
 					b.Fatal("no pricing")
+				}
+			}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkResolveRequest resolves a request-scoped object with two
+// dependencies (a singleton and another request-scoped object) once per
+// request, with the request's begin and end: fxsession's request scope (no dig
+// on the request path; session.Exchange is the request, as package grpcsession
+// uses it) against a per-request dig child scope.
+func BenchmarkResolveRequest(b *testing.B) {
+	b.Run("fxsession", func(b *testing.B) {
+		var (
+			m     *session.Manager
+			quote scope.RequestHandle[*Quote]
+		)
+		app := fx.New(fx.NopLogger,
+			fx.Supply(session.Config{GCInterval: session.Never, Logger: quiet()}),
+			fx.Provide(func() cache.Store { return newMemory(b) }),
+			session.Module,
+			fx.Provide(NewPricing),
+			scope.ProvideRequest(NewRates),
+			scope.ProvideRequest(NewQuote),
+			fx.Populate(&m, &quote),
+		)
+		if err := app.Err(); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			ctx, x := m.Begin(context.Background(), "", session.Peer{})
+			q, err := quote.Get(ctx)
+			if err != nil || !q.Ready() {
+				b.Fatalf("Get: %v", err)
+			}
+			x.End()
+		}
+	})
+	b.Run("digscope", func(b *testing.B) {
+		c := dig.New()
+		if err := c.Provide(NewPricing); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			req := c.Scope("request")
+			if err := req.Provide(NewRates); err != nil {
+				b.Fatal(err)
+			}
+			if err := req.Provide(NewQuote); err != nil {
+				b.Fatal(err)
+			}
+			if err := req.Invoke(func(q *Quote) {
+				if !q.Ready() {
+					b.Fatal("quote not ready")
 				}
 			}); err != nil {
 				b.Fatal(err)

@@ -145,3 +145,26 @@ func (w *Writer) SetCookie(name string) string {
 	}
 	return ""
 }
+
+// Rates is request-scoped: one per request (scope.ProvideRequest, a dig child
+// scope's Provide).
+type Rates struct {
+	// VAT is only there so that the type is not empty.
+	VAT int
+}
+
+// NewRates returns the request's rates.
+func NewRates() *Rates { return &Rates{VAT: 19} }
+
+// Quote is request-scoped with two dependencies: the Pricing singleton and the
+// request's Rates.
+type Quote struct {
+	pricing *Pricing
+	rates   *Rates
+}
+
+// NewQuote is the quote's constructor.
+func NewQuote(p *Pricing, r *Rates) *Quote { return &Quote{pricing: p, rates: r} }
+
+// Ready reports whether the quote got both its dependencies.
+func (q *Quote) Ready() bool { return q.pricing != nil && q.rates != nil }

@@ -32,6 +32,21 @@
 // the same instance for every call of one request, also from several goroutines;
 // a session-scoped type that depends on another gets that same instance.
 //
+// A request-scoped type ([ProvideRequest]) lives as long as one request: code
+// reaches its instance through a [RequestHandle], every Get of a request returns
+// the same one, and it is closed (a Close() error method, or [AtRequestEnd])
+// when the request ends, also when the handler panics. It is never stored and
+// needs no session. Side by side:
+//
+//	lifetime   registered with        reached through         stored
+//	singleton  fx.Provide             the value itself        no
+//	session    scope.Provide          scope.Handle[T]         in the session
+//	request    scope.ProvideRequest   scope.RequestHandle[T]  no
+//
+// A longer lifetime may take a shorter one only through its handle: fx start
+// fails when a singleton takes a session- or request-scoped type, or a
+// session-scoped type a request-scoped one, naming both and the fix.
+//
 // Everything slow happens once, when the fx app is constructed: the constructor's
 // singleton parameters are resolved, the storage plan of the type is built (package
 // inject) and validated. The request path never calls fx or dig.

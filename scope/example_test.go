@@ -175,3 +175,51 @@ func ExampleAutostart() {
 	fmt.Println("started:", started, "theme:", again.Theme)
 	// Output: started: true theme: dark
 }
+
+// Conn is request-scoped: one per request, closed when the request ends.
+type Conn struct{ n int }
+
+func (c *Conn) Close() error {
+	fmt.Println("conn closed after", c.n, "uses")
+	return nil
+}
+
+// A request scope: one Conn per request, whatever the number of Gets, closed at
+// the request's end — without a session, and starting none.
+func ExampleProvideRequest() {
+	var (
+		mgr  *session.Manager
+		conn scope.RequestHandle[*Conn]
+	)
+	app := fx.New(
+		fx.NopLogger,
+		fx.Provide(func() cache.Store { return memstore.New(memstore.Options{}) }),
+		fx.Supply(session.Config{GCInterval: session.Never}),
+		session.Module,
+		scope.ProvideRequest(func() *Conn { return &Conn{} }),
+		fx.Populate(&mgr, &conn),
+	)
+	if err := app.Err(); err != nil {
+		panic(err)
+	}
+	handler := mgr.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for range 3 {
+			c, err := conn.Get(r.Context())
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			c.n++
+		}
+	}))
+	for range 2 {
+		w := httptest.NewRecorder()
+		handler.ServeHTTP(w, httptest.NewRequest("GET", "/", nil))
+		fmt.Println("cookie sent:", w.Header().Get("Set-Cookie") != "")
+	}
+	// Output:
+	// conn closed after 3 uses
+	// cookie sent: false
+	// conn closed after 3 uses
+	// cookie sent: false
+}

@@ -44,7 +44,7 @@ func TestAnnotatedShape(t *testing.T) {
 	if ft.NumOut() != 1 || ft.Out(0) != reflect.TypeFor[*iBasket]() {
 		t.Fatalf("built function results: %s", ft)
 	}
-	info, err := inspectConstructor(ann)
+	info, err := inspectConstructor(ann, "Provide")
 	if err != nil || len(info.leaves) != 2 || info.leaves[1].name != "x" || info.result != reflect.TypeFor[*iBasket]() {
 		t.Fatalf("inspectConstructor: %+v %v", info, err)
 	}

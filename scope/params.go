@@ -1,7 +1,6 @@
 package scope
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"reflect"
@@ -147,12 +146,12 @@ func unwrapAnnotated(caller string, ctor any) (fn any, name string, ok bool, err
 }
 
 // inspectConstructor checks a constructor and flattens its parameters into leaves.
-func inspectConstructor(ctor any) (*ctorInfo, error) {
+func inspectConstructor(ctor any, call string) (*ctorInfo, error) {
 	if ctor == nil {
-		return nil, errors.New("scope.Provide(nil): want a constructor function")
+		return nil, fmt.Errorf("scope.%s(nil): want a constructor function", call)
 	}
 	name := funcName(ctor)
-	fn, aname, annotated, err := unwrapAnnotated("Provide", ctor)
+	fn, aname, annotated, err := unwrapAnnotated(call, ctor)
 	if err != nil {
 		return nil, err
 	}
@@ -164,10 +163,10 @@ func inspectConstructor(ctor any) (*ctorInfo, error) {
 	v := reflect.ValueOf(fn)
 	t := v.Type()
 	if t.Kind() != reflect.Func {
-		return nil, fmt.Errorf("scope.Provide(%s): want a constructor function, got a %s", name, t)
+		return nil, fmt.Errorf("scope.%s(%s): want a constructor function, got a %s", call, name, t)
 	}
 	if t.IsVariadic() {
-		return nil, fmt.Errorf("scope.Provide(%s): variadic constructors are not supported; wrap it in a function with fixed parameters", name)
+		return nil, fmt.Errorf("scope.%s(%s): variadic constructors are not supported; wrap it in a function with fixed parameters", call, name)
 	}
 	info := &ctorInfo{name: name, fn: v}
 	switch {
@@ -175,24 +174,24 @@ func inspectConstructor(ctor any) (*ctorInfo, error) {
 	case t.NumOut() == 2 && t.Out(1) == errorType:
 		info.hasErr = true
 	default:
-		return nil, fmt.Errorf("scope.Provide(%s): the constructor returns %s; a session-scoped constructor returns a pointer to a struct, optionally with an error", name, outs(t))
+		return nil, fmt.Errorf("scope.%s(%s): the constructor returns %s; a scoped constructor returns a pointer to a struct, optionally with an error", call, name, outs(t))
 	}
 	info.result = t.Out(0)
 	if info.result.Kind() == reflect.Struct && embeds(info.result, outType) {
-		return nil, fmt.Errorf("scope.Provide(%s): the constructor returns an fx.Out struct; a session-scoped constructor returns the session-scoped pointer itself (types are found by type alone: no names or groups)", name)
+		return nil, fmt.Errorf("scope.%s(%s): the constructor returns an fx.Out struct; a scoped constructor returns the session-scoped pointer itself (types are found by type alone: no names or groups)", call, name)
 	}
 	if info.result.Kind() != reflect.Pointer || info.result.Elem().Kind() != reflect.Struct {
-		return nil, fmt.Errorf("scope.Provide(%s): the constructor returns %s; a session-scoped constructor returns a pointer to a struct (its state is the struct's fields)", name, info.result)
+		return nil, fmt.Errorf("scope.%s(%s): the constructor returns %s; a scoped constructor returns a pointer to a struct (its state is the struct's fields)", call, name, info.result)
 	}
 	for i := range t.NumIn() {
 		pt := t.In(i)
 		if pt.Kind() == reflect.Pointer && pt.Elem().Kind() == reflect.Struct && embeds(pt.Elem(), inType) {
-			return nil, fmt.Errorf("scope.Provide(%s): parameter %d is a pointer to an fx.In struct; pass the struct by value", name, i+1)
+			return nil, fmt.Errorf("scope.%s(%s): parameter %d is a pointer to an fx.In struct; pass the struct by value", call, name, i+1)
 		}
 		if pt.Kind() == reflect.Struct && embeds(pt, inType) {
 			obj, err := info.object(pt, pt.Name())
 			if err != nil {
-				return nil, fmt.Errorf("scope.Provide(%s): %w", name, err)
+				return nil, fmt.Errorf("scope.%s(%s): %w", call, name, err)
 			}
 			info.params = append(info.params, param{t: pt, leaf: -1, obj: obj})
 			continue

@@ -22,16 +22,18 @@ import (
 // constructed (after every registration's parameters were resolved) and read-only
 // afterwards. Handles find it through their registrations.
 type registry struct {
-	byType  map[reflect.Type]*entry
-	entries []*entry
-	logger  *slog.Logger
-	mu      sync.Mutex // creation of per-request states
-	updates keyedLocks
+	byType   map[reflect.Type]*entry
+	entries  []*entry // session-scoped, idx into a request's session slots
+	requests []*entry // request-scoped, idx into a request's scope
+	logger   *slog.Logger
+	mu       sync.Mutex // creation of per-request states
+	updates  keyedLocks
 }
 
-// entry is one session-scoped type: its plan and how to construct it.
+// entry is one scoped type: its plan (session-scoped) and how to construct it.
 type entry struct {
 	idx     int
+	request bool // request-scoped (no plan, never stored)
 	t       reflect.Type
 	key     string
 	name    string // the constructor, for messages
@@ -198,7 +200,7 @@ type builder struct {
 	logger    *slog.Logger
 	inject    *inject.Registry
 	reg       *registry
-	providers []*Registration
+	providers []*Registration // session- and request-scoped
 	graph     depGraph
 	errs      []error
 }
@@ -264,7 +266,7 @@ func (b *builder) registerImplementationsAndRepositories() {
 			if _, err := b.inject.AddRepository(repo); err != nil {
 				b.fail(fmt.Errorf("scope.%s: %w", d.entitiesCall(), err))
 			}
-		case kindProvider:
+		case kindProvider, kindRequest:
 			b.providers = append(b.providers, r)
 		}
 	}
@@ -278,7 +280,13 @@ func (b *builder) indexProviders() {
 		d := r.desc
 		t := d.ctor.result
 		if old := b.reg.byType[t]; old != nil {
-			b.fail(fmt.Errorf("scope: %s is registered twice, by scope.Provide(%s) and scope.Provide(%s); keep one", t, old.name, d.name))
+			b.fail(fmt.Errorf("scope: %s is registered twice, by scope.%s(%s) and scope.%s(%s); keep one", t, old.call(), old.name, d.call(), d.name))
+			continue
+		}
+		if d.kind == kindRequest {
+			e := &entry{idx: len(b.reg.requests), request: true, t: t, name: d.name, fn: d.ctor.fn, hasErr: d.ctor.hasErr}
+			b.reg.byType[t] = e
+			b.reg.requests = append(b.reg.requests, e)
 			continue
 		}
 		e := &entry{idx: len(b.reg.entries), t: t, name: d.name, fn: d.ctor.fn, hasErr: d.ctor.hasErr, retries: d.opts.retries, key: d.opts.key}
@@ -301,16 +309,37 @@ func (b *builder) indexProviders() {
 // checkCaptives refuses singleton constructors (in fx's graph) that take a
 // session-scoped type directly: one visitor's instance would serve everyone.
 func (b *builder) checkCaptives() {
-	for _, e := range b.reg.entries {
+	for _, e := range slices.Concat(b.reg.entries, b.reg.requests) {
 		name := e.t.String()
 		if b.graph.provided[name] {
 			continue // another type prints the same: cannot tell them apart
 		}
 		for _, c := range b.graph.consumers[name] {
+			if e.request {
+				b.fail(fmt.Errorf("scope: captive dependency: the singleton constructor %s takes the request-scoped %s directly, "+
+					"so one request's instance would serve every request, after its request closed it; take a scope.RequestHandle[%s] instead and call its Get(ctx) in each request", c, e.t, e.t))
+				continue
+			}
 			b.fail(fmt.Errorf("scope: captive dependency: the singleton constructor %s takes the session-scoped %s directly, "+
 				"so one visitor's instance would serve every request; take a scope.Handle[%s] instead and call its Get(ctx) in each request", c, e.t, e.t))
 		}
 	}
+}
+
+// call is the registering function of e, for messages.
+func (e *entry) call() string {
+	if e.request {
+		return "ProvideRequest"
+	}
+	return "Provide"
+}
+
+// call is the registering function of d, for messages.
+func (d *descriptor) call() string {
+	if d.kind == kindRequest {
+		return "ProvideRequest"
+	}
+	return "Provide"
 }
 
 // buildEntries completes the entry of every provider: its plan, its
@@ -320,6 +349,10 @@ func (b *builder) buildEntries() {
 		e := b.reg.byType[r.desc.ctor.result]
 		if e == nil || e.name != r.desc.name {
 			continue // refused by indexProviders
+		}
+		if e.request {
+			b.resolveParameters(r, e)
+			continue
 		}
 		b.buildPlan(r, e)
 		b.resolveParameters(r, e)
@@ -361,6 +394,15 @@ func (b *builder) resolveParameters(r *Registration, e *entry) {
 	for _, s := range e.injects {
 		if s.dep != nil {
 			e.deps = append(e.deps, s.dep)
+		}
+	}
+	if !e.request {
+		for _, d := range e.deps {
+			if d.request {
+				b.fail(fmt.Errorf("scope: captive dependency: the session-scoped %s takes the request-scoped %s, "+
+					"so it would keep one request's instance (closed when that request ended) for the whole session; "+
+					"take a scope.RequestHandle[%s] field (tagged `inject:\"\"`) instead and call its Get(ctx) in each request", e.t, d.t, d.t))
+			}
 		}
 	}
 }
@@ -441,16 +483,19 @@ func (b *builder) missing(d *descriptor, l leaf, v reflect.Value) {
 		return
 	}
 	if t, ok := isMarker(l.t); ok {
-		b.fail(fmt.Errorf("scope.Provide(%s): it takes a scope.Handle[%s], but %s is not session-scoped: register it with scope.Provide(<constructor returning %s>)", d.name, t, t, t))
+		b.fail(fmt.Errorf("scope.%s(%s): it takes a scope.Handle[%s], but %s is not session-scoped: register it with scope.Provide(<constructor returning %s>)", d.call(), d.name, t, t, t))
 		return
 	}
-	b.fail(fmt.Errorf("scope.Provide(%s): %s is not provided to the app: add fx.Provide(<its constructor>) or fx.Supply(<a value>), or mark it optional", d.name, l.what))
+	b.fail(fmt.Errorf("scope.%s(%s): %s is not provided to the app: add fx.Provide(<its constructor>) or fx.Supply(<a value>), or mark it optional", d.call(), d.name, l.what))
 }
 
 // checkCycles refuses session-scoped types that depend on each other in a
 // circle (through constructor parameters or `inject` fields).
 func (b *builder) checkCycles() {
 	if err := cycles(b.reg.entries); err != nil {
+		b.fail(err)
+	}
+	if err := cycles(b.reg.requests); err != nil {
 		b.fail(err)
 	}
 }
@@ -464,7 +509,7 @@ func (d *descriptor) entitiesCall() string {
 
 func (d *descriptor) sortKey() string {
 	switch d.kind {
-	case kindProvider:
+	case kindProvider, kindRequest:
 		return d.ctor.result.String() + " " + d.name
 	case kindImplementations:
 		return d.iface.String()
@@ -506,6 +551,9 @@ func cycles(entries []*entry) error {
 		color[e.idx] = grey
 		stack = append(stack, e)
 		for _, d := range e.deps {
+			if d.request != e.request {
+				continue // another lifetime: checked on its own list
+			}
 			switch color[d.idx] {
 			case grey:
 				var names []string
@@ -514,7 +562,11 @@ func cycles(entries []*entry) error {
 					names = append(names, s.t.String())
 				}
 				names = append(names, d.t.String())
-				return fmt.Errorf("scope: session-scoped types depend on each other in a cycle: %s; break it with a scope.Handle field resolved on use", strings.Join(names, " -> "))
+				what, handle := "session-scoped", "Handle"
+				if e.request {
+					what, handle = "request-scoped", "RequestHandle"
+				}
+				return fmt.Errorf("scope: %s types depend on each other in a cycle: %s; break it with a scope.%s field resolved on use", what, strings.Join(names, " -> "), handle)
 			case white:
 				if err := visit(d); err != nil {
 					return err

@@ -186,15 +186,50 @@ func (st *reqState) build(ctx context.Context, e *entry, data []byte) (*instance
 // request's instances of the session-scoped types it takes, then fills the
 // `inject` fields it left zero.
 func (st *reqState) construct(ctx context.Context, e *entry) (*instance, error) {
+	v, err := callConstructor(ctx, e, st)
+	if err != nil {
+		return nil, err
+	}
+	elem := v.Elem()
+	inst := &instance{obj: v.Interface()}
+	if e.plan.HasEntities() {
+		inst.tracker = inject.NewTracker()
+	}
+	if e.auto != nil {
+		inst.hook = &autostartHook{}
+		elem.FieldByIndex(e.auto).Addr().Interface().(*Autostart).hook = inst.hook
+	}
+	return inst, nil
+}
+
+// depResolver gives a constructor the request's instance of a scoped type it
+// takes.
+type depResolver interface {
+	dep(ctx context.Context, d *entry) (any, error)
+}
+
+// dep is the request's instance of the session-scoped d.
+func (st *reqState) dep(ctx context.Context, d *entry) (any, error) {
+	inst, err := st.instance(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	return inst.obj, nil
+}
+
+// callConstructor calls e's constructor with the singletons resolved at start
+// and the instances deps gives for the scoped types it takes, then fills the
+// `inject` fields it left zero. The result is a non-nil pointer.
+func callConstructor(ctx context.Context, e *entry, deps depResolver) (reflect.Value, error) {
 	args := e.args
 	if len(e.scoped) > 0 {
 		args = append([]reflect.Value(nil), e.args...)
 		for _, s := range e.scoped {
-			dep, err := st.instance(ctx, s.dep)
+			obj, err := deps.dep(ctx, s.dep)
 			if err != nil {
-				return nil, err
+				return reflect.Value{}, err
 			}
-			dv := reflect.ValueOf(dep.obj)
+			dv := reflect.ValueOf(obj)
 			if s.path == nil {
 				args[s.arg] = dv
 				continue
@@ -208,12 +243,12 @@ func (st *reqState) construct(ctx context.Context, e *entry) (*instance, error) 
 	out := e.fn.Call(args)
 	if e.hasErr {
 		if err, _ := out[1].Interface().(error); err != nil {
-			return nil, fmt.Errorf("scope: %s: %w", e.name, err)
+			return reflect.Value{}, fmt.Errorf("scope: %s: %w", e.name, err)
 		}
 	}
 	v := out[0]
 	if v.IsNil() {
-		return nil, fmt.Errorf("scope: %s returned a nil %s", e.name, e.t)
+		return reflect.Value{}, fmt.Errorf("scope: %s returned a nil %s", e.name, e.t)
 	}
 	elem := v.Elem()
 	for _, in := range e.injects {
@@ -225,21 +260,13 @@ func (st *reqState) construct(ctx context.Context, e *entry) (*instance, error) 
 			f.Set(in.value)
 			continue
 		}
-		dep, err := st.instance(ctx, in.dep)
+		obj, err := deps.dep(ctx, in.dep)
 		if err != nil {
-			return nil, err
+			return reflect.Value{}, err
 		}
-		f.Set(reflect.ValueOf(dep.obj))
+		f.Set(reflect.ValueOf(obj))
 	}
-	inst := &instance{obj: v.Interface()}
-	if e.plan.HasEntities() {
-		inst.tracker = inject.NewTracker()
-	}
-	if e.auto != nil {
-		inst.hook = &autostartHook{}
-		elem.FieldByIndex(e.auto).Addr().Interface().(*Autostart).hook = inst.hook
-	}
-	return inst, nil
+	return v, nil
 }
 
 // triggered reports whether the instance asks for the session to start: its

@@ -56,6 +56,7 @@ type descKind uint8
 
 const (
 	kindProvider descKind = iota
+	kindRequest
 	kindEntities
 	kindImplementations
 )
@@ -137,30 +138,36 @@ func Retries(n int) Option {
 // holds has no repository, when a singleton constructor takes it directly (a
 // captive dependency: take a Handle instead), or when a parameter is missing.
 func Provide(constructor any, opts ...Option) fx.Option {
-	info, err := inspectConstructor(constructor)
+	return provide(kindProvider, "Provide", constructor, opts)
+}
+
+// provide registers a scoped constructor of the given kind; call names the
+// registering function in messages.
+func provide(kind descKind, call string, constructor any, opts []Option) fx.Option {
+	info, err := inspectConstructor(constructor, call)
 	if err != nil {
 		return fx.Error(err)
 	}
-	d := &descriptor{kind: kindProvider, name: info.name, ctor: info}
+	d := &descriptor{kind: kind, name: info.name, ctor: info}
 	for _, o := range opts {
 		if err := o.apply(&d.opts); err != nil {
-			return fx.Error(fmt.Errorf("scope.Provide(%s): %w", info.name, err))
+			return fx.Error(fmt.Errorf("scope.%s(%s): %w", call, info.name, err))
 		}
 	}
 	fields, err := inject.Fields(info.result)
 	if err != nil {
-		return fx.Error(fmt.Errorf("scope.Provide(%s): %w", info.name, err))
+		return fx.Error(fmt.Errorf("scope.%s(%s): %w", call, info.name, err))
 	}
 	for _, f := range fields {
 		switch {
 		case f.Inject && f.Type.Kind() == reflect.Struct && embeds(f.Type, inType):
 			// A parameter object such as a Handle: filled like a constructor parameter.
 			if f.InjectName != "" || f.InjectOptional {
-				return fx.Error(fmt.Errorf("scope.Provide(%s): field %s is an fx.In struct: tag it `inject:\"\"` (put names and optional on its fields)", info.name, f.Name))
+				return fx.Error(fmt.Errorf("scope.%s(%s): field %s is an fx.In struct: tag it `inject:\"\"` (put names and optional on its fields)", call, info.name, f.Name))
 			}
 			obj, err := info.object(f.Type, "field "+f.Name)
 			if err != nil {
-				return fx.Error(fmt.Errorf("scope.Provide(%s): %w", info.name, err))
+				return fx.Error(fmt.Errorf("scope.%s(%s): %w", call, info.name, err))
 			}
 			d.injects = append(d.injects, injectField{index: f.Index, leaf: -1, obj: obj, name: f.Name})
 		case f.Inject:
@@ -168,7 +175,7 @@ func Provide(constructor any, opts ...Option) fx.Option {
 			info.leaves = append(info.leaves, leaf{t: f.Type, name: f.InjectName, optional: f.InjectOptional,
 				what: fmt.Sprintf("field %s (%s, tagged inject)", f.Name, f.Type)})
 		case f.Kind == inject.State && f.Type.Kind() == reflect.Struct && embeds(f.Type, inType):
-			return fx.Error(fmt.Errorf("scope.Provide(%s): field %s is a %s, an fx parameter object, and would be stored as state: tag it `inject:\"\"` so that fx fills it, or take it as a constructor parameter", info.name, f.Name, f.Type))
+			return fx.Error(fmt.Errorf("scope.%s(%s): field %s is a %s, an fx parameter object, and would be stored as state: tag it `inject:\"\"` so that fx fills it, or take it as a constructor parameter", call, info.name, f.Name, f.Type))
 		}
 	}
 	d.leaves = info.leaves
@@ -252,15 +259,18 @@ func (d *descriptor) options() fx.Option {
 		fx.Provide(fx.Annotate(func() *Registration { return &Registration{desc: d} }, fx.ResultTags(`group:"`+group+`"`))),
 		fx.Invoke(d.invoke()),
 	}
-	if d.kind == kindProvider {
-		opts = append(opts, fx.Provide(d.marker()), fx.ErrorHook(directUse{t: d.ctor.result}))
+	switch d.kind {
+	case kindProvider:
+		opts = append(opts, fx.Provide(d.marker(markerType)), fx.ErrorHook(directUse{t: d.ctor.result, handle: "Handle", lifetime: "session"}))
+	case kindRequest:
+		opts = append(opts, fx.Provide(d.marker(requestMarkerType)), fx.ErrorHook(directUse{t: d.ctor.result, handle: "RequestHandle", lifetime: "request"}))
 	}
 	return fx.Module("fxsession.scope", opts...)
 }
 
 // marker returns a constructor of the marker function of the descriptor's type,
-// which Handle requires (see Handle.Registered).
-func (d *descriptor) marker() any {
+// which its handle requires (see Handle.Registered, RequestHandle.Registered).
+func (d *descriptor) marker(markerType func(reflect.Type) reflect.Type) any {
 	mt := markerType(d.ctor.result)
 	fn := reflect.MakeFunc(mt, func([]reflect.Value) []reflect.Value {
 		return []reflect.Value{reflect.Zero(d.ctor.result)}
@@ -272,14 +282,17 @@ func (d *descriptor) marker() any {
 // directUse explains an fx start that failed because something took the
 // session-scoped type t directly ("missing type: *T"): fx cannot say that it
 // is session-scoped and that a Handle reaches it.
-type directUse struct{ t reflect.Type }
+type directUse struct {
+	t                reflect.Type
+	handle, lifetime string
+}
 
 // HandleError logs the explanation next to fx's error.
 func (u directUse) HandleError(err error) {
 	if err == nil || !mentionsMissing(err.Error(), u.t.String()) {
 		return
 	}
-	slog.Default().Error(fmt.Sprintf("fxsession: %s is session-scoped, so fx does not provide it: take a scope.Handle[%s] instead and call its Get(ctx) in each request", u.t, u.t),
+	slog.Default().Error(fmt.Sprintf("fxsession: %s is %s-scoped, so fx does not provide it: take a scope.%s[%s] instead and call its Get(ctx) in each request", u.t, u.lifetime, u.handle, u.t),
 		"type", u.t.String())
 }
 

@@ -12,11 +12,14 @@ import (
 // recordDevice notes the request's device (User-Agent) and, as configured, its
 // client address in the session's activity. Lock held, request session.
 func (st *state) recordDevice() {
-	if st.req == nil {
-		return
+	switch {
+	case st.req != nil:
+		st.act.device = truncateUTF8(st.req.Header.Get("User-Agent"), maxDevice)
+		st.act.address = st.m.clientAddress(st.req.RemoteAddr, st.req.Header)
+	case st.peer != nil:
+		st.act.device = truncateUTF8(st.peer.UserAgent, maxDevice)
+		st.act.address = st.m.clientAddress(st.peer.Addr, nil)
 	}
-	st.act.device = truncateUTF8(st.req.Header.Get("User-Agent"), maxDevice)
-	st.act.address = st.m.clientAddress(st.req)
 }
 
 // truncateUTF8 cuts s to at most n bytes without leaving half a character.
@@ -30,18 +33,18 @@ func truncateUTF8(s string, n int) string {
 // clientAddress is the request's client address as Config.ClientAddress records
 // it: the peer's address, or the last address X-Forwarded-For names before a
 // trusted proxy when the peer is one of Config.TrustedProxies.
-func (m *Manager) clientAddress(r *http.Request) string {
+func (m *Manager) clientAddress(peer string, h http.Header) string {
 	if m.cfg.address == AddressNone {
 		return ""
 	}
-	addr, ok := remoteAddr(r.RemoteAddr)
+	addr, ok := remoteAddr(peer)
 	if !ok {
 		return ""
 	}
 	if m.trusted(addr) {
 		// X-Forwarded-For: client, proxy1, proxy2 — walk from the right past
 		// the trusted proxies.
-		hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+		hops := strings.Split(strings.Join(h.Values("X-Forwarded-For"), ","), ",")
 		for i := len(hops) - 1; i >= 0; i-- {
 			a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
 			if err != nil {

@@ -2,8 +2,6 @@ package session
 
 import (
 	"context"
-	"net/http"
-	"net/url"
 )
 
 // Exchange carries a session through one exchange of a transport that is not a
@@ -38,17 +36,10 @@ func (m *Manager) Begin(ctx context.Context, id string, p Peer) (context.Context
 		rs.cookieID, rs.src = id, srcHeader
 		rs.phase = phaseLazy
 	}
-	req := (&http.Request{
-		Method:     http.MethodPost,
-		URL:        &url.URL{Path: p.Method},
-		Header:     http.Header{},
-		RemoteAddr: p.Addr,
-	}).WithContext(&rs.ctx)
-	if p.UserAgent != "" {
-		req.Header.Set("User-Agent", p.UserAgent)
-	}
-	rs.req = req
-	return &rs.ctx, &Exchange{rs: rs}
+	rs.peerInfo = p
+	rs.peer = &rs.peerInfo
+	rs.exchange.rs = rs
+	return &rs.ctx, &rs.exchange
 }
 
 // Commit is the commit point before the response's headers: it writes what the
@@ -80,7 +71,7 @@ func (x *Exchange) Commit() (newID string, expire bool, err error) {
 	rs.headersDone = true
 	if err != nil {
 		rs.aborted = true
-		rs.m.log.Error("session failed before the response", "method", rs.req.URL.Path, "error", err)
+		rs.m.log.Error("session failed before the response", "method", rs.path(), "error", err)
 		return "", false, err
 	}
 	out := rs.idOut()
@@ -110,6 +101,6 @@ func (x *Exchange) End() {
 		return
 	}
 	if err := rs.commitPoint(false); err != nil {
-		rs.m.log.Error("session commit after the response began", "method", rs.req.URL.Path, "error", err)
+		rs.m.log.Error("session commit after the response began", "method", rs.path(), "error", err)
 	}
 }

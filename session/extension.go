@@ -178,6 +178,9 @@ func (e Extension) OnEnd(fn func()) error {
 		return err
 	}
 	x := e.s.st.exts()
+	if x.ends == nil {
+		x.ends = x.end0[:0]
+	}
 	x.ends = append(x.ends, fn)
 	e.s.unlock()
 	return nil
@@ -207,6 +210,22 @@ func (e Extension) Local(key any) any {
 		return nil
 	}
 	return e.s.st.ext.local(key)
+}
+
+// LoadOrStoreLocal returns the request-local value under key, storing value
+// there first when there is none, atomically; loaded reports whether a value
+// was there.
+func (e Extension) LoadOrStoreLocal(key, value any) (actual any, loaded bool, err error) {
+	if err := e.s.use(); err != nil {
+		return nil, false, err
+	}
+	defer e.s.unlock()
+	x := e.s.st.exts()
+	if v := x.local(key); v != nil {
+		return v, true, nil
+	}
+	x.setLocal(key, value)
+	return value, false, nil
 }
 
 // SetLocal stores a request-local value (see Local).
@@ -261,8 +280,9 @@ type extensions struct {
 	val0   any
 	locals map[any]any // the locals beyond key0
 
-	ends    []func() // OnEnd hooks
-	refresh []func() // OnRefresh hooks
+	ends    []func()  // OnEnd hooks
+	end0    [1]func() // ends' first backing array
+	refresh []func()  // OnRefresh hooks
 
 	cctx *commitContext // the request's commit context (middleware)
 }

@@ -21,6 +21,10 @@ type reqState struct {
 	ctx  reqContext
 	rw   responseWriter
 	src  uint8 // where the request's ID came from: srcNone, srcCookie, srcHeader
+	// peerInfo is an Exchange's client (state.peer points here), exchange the
+	// Exchange itself: one allocation per exchange.
+	peerInfo Peer
+	exchange Exchange
 	// alive stops the keep-alive of a long-lived request (keepalive.go); nil
 	// when none runs.
 	alive chan struct{}
@@ -125,7 +129,7 @@ func (rs *reqState) beforeHeaders() {
 
 	if err != nil {
 		rs.aborted = true
-		m.log.Error("session failed before the response", "method", rs.req.Method, "path", rs.req.URL.Path, "error", err)
+		m.log.Error("session failed before the response", "method", rs.method(), "path", rs.path(), "error", err)
 		if m.cfg.errorHandler != nil {
 			m.cfg.errorHandler(rs.rw.ResponseWriter, rs.req, err)
 		} else {
@@ -220,7 +224,7 @@ func (rs *reqState) finish() {
 		return
 	}
 	if err := rs.commitPoint(false); err != nil {
-		rs.m.log.Error("session commit after the response began", "method", rs.req.Method, "path", rs.req.URL.Path, "error", err)
+		rs.m.log.Error("session commit after the response began", "method", rs.method(), "path", rs.path(), "error", err)
 	}
 }
 
@@ -240,7 +244,7 @@ func (rs *reqState) commitPoint(beforeHeaders bool) error {
 		// not in reqState, to keep a request without a session small.
 		e := rs.exts()
 		if e.cctx == nil || e.cctx.kept() {
-			e.cctx = &commitContext{parent: context.WithoutCancel(rs.req.Context())}
+			e.cctx = &commitContext{parent: context.WithoutCancel(&rs.ctx)}
 		}
 		ctx = e.cctx
 	}

@@ -75,6 +75,7 @@ type state struct {
 	aborted     bool // the error handler answered the request
 
 	owner  *reqState         // the middleware's request state (request sessions only)
+	peer   *Peer             // the client of an Exchange (req is nil then)
 	staged map[string]staged // field name -> change; survives Start (an extension may stage before it)
 	ext    *extensions
 	req    *http.Request
@@ -144,7 +145,7 @@ func (s *Session) enter(ctx context.Context, write bool) error {
 		}
 		if !st.warned {
 			st.warned = true
-			st.m.log.Warn("session used on a stateless route", "method", st.req.Method, "path", st.req.URL.Path)
+			st.m.log.Warn("session used on a stateless route", "method", st.method(), "path", st.path())
 		}
 	}
 	if write && (s.ro || st.readOnly) {
@@ -268,7 +269,7 @@ func (st *state) start() error {
 	}
 	if st.request && st.headersDone {
 		st.m.log.Error("session started after the response headers were sent; it cannot get its cookie",
-			"method", st.req.Method, "path", st.req.URL.Path)
+			"method", st.method(), "path", st.path())
 		return fmt.Errorf("session: start: %w", ErrHeadersSent)
 	}
 	now := st.m.cfg.now()
@@ -470,4 +471,22 @@ func (s *Session) Commit(ctx context.Context) error {
 	}
 	defer s.unlock()
 	return s.st.commit(ctx, true)
+}
+
+// method and path name the request in logs (an Exchange's call in path).
+func (st *state) method() string {
+	if st.req != nil {
+		return st.req.Method
+	}
+	return "CALL"
+}
+
+func (st *state) path() string {
+	switch {
+	case st.req != nil:
+		return st.req.URL.Path
+	case st.peer != nil:
+		return st.peer.Method
+	}
+	return ""
 }

@@ -480,7 +480,7 @@ func TestDevices(t *testing.T) {
 	h := newHarness(t, memoryBackend(t), Config{ClientAddress: AddressHashed, AddressKey: key})
 	r := httptest.NewRequest(http.MethodGet, "/", nil)
 	r.RemoteAddr = "203.0.113.7:1"
-	a1, a2 := h.m.clientAddress(r), h.m.clientAddress(r)
+	a1, a2 := h.m.clientAddress(r.RemoteAddr, r.Header), h.m.clientAddress(r.RemoteAddr, r.Header)
 	if a1 == "" || a1 != a2 || strings.Contains(a1, "203") {
 		t.Fatalf("hashed address %q / %q", a1, a2)
 	}

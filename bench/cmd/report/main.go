@@ -248,6 +248,8 @@ var tables = []table{
 		"Compared with BenchmarkAddItem/fxsession, which has one type."},
 	{"Resolve", "Getting a fresh session-scoped object for a request", "Resolve/fxsession",
 		"fxsession: a request context without a session and Handle.Get (the constructor runs with its singleton). digscope: dig's Scope per request, Provide of the constructor, Invoke."},
+	{"ResolveRequest", "Getting a request-scoped object with two dependencies (a singleton and another request-scoped object)", "ResolveRequest/fxsession",
+		"fxsession: a request (session.Manager.Begin and Exchange.End, what package grpcsession does per call) and RequestHandle.Get, both constructors running, the end hooks run. digscope: dig's Scope per request, Provide of both constructors, Invoke."},
 }
 
 func write(w *bytes.Buffer, r *results, mach []string, benchstat string, x extra) {
@@ -451,6 +453,15 @@ func targets(r *results, x extra) []verdict {
 		out = append(out, verdict{what, fmt.Sprintf("%.1fx faster (%s vs %s%s)", rdig/rsfx, dur(rsfx), dur(rdig), r.bestRatio("Resolve/digscope", "Resolve/fxsession")), verdictOf(rdig/rsfx >= 20)})
 	} else {
 		out = append(out, missing(what, "Resolve/fxsession", "Resolve/digscope"))
+	}
+
+	rqfx, ok1 := ns("ResolveRequest/fxsession")
+	rqdig, ok2 := ns("ResolveRequest/digscope")
+	what = "Resolving a request-scoped object with two dependencies: at least 20x faster than a per-request dig child scope"
+	if ok1 && ok2 {
+		out = append(out, verdict{what, fmt.Sprintf("%.1fx faster (%s vs %s%s)", rqdig/rqfx, dur(rqfx), dur(rqdig), r.bestRatio("ResolveRequest/digscope", "ResolveRequest/fxsession")), verdictOf(rqdig/rqfx >= 20)})
+	} else {
+		out = append(out, missing(what, "ResolveRequest/fxsession", "ResolveRequest/digscope"))
 	}
 
 	// Linear growth.

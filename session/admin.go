@@ -30,7 +30,7 @@ func (v StoredValue) Size() int { return len(v.Value) }
 // [Manager.Session]), in one store read. An unknown session matches
 // ErrNotFound.
 func (m *Manager) Entries(ctx context.Context, refOrID string) ([]StoredValue, error) {
-	ref, _, err := refOf(refOrID)
+	ref, verifier, err := refOf(refOrID)
 	if err != nil {
 		return nil, err
 	}
@@ -38,8 +38,14 @@ func (m *Manager) Entries(ctx context.Context, refOrID string) ([]StoredValue, e
 	if err != nil {
 		return nil, fmt.Errorf("session %s: %w", ref, err)
 	}
-	if _, err := m.open(rec, m.cfg.now()); err != nil {
+	lv, err := m.open(rec, m.cfg.now())
+	if err != nil {
 		return nil, fmt.Errorf("session %s: %w", ref, err)
+	}
+	if verifier != "" {
+		if _, ok := lv.opens(verifier, m.cfg.now()); !ok {
+			return nil, fmt.Errorf("session %s: the ID is not the session's current one: %w", ref, ErrNotFound)
+		}
 	}
 	out := make([]StoredValue, 0, len(rec.Fields))
 	for _, f := range rec.Fields {

@@ -141,7 +141,7 @@ func (m *Manager) Session(ctx context.Context, refOrID string) (*Session, error)
 		return nil, fmt.Errorf("session %s: %w", ref, err)
 	}
 	if verifier != "" {
-		if !sameHash(lv.meta.verifier, verifierHash(verifier)) {
+		if _, ok := lv.opens(verifier, m.cfg.now()); !ok {
 			return nil, fmt.Errorf("session %s: the ID is not the session's current one: %w", ref, ErrNotFound)
 		}
 		lv.id = refOrID
@@ -149,12 +149,22 @@ func (m *Manager) Session(ctx context.Context, refOrID string) (*Session, error)
 	return &Session{st: &state{m: m, phase: phaseResumed, live: lv}}, nil
 }
 
-// Destroy destroys a session by reference or ID (one store call); reason is
-// logged. It reports whether the session existed.
+// Destroy destroys a session by reference (one store call) or ID (checked
+// first: a stale or forged ID destroys nothing); reason is logged. It reports
+// whether the session existed.
 func (m *Manager) Destroy(ctx context.Context, refOrID, reason string) (bool, error) {
-	ref, _, err := refOf(refOrID)
+	ref, verifier, err := refOf(refOrID)
 	if err != nil {
 		return false, err
+	}
+	if verifier != "" {
+		// An ID must be the session's current one, as for Session: a stale or
+		// forged ID destroys nothing.
+		if _, err := m.Session(ctx, refOrID); errors.Is(err, ErrNotFound) {
+			return false, nil
+		} else if err != nil {
+			return false, fmt.Errorf("session: destroy %s: %w", ref, err)
+		}
 	}
 	if reason == "" {
 		reason = ReasonAdmin

@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -571,3 +572,25 @@ func TestDestroyOthers(t *testing.T) {
 
 // quietLogger discards logs.
 func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// TestAdminByIDChecksTheSecret: an admin call given a session ID (rather than a
+// reference) checks its secret part like a request would: a forged or stale ID
+// neither destroys nor shows the session.
+func TestAdminByIDChecksTheSecret(t *testing.T) {
+	h := newHarness(t, memoryBackend(t), Config{})
+	id := h.startSession(func(ctx context.Context, s *Session) error { return s.Put(ctx, "k", "v") })
+	ref, _ := splitID(id)
+	forged := ref + newVerifier()
+	if ok, err := h.m.Destroy(t.Context(), forged, ""); ok || err != nil {
+		t.Fatalf("Destroy with a forged ID = %v, %v", ok, err)
+	}
+	if _, err := h.m.Entries(t.Context(), forged); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Entries with a forged ID = %v", err)
+	}
+	if !h.started(id) {
+		t.Fatal("a forged ID destroyed the session")
+	}
+	if ok, err := h.m.Destroy(t.Context(), id, ""); !ok || err != nil {
+		t.Fatalf("Destroy with the ID = %v, %v", ok, err)
+	}
+}

@@ -50,17 +50,11 @@ func (e Extension) Field(ctx context.Context, name string) ([]byte, cache.Versio
 	if err := checkKey(name); err != nil {
 		return nil, 0, err
 	}
-	if err := e.s.use(); err != nil {
+	if err := e.s.acquire(ctx, false, true); err != nil {
 		return nil, 0, err
 	}
 	defer e.s.unlock()
-	if err := e.s.enter(ctx, false); err != nil {
-		return nil, 0, err
-	}
 	st := e.s.st
-	if !st.started() {
-		return nil, 0, ErrNotStarted
-	}
 	b, v, ok := st.field(prefixExt + name)
 	if !ok {
 		return nil, 0, fmt.Errorf("session: field %q: %w", name, ErrNotFound)
@@ -75,17 +69,11 @@ func (e Extension) ReadField(ctx context.Context, name string) ([]byte, cache.Ve
 	if err := checkKey(name); err != nil {
 		return nil, 0, err
 	}
-	if err := e.s.use(); err != nil {
+	if err := e.s.acquire(ctx, false, true); err != nil {
 		return nil, 0, err
 	}
 	defer e.s.unlock()
-	if err := e.s.enter(ctx, false); err != nil {
-		return nil, 0, err
-	}
 	st := e.s.st
-	if !st.started() {
-		return nil, 0, ErrNotStarted
-	}
 	if !st.persisted {
 		return nil, 0, fmt.Errorf("session: field %q: %w", name, ErrNotFound)
 	}

@@ -170,7 +170,7 @@ func TestTagsAndAdmin(t *testing.T) {
 			}
 		}
 		h.calls.Reset()
-		ok, err := h.m.Destroy(ctx, anon, "admin")
+		ok, err := h.m.Destroy(ctx, ref(anon), "admin") // by reference: one store call
 		if !ok || err != nil {
 			t.Errorf("Destroy = %v, %v", ok, err)
 		}

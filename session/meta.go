@@ -38,16 +38,10 @@ type Metadata struct {
 // Touch makes the next commit rewrite the session's activity (last use) even if
 // the update threshold has not passed. It is ErrNotStarted without a session.
 func (s *Session) Touch(ctx context.Context) error {
-	if err := s.use(); err != nil {
+	if err := s.acquire(ctx, true, true); err != nil {
 		return err
 	}
 	defer s.unlock()
-	if err := s.enter(ctx, true); err != nil {
-		return err
-	}
-	if !s.st.started() {
-		return ErrNotStarted
-	}
 	s.st.touch = true
 	return nil
 }
@@ -62,17 +56,11 @@ func (s *Session) SetLifetime(ctx context.Context, d time.Duration) error {
 	if d < 0 {
 		return fmt.Errorf("session: SetLifetime(%v): negative", d)
 	}
-	if err := s.use(); err != nil {
+	if err := s.acquire(ctx, true, true); err != nil {
 		return err
 	}
 	defer s.unlock()
-	if err := s.enter(ctx, true); err != nil {
-		return err
-	}
 	st := s.st
-	if !st.started() {
-		return ErrNotStarted
-	}
 	d = d.Truncate(time.Millisecond)
 	if st.meta.timeout == d {
 		return nil
@@ -90,33 +78,21 @@ func (s *Session) SetLifetime(ctx context.Context, d time.Duration) error {
 // session the time of this request, for a session opened by an admin tool the
 // stored time. It is ErrNotStarted without a session.
 func (s *Session) LastActivity(ctx context.Context) (time.Time, error) {
-	if err := s.use(); err != nil {
+	if err := s.acquire(ctx, false, true); err != nil {
 		return time.Time{}, err
 	}
 	defer s.unlock()
-	if err := s.enter(ctx, false); err != nil {
-		return time.Time{}, err
-	}
-	if !s.st.started() {
-		return time.Time{}, ErrNotStarted
-	}
 	return s.st.act.last, nil
 }
 
 // Metadata returns the session's metadata record. It is ErrNotStarted without a
 // session.
 func (s *Session) Metadata(ctx context.Context) (Metadata, error) {
-	if err := s.use(); err != nil {
+	if err := s.acquire(ctx, false, true); err != nil {
 		return Metadata{}, err
 	}
 	defer s.unlock()
-	if err := s.enter(ctx, false); err != nil {
-		return Metadata{}, err
-	}
 	st := s.st
-	if !st.started() {
-		return Metadata{}, ErrNotStarted
-	}
 	return st.m.metadataOf(st.ref, &st.meta, &st.act, st.storedLastOrNow(), st.tags), nil
 }
 
@@ -148,17 +124,11 @@ func (s *Session) changeTag(ctx context.Context, tag string, add bool) error {
 	if err := cache.ValidateKey(tag); err != nil {
 		return fmt.Errorf("session: tag: %w", err)
 	}
-	if err := s.use(); err != nil {
+	if err := s.acquire(ctx, true, true); err != nil {
 		return err
 	}
 	defer s.unlock()
-	if err := s.enter(ctx, true); err != nil {
-		return err
-	}
 	st := s.st
-	if !st.started() {
-		return ErrNotStarted
-	}
 	i := slices.Index(st.tags, tag)
 	switch {
 	case add && i < 0:
@@ -175,16 +145,10 @@ func (s *Session) changeTag(ctx context.Context, tag string, add bool) error {
 
 // Tags returns the session's tags. It is ErrNotStarted without a session.
 func (s *Session) Tags(ctx context.Context) ([]string, error) {
-	if err := s.use(); err != nil {
+	if err := s.acquire(ctx, false, true); err != nil {
 		return nil, err
 	}
 	defer s.unlock()
-	if err := s.enter(ctx, false); err != nil {
-		return nil, err
-	}
-	if !s.st.started() {
-		return nil, ErrNotStarted
-	}
 	return slices.Clone(s.st.tags), nil
 }
 

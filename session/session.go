@@ -135,6 +135,25 @@ func (s *Session) use() error {
 
 func (s *Session) unlock() { s.st.mu.Unlock() }
 
+// acquire takes the session's lock, applies the route's rules (read-only,
+// stateless) and resumes a lazy session; with started it also fails with
+// ErrNotStarted when there is no session. On success the caller holds the lock
+// and unlocks it.
+func (s *Session) acquire(ctx context.Context, write, started bool) error {
+	if err := s.use(); err != nil {
+		return err
+	}
+	if err := s.enter(ctx, write); err != nil {
+		s.unlock()
+		return err
+	}
+	if started && !s.st.started() {
+		s.unlock()
+		return ErrNotStarted
+	}
+	return nil
+}
+
 // enter checks the route's rules and resumes the session when it is still lazy.
 // It is called with the lock held by every method that uses the session.
 func (s *Session) enter(ctx context.Context, write bool) error {
@@ -253,13 +272,10 @@ func (st *state) noSession() {
 // response will carry the cookie. Starting a started session is a no-op. An ID
 // the server did not issue is never adopted.
 func (s *Session) Start(ctx context.Context) error {
-	if err := s.use(); err != nil {
+	if err := s.acquire(ctx, true, false); err != nil {
 		return err
 	}
 	defer s.unlock()
-	if err := s.enter(ctx, true); err != nil {
-		return err
-	}
 	return s.st.start()
 }
 
@@ -292,29 +308,20 @@ func (st *state) start() error {
 // session from the cookie (one store read); a request without a cookie never
 // touches the store.
 func (s *Session) IsStarted(ctx context.Context) (bool, error) {
-	if err := s.use(); err != nil {
+	if err := s.acquire(ctx, false, false); err != nil {
 		return false, err
 	}
 	defer s.unlock()
-	if err := s.enter(ctx, false); err != nil {
-		return false, err
-	}
 	return s.st.started(), nil
 }
 
 // ID returns the session ID (the cookie's value). It is ErrNotStarted without a
 // session. Never log it: use [Session.Ref].
 func (s *Session) ID(ctx context.Context) (string, error) {
-	if err := s.use(); err != nil {
+	if err := s.acquire(ctx, false, true); err != nil {
 		return "", err
 	}
 	defer s.unlock()
-	if err := s.enter(ctx, false); err != nil {
-		return "", err
-	}
-	if !s.st.started() {
-		return "", ErrNotStarted
-	}
 	if s.st.id == "" {
 		return "", fmt.Errorf("session: opened by its reference, and the store never holds the ID: %w", ErrNotFound)
 	}
@@ -345,13 +352,10 @@ func (s *Session) Ref() string {
 // moves. Without a session it starts one. It is ErrHeadersSent once the
 // response began (the client could not learn the new ID).
 func (s *Session) RenewID(ctx context.Context) error {
-	if err := s.use(); err != nil {
+	if err := s.acquire(ctx, true, false); err != nil {
 		return err
 	}
 	defer s.unlock()
-	if err := s.enter(ctx, true); err != nil {
-		return err
-	}
 	st := s.st
 	if !st.started() {
 		return st.start()
@@ -391,13 +395,10 @@ func (st *state) rotate(now time.Time) { st.renew(now, ReasonRotation) }
 // (EventDestroyed; "" means ReasonLogout). Without a session it does nothing.
 // The request may start a new session afterwards.
 func (s *Session) Destroy(ctx context.Context, reason string) error {
-	if err := s.use(); err != nil {
+	if err := s.acquire(ctx, true, false); err != nil {
 		return err
 	}
 	defer s.unlock()
-	if err := s.enter(ctx, true); err != nil {
-		return err
-	}
 	st := s.st
 	if !st.started() {
 		return nil

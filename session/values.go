@@ -35,16 +35,10 @@ func (s *Session) Put(ctx context.Context, key string, v any) error {
 	if err != nil {
 		return err
 	}
-	if err := s.use(); err != nil {
+	if err := s.acquire(ctx, true, true); err != nil {
 		return err
 	}
 	defer s.unlock()
-	if err := s.enter(ctx, true); err != nil {
-		return err
-	}
-	if !s.st.started() {
-		return ErrNotStarted
-	}
 	s.st.stage(prefixValue+key, b, false)
 	return nil
 }
@@ -92,13 +86,10 @@ func (s *Session) Remove(ctx context.Context, key string) error {
 	if err := checkKey(key); err != nil {
 		return err
 	}
-	if err := s.use(); err != nil {
+	if err := s.acquire(ctx, true, false); err != nil {
 		return err
 	}
 	defer s.unlock()
-	if err := s.enter(ctx, true); err != nil {
-		return err
-	}
 	if s.st.started() {
 		s.st.stage(prefixValue+key, nil, true)
 	}

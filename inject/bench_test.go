@@ -104,3 +104,21 @@ func BenchmarkDecodeEntityBasket10(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkEncodeChangedUnchanged: the commit of an object a request read and
+// did not change (compared with its stored bytes).
+func BenchmarkEncodeChangedUnchanged(b *testing.B) {
+	p, err := NewRegistry().Plan(reflect.TypeFor[*PlainBasket]())
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	basket := plainBasket()
+	baseline, _ := p.Encode(ctx, basket, nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, changed, err := p.EncodeChanged(ctx, basket, nil, baseline); err != nil || changed {
+			b.Fatal(changed, err)
+		}
+	}
+}

@@ -157,6 +157,34 @@ func (d *decState) fallback(t reflect.Type, p unsafe.Pointer) (err error) {
 
 // ---- leaves ----
 
+// leafKind names the leaves that struct codecs encode and decode inline,
+// without calling the leaf's codec.
+type leafKind uint8
+
+const (
+	leafOther leafKind = iota
+	leafString
+	leafInt64 // int64, and int where it has 64 bits
+	leafBool
+)
+
+func leafOf(t reflect.Type) leafKind {
+	if t == timeType || custom(t) {
+		return leafOther
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return leafString
+	case reflect.Int, reflect.Int64:
+		if t.Size() == 8 {
+			return leafInt64
+		}
+	case reflect.Bool:
+		return leafBool
+	}
+	return leafOther
+}
+
 func compileLeaf(n *node) {
 	t := n.t
 	n.compiled = true
@@ -675,6 +703,7 @@ func prepareFields(n *node) {
 		}
 		f.offset = offsetOf(n.t, f.index)
 		f.keyEnc = appendString(nil, f.key)
+		f.leaf = leafOf(ft)
 		if !f.omitEmpty {
 			continue
 		}
@@ -693,15 +722,16 @@ func compileStruct(n *node) {
 	omits := slices.ContainsFunc(fields, func(f *field) bool { return f.empty != nil })
 	header := appendMapLen(nil, len(fields))
 	// What the encoder reads per field, in one array: no pointer to follow but
-	// the node's.
+	// the node's, and none at all for the commonest leaves.
 	type fieldCodec struct {
 		key    []byte
 		offset uintptr
+		leaf   leafKind
 		node   *node
 	}
 	codecs := make([]fieldCodec, len(fields))
 	for i, f := range fields {
-		codecs[i] = fieldCodec{f.keyEnc, f.offset, f.node}
+		codecs[i] = fieldCodec{f.keyEnc, f.offset, f.leaf, f.node}
 	}
 	n.enc = func(s *encState, b []byte, p unsafe.Pointer) ([]byte, error) {
 		if walk {
@@ -718,8 +748,18 @@ func compileStruct(n *node) {
 		for i := range codecs {
 			f := &codecs[i]
 			b = append(b, f.key...)
-			if b, err = f.node.enc(s, b, unsafe.Add(p, f.offset)); err != nil {
-				return b, fmt.Errorf("%s: %w", fields[i].goName, err)
+			fp := unsafe.Add(p, f.offset)
+			switch f.leaf {
+			case leafString:
+				b = appendString(b, *(*string)(fp))
+			case leafInt64:
+				b = appendInt(b, *(*int64)(fp))
+			case leafBool:
+				b = appendBool(b, *(*bool)(fp))
+			default:
+				if b, err = f.node.enc(s, b, fp); err != nil {
+					return b, fmt.Errorf("%s: %w", fields[i].goName, err)
+				}
 			}
 		}
 		return b, nil
@@ -813,7 +853,24 @@ func (d *decState) decodeFields(n *node, at, l int, p unsafe.Pointer) error {
 			}
 		}
 		next++
-		if err := f.node.dec(d, unsafe.Add(p, f.offset)); err != nil {
+		fp := unsafe.Add(p, f.offset)
+		var err error
+		switch f.leaf {
+		case leafString:
+			*(*string)(fp), err = d.string()
+		case leafInt64:
+			if d.off < len(d.b) && d.b[d.off] <= 0x7f { // positive fixint
+				*(*int64)(fp) = int64(d.b[d.off])
+				d.off++
+				continue
+			}
+			*(*int64)(fp), err = d.int64()
+		case leafBool:
+			*(*bool)(fp), err = d.bool()
+		default:
+			err = f.node.dec(d, fp)
+		}
+		if err != nil {
 			return fmt.Errorf("%s: %w", f.goName, err)
 		}
 	}

@@ -545,11 +545,65 @@ func FuzzEncode(f *testing.F) {
 		if !bytes.Equal(got, want) {
 			t.Fatalf("encodings differ:\ncompiled %x\nwalker   %x", got, want)
 		}
+		// EncodeChanged against the input: unchanged exactly when the input
+		// is the encoding.
+		enc, changed, err := p.EncodeChanged(ctx, obj, nil, data)
+		if err != nil || changed != !bytes.Equal(got, data) || !bytes.Equal(enc, got) {
+			t.Fatalf("EncodeChanged = %x, %v, %v; the encoding is %x", enc, changed, err, got)
+		}
 		again := &Plain{}
 		if err := p.Decode(ctx, got, again, nil); err != nil || !sameState(t, p, obj, again) {
 			t.Fatalf("round trip: %v", err)
 		}
 	})
+}
+
+// TestEncodeChangedCompares: EncodeChanged finds every change of a field and
+// reports an equal object unchanged.
+func TestEncodeChangedCompares(t *testing.T) {
+	p := plainPlan(t)
+	ctx := context.Background()
+	baseline, err := p.Encode(ctx, plainSample(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if enc, changed, err := p.EncodeChanged(ctx, plainSample(), nil, baseline); err != nil || changed || &enc[0] != &baseline[0] {
+		t.Fatalf("equal object: changed %v, err %v", changed, err)
+	}
+	eight := 8
+	changes := map[string]func(*Plain){
+		"S": func(o *Plain) { o.S += "!" }, "S len": func(o *Plain) { o.S = strings.Repeat("x", 40) },
+		"I": func(o *Plain) { o.I++ }, "I8": func(o *Plain) { o.I8++ }, "I16": func(o *Plain) { o.I16++ },
+		"I32": func(o *Plain) { o.I32++ }, "I64": func(o *Plain) { o.I64++ }, "U": func(o *Plain) { o.U++ },
+		"U8": func(o *Plain) { o.U8-- }, "U16": func(o *Plain) { o.U16-- }, "U32": func(o *Plain) { o.U32++ },
+		"U64": func(o *Plain) { o.U64-- }, "F32": func(o *Plain) { o.F32 *= 2 }, "F64": func(o *Plain) { o.F64 = 0 },
+		"B": func(o *Plain) { o.B = false }, "T": func(o *Plain) { o.T = o.T.Add(1) }, "Lvl": func(o *Plain) { o.Lvl = "silver" },
+		"Home.Zip": func(o *Plain) { o.Home.Zip = 0 }, "Home.Where": func(o *Plain) { o.Home.Where.Lat++ },
+		"Home.Where nil": func(o *Plain) { o.Home.Where = nil }, "Work nil": func(o *Plain) { o.Work = nil },
+		"Deep": func(o *Plain) { **o.Deep = 8 }, "Deep ptr": func(o *Plain) { *o.Deep = &eight },
+		"Addrs": func(o *Plain) { o.Addrs[1].Street = "z" }, "Addrs len": func(o *Plain) { o.Addrs = o.Addrs[:1] },
+		"Ptrs": func(o *Plain) { o.Ptrs[1] = &Coord{} }, "Grid": func(o *Plain) { o.Grid[1][2] = 0 },
+		"Tags nil": func(o *Plain) { o.Tags = nil }, "ByName": func(o *Plain) { o.ByName["b"] = Address{} },
+		"Counts": func(o *Plain) { o.Counts["x"] = 2 }, "Times": func(o *Plain) { o.Times[3] = time.Unix(1, 0) },
+		"Loose": func(o *Plain) { o.Loose = nil }, "Raw": func(o *Plain) { o.Raw[0] = 9 }, "Note": func(o *Plain) { o.Note = "n" },
+		"Hidden (not stored)": nil,
+	}
+	for name, change := range changes {
+		obj := plainSample()
+		if change == nil {
+			obj.Hidden = "x"
+		} else {
+			change(obj)
+		}
+		want, err := p.Encode(ctx, obj, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		enc, changed, err := p.EncodeChanged(ctx, obj, nil, baseline)
+		if err != nil || changed != (change != nil) || !bytes.Equal(enc, want) {
+			t.Errorf("%s: changed %v, err %v, encoding right %v", name, changed, err, bytes.Equal(enc, want))
+		}
+	}
 }
 
 func TestPlainRoundTrip(t *testing.T) {

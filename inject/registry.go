@@ -248,6 +248,7 @@ type field struct {
 
 	// For the compiled codec (codec.go).
 	offset uintptr                   // from the start of the struct
+	leaf   leafKind                  // a leaf the struct codecs inline
 	keyEnc []byte                    // key, encoded
 	empty  func(unsafe.Pointer) bool // omitempty test; nil without omitempty
 }

@@ -3,6 +3,7 @@ package scope
 import (
 	"bufio"
 	"cmp"
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/fxsession/fxsession/inject"
 )
@@ -49,6 +51,12 @@ type entry struct {
 	// warnedUnstored: the development-mode warning about changes no session
 	// holds was logged for this type.
 	warnedUnstored atomic.Bool
+	// The prototype loads copy instead of calling the constructor (see
+	// restore), decided at the first load; constructOnLoad (scope option)
+	// keeps calling it.
+	constructOnLoad bool
+	proto           atomic.Pointer[reflect.Value]
+	protoOnce       sync.Once
 }
 
 type scopedArg struct {
@@ -289,7 +297,8 @@ func (b *builder) indexProviders() {
 			b.reg.requests = append(b.reg.requests, e)
 			continue
 		}
-		e := &entry{idx: len(b.reg.entries), t: t, name: d.name, fn: d.ctor.fn, hasErr: d.ctor.hasErr, retries: d.opts.retries, key: d.opts.key}
+		e := &entry{idx: len(b.reg.entries), t: t, name: d.name, fn: d.ctor.fn, hasErr: d.ctor.hasErr, retries: d.opts.retries, key: d.opts.key,
+			constructOnLoad: d.opts.constructOnLoad}
 		if e.retries == 0 {
 			e.retries = DefaultRetries
 		}
@@ -585,4 +594,145 @@ func cycles(entries []*entry) error {
 		}
 	}
 	return nil
+}
+
+// ---- loading without the constructor ----
+
+// restore returns the instance that stored state is decoded into. The first
+// load of a type in the process calls its constructor; when what the
+// constructor made is all restored by a load anyway — state (decoded over it),
+// dependencies (the app's singletons, the same for every instance) and plain
+// values (copied) — a copy of it (the prototype) becomes the starting point of
+// later loads instead of a constructor call. See offerPrototype for the rule.
+func (st *reqState) restore(ctx context.Context, e *entry) (*instance, error) {
+	if p := e.proto.Load(); p != nil {
+		v := reflect.New(e.t.Elem())
+		v.Elem().Set(*p)
+		return newInstance(e, v), nil
+	}
+	v, err := callConstructor(ctx, e, st)
+	if err != nil {
+		return nil, err
+	}
+	e.protoOnce.Do(func() { e.offerPrototype(v) })
+	return newInstance(e, v), nil
+}
+
+// offerPrototype keeps a copy of v, an object fresh from e's constructor, as
+// the prototype of loads, when copying it is the same as calling the
+// constructor again:
+//
+//   - e takes no session-scoped type (those differ per request) and was not
+//     registered with ConstructOnLoad;
+//   - every field the constructor set (non-zero) is a plain value (no pointer,
+//     slice, map, channel, func or interface inside: a copy owns it), or, for a
+//     field that is not state, holds only what the container gave (a
+//     constructor argument or an `inject` value, or what they point to: the
+//     same singletons for every instance).
+//
+// Otherwise (a map, a buffer, a pointer to a value of its own) the instance
+// must own what the constructor made, and every load calls the constructor.
+func (e *entry) offerPrototype(v reflect.Value) {
+	if e.constructOnLoad || len(e.scoped) > 0 || slices.ContainsFunc(e.injects, func(in injectSet) bool { return in.dep != nil }) {
+		return
+	}
+	given := map[uintptr]bool{}
+	for _, a := range e.args {
+		collectRefs(a, given, 0)
+	}
+	for _, in := range e.injects {
+		collectRefs(in.value, given, 0)
+	}
+	elem := v.Elem()
+	for _, f := range e.plan.Fields() {
+		fv := elem.FieldByIndex(f.Index)
+		if fv.IsZero() || plainType(f.Type) {
+			continue
+		}
+		if f.Kind != inject.State && onlyGiven(fv, given, 0) {
+			continue
+		}
+		return
+	}
+	p := reflect.New(e.t.Elem()).Elem()
+	p.Set(elem)
+	e.proto.Store(&p)
+}
+
+var timeType = reflect.TypeFor[time.Time]()
+
+// plainType reports whether values of t hold no reference to memory a copy
+// would share (strings are immutable; a time.Time's location is shared by
+// design).
+func plainType(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
+		reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128, reflect.String:
+		return true
+	case reflect.Array:
+		return plainType(t.Elem())
+	case reflect.Struct:
+		if t == timeType {
+			return true
+		}
+		for i := range t.NumField() {
+			if !plainType(t.Field(i).Type) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// collectRefs adds to set the references v holds: pointers, maps, slices,
+// channels and funcs, also inside interfaces and structs.
+func collectRefs(v reflect.Value, set map[uintptr]bool, depth int) {
+	if !v.IsValid() || depth > 8 {
+		return
+	}
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Chan, reflect.Func, reflect.UnsafePointer:
+		if !v.IsNil() {
+			set[v.Pointer()] = true
+		}
+	case reflect.Interface:
+		if !v.IsNil() {
+			collectRefs(v.Elem(), set, depth+1)
+		}
+	case reflect.Struct:
+		for i := range v.NumField() {
+			collectRefs(v.Field(i), set, depth+1)
+		}
+	}
+}
+
+// onlyGiven reports whether every reference v holds is in set (or nil), and
+// everything else in it is plain.
+func onlyGiven(v reflect.Value, set map[uintptr]bool, depth int) bool {
+	if depth > 8 {
+		return false
+	}
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Chan, reflect.Func, reflect.UnsafePointer:
+		return v.IsNil() || set[v.Pointer()]
+	case reflect.Interface:
+		return v.IsNil() || onlyGiven(v.Elem(), set, depth+1)
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if !onlyGiven(v.Field(i), set, depth+1) {
+				return false
+			}
+		}
+		return true
+	case reflect.Array:
+		for i := range v.Len() {
+			if !onlyGiven(v.Index(i), set, depth+1) {
+				return false
+			}
+		}
+		return true
+	}
+	return plainType(v.Type())
 }

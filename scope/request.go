@@ -154,7 +154,11 @@ func (inst *instance) handOut() {
 // fits the type gives a fresh instance and a warning; it is replaced at the next
 // write.
 func (st *reqState) build(ctx context.Context, e *entry, data []byte) (*instance, error) {
-	inst, err := st.construct(ctx, e)
+	construct := st.construct
+	if data != nil {
+		construct = st.restore // the state is decoded over it
+	}
+	inst, err := construct(ctx, e)
 	if err != nil {
 		return nil, err
 	}
@@ -190,6 +194,11 @@ func (st *reqState) construct(ctx context.Context, e *entry) (*instance, error) 
 	if err != nil {
 		return nil, err
 	}
+	return newInstance(e, v), nil
+}
+
+// newInstance makes v, a new object of e's type, a request's instance.
+func newInstance(e *entry, v reflect.Value) *instance {
 	elem := v.Elem()
 	inst := &instance{obj: v.Interface()}
 	if e.plan.HasEntities() {
@@ -199,7 +208,7 @@ func (st *reqState) construct(ctx context.Context, e *entry) (*instance, error) 
 		inst.hook = &autostartHook{}
 		elem.FieldByIndex(e.auto).Addr().Interface().(*Autostart).hook = inst.hook
 	}
-	return inst, nil
+	return inst
 }
 
 // depResolver gives a constructor the request's instance of a scoped type it

@@ -83,8 +83,9 @@ type injectField struct {
 }
 
 type options struct {
-	key     string
-	retries int
+	key             string
+	retries         int
+	constructOnLoad bool
 }
 
 // Option configures one session-scoped type.
@@ -117,6 +118,21 @@ func Retries(n int) Option {
 			return fmt.Errorf("scope.Retries(%d): want at least 1", n)
 		}
 		o.retries = n
+		return nil
+	})
+}
+
+// ConstructOnLoad makes every load of the type from a session call its
+// constructor. Without it, once the first load in the process has called the
+// constructor, later loads start from a copy of what it returned when that
+// copy is the same as a new call: the constructor set only dependencies the
+// container gave (singletons) and plain values (no pointer, slice, map,
+// channel, func or interface inside). Pass it when the constructor must run
+// for each load for what it does outside the object (a log line, a metric) or
+// computes anew each time (a timestamp in a plain field).
+func ConstructOnLoad() Option {
+	return optionFunc(func(o *options) error {
+		o.constructOnLoad = true
 		return nil
 	})
 }

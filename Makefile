@@ -16,15 +16,16 @@ all: test
 help:
 	@echo "usage: make TARGET"
 	@echo "  demo         run the demo shop on http://localhost:8080 (file store in ./var/sessions; ARGS=\"-store memory\" ...)"
-	@echo "  test         what CI runs: install what the tests need, vet, every test with -race, short fuzz runs"
+	@echo "  test         what CI runs: install what the tests need, vet, tidy, every test with -race, importer, short fuzz runs"
 	@echo "  lint         gofmt check, go vet, staticcheck"
 	@echo "  vet          go vet"
 	@echo "  fuzz         every fuzz target, briefly"
 	@echo "  deps         install redis-server, postgresql and chromium when missing"
 	@echo "  bench        benchmarks against scs, gorilla/sessions and a dig scope (bench/); rewrites docs/performance.md"
-	@echo "  loadtest     the demo and an scs server under wrk on one redis-server; rewrites docs/performance.md"
+	@echo "  loadtest     the demo, an scs server and a floor server under wrk on one redis-server; rewrites docs/performance.md"
 	@echo "  reliability  the reliability checks at full size and long fuzz runs (about 15 min); rewrites docs/reliability.md"
 	@echo "  importer     fxsession built and tested as an importing application gets it (test/importer)"
+	@echo "  tidy         check that go mod tidy would change no go.mod or go.sum"
 	@echo "  help         this list (what \`make\` alone does)"
 
 deps:
@@ -38,7 +39,7 @@ demo:
 vet:
 	$(GO) vet $(PKGS)
 
-test: deps vet
+test: deps vet tidy
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 	@$(MAKE) --no-print-directory importer
 	@FUZZSCALE=$(FUZZSCALE) scripts/fuzz.sh
@@ -76,6 +77,13 @@ reliability: deps
 # own (upstream msgpack, no replace but the one that finds this checkout) whose
 # test feeds every checked-in fuzz seed through the public API under a 3 GiB
 # address-space limit. Nested modules are not part of ./... above.
+# go.mod and go.sum of every module are tidy: `go mod tidy` would change nothing.
+.PHONY: tidy
+tidy:
+	$(GO) mod tidy -diff
+	cd bench && $(GO) mod tidy -diff
+	cd test/importer && $(GO) mod tidy -diff
+
 .PHONY: importer
 importer:
 	cd test/importer && $(GO) vet ./... && $(GO) test -count=1 ./...

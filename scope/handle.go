@@ -25,7 +25,7 @@ import (
 // injected for every T without a provider per type; fx fills its fields.
 //
 // A Handle for a type that no [Provide] registered fails fx start: the app
-// reports "missing type: func(scope.registeredByScopeProvide) T". Register T
+// reports "missing type: func(scope.registerItWithScopeProvide) T". Register T
 // with scope.Provide(<constructor returning T>).
 type Handle[T any] struct {
 	fx.In
@@ -35,22 +35,23 @@ type Handle[T any] struct {
 	// Registered is provided by scope.Provide for its type only, so that fx
 	// start fails for a Handle of a type never registered. Do not set it
 	// yourself; it is never called.
-	Registered func(registeredByScopeProvide) T
+	Registered func(registerItWithScopeProvide) T
 }
 
-// registeredByScopeProvide is the parameter of the marker function
-// scope.Provide provides for its type: the type fx names when a Handle's type
-// was never registered.
-type registeredByScopeProvide struct{}
+// registerItWithScopeProvide is the parameter of the marker function
+// scope.Provide provides for its type. Its name is the fix fx shows when a
+// Handle's type was never registered: "missing type:
+// func(scope.registerItWithScopeProvide) *T".
+type registerItWithScopeProvide struct{}
 
 // markerType is the type of Handle[T].Registered for t.
 func markerType(t reflect.Type) reflect.Type {
-	return reflect.FuncOf([]reflect.Type{reflect.TypeFor[registeredByScopeProvide]()}, []reflect.Type{t}, false)
+	return reflect.FuncOf([]reflect.Type{reflect.TypeFor[registerItWithScopeProvide]()}, []reflect.Type{t}, false)
 }
 
 // isMarker reports whether t is the marker type of some T, and returns T.
 func isMarker(t reflect.Type) (reflect.Type, bool) {
-	if t.Kind() != reflect.Func || t.NumIn() != 1 || t.NumOut() != 1 || t.In(0) != reflect.TypeFor[registeredByScopeProvide]() {
+	if t.Kind() != reflect.Func || t.NumIn() != 1 || t.NumOut() != 1 || t.In(0) != reflect.TypeFor[registerItWithScopeProvide]() {
 		return nil, false
 	}
 	return t.Out(0), true
@@ -102,11 +103,13 @@ func (h Handle[T]) Get(ctx context.Context) (T, error) {
 	return inst.obj.(T), nil
 }
 
-// Update changes T atomically: it reads the stored state afresh, builds an
-// instance from it, applies fn, and writes the result with a version check
-// (compare-and-set). When another request wrote in between, it reads and applies
-// fn again, with a jittered pause, up to [Retries] attempts (default 10), and
-// then returns an error matching [ErrConflict] (and cache.ErrConflict).
+// Update changes T atomically: it builds an instance from the stored state (as
+// this request last read or wrote it — the session's resume reads the whole
+// record — or afresh), applies fn, and writes the result with a version check
+// (compare-and-set). When another request wrote in between, it reads afresh and
+// applies fn again, after a jittered pause (none after a stale copy), up to
+// [Retries] attempts (default 10), and then returns an error matching
+// [ErrConflict] (and cache.ErrConflict).
 // Concurrent Updates of one object in one session lose no change; fn may run
 // more than once and should only change the object.
 //

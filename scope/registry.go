@@ -48,6 +48,7 @@ type entry struct {
 	auto    []int // index path of an embedded Autostart
 	retries int
 	deps    []*entry
+	ctxArgs []int // positions of context.Context parameters (request-scoped: the request's context)
 	// warnedUnstored: the development-mode warning about changes no session
 	// holds was logged for this type.
 	warnedUnstored atomic.Bool
@@ -71,7 +72,10 @@ type injectSet struct {
 	dep   *entry        // or a session-scoped type
 }
 
-var autostartType = reflect.TypeFor[Autostart]()
+var (
+	autostartType = reflect.TypeFor[Autostart]()
+	contextType   = reflect.TypeFor[context.Context]()
+)
 
 // types lists the session-scoped types.
 func (r *registry) types() []reflect.Type {
@@ -426,6 +430,11 @@ func (b *builder) resolveArguments(r *Registration, e *entry) {
 		if p.obj == nil {
 			l := d.leaves[p.leaf]
 			e.args[i] = r.values[p.leaf]
+			if l.t == contextType && l.name == "" && e.request {
+				// The request's context, given by Get.
+				e.ctxArgs = append(e.ctxArgs, i)
+				continue
+			}
 			if dep := b.scopedOf(l); dep != nil {
 				e.scoped = append(e.scoped, scopedArg{arg: i, dep: dep})
 			} else {

@@ -231,8 +231,11 @@ func (st *reqState) dep(ctx context.Context, d *entry) (any, error) {
 // `inject` fields it left zero. The result is a non-nil pointer.
 func callConstructor(ctx context.Context, e *entry, deps depResolver) (reflect.Value, error) {
 	args := e.args
-	if len(e.scoped) > 0 {
+	if len(e.scoped) > 0 || len(e.ctxArgs) > 0 {
 		args = append([]reflect.Value(nil), e.args...)
+		for _, i := range e.ctxArgs {
+			args[i] = reflect.ValueOf(&ctx).Elem() // the interface, not its dynamic type
+		}
 		for _, s := range e.scoped {
 			obj, err := deps.dep(ctx, s.dep)
 			if err != nil {

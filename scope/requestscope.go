@@ -24,7 +24,9 @@ import (
 // (resolved once, when the app starts), session-scoped types (the request's
 // instance: the session is resumed, never started, for that), other
 // request-scoped types (this request's instances), fx.In parameter structs and
-// `inject`-tagged fields. Nothing of a request-scoped object is stored.
+// `inject`-tagged fields. A context.Context parameter is the context of the
+// request's first Get of the type (its values, deadline and cancellation).
+// Nothing of a request-scoped object is stored.
 //
 // When the request ends — the handler returned or panicked — the request's
 // instances that have a Close() error method are closed in the reverse order of
@@ -49,7 +51,7 @@ func ProvideRequest(constructor any, opts ...Option) fx.Option {
 // [Handle], it is an fx parameter object: no provider per T is needed.
 //
 // A RequestHandle for a type that no ProvideRequest registered fails fx start:
-// the app reports "missing type: func(scope.registeredByScopeProvideRequest) T".
+// the app reports "missing type: func(scope.registerItWithScopeProvideRequest) T".
 type RequestHandle[T any] struct {
 	fx.In
 	// Registrations links the handle to the app's scoped types; fx fills it. Do
@@ -58,16 +60,16 @@ type RequestHandle[T any] struct {
 	// Registered is provided by scope.ProvideRequest for its type only, so that
 	// fx start fails for a RequestHandle of a type never registered. Do not set
 	// it yourself; it is never called.
-	Registered func(registeredByScopeProvideRequest) T
+	Registered func(registerItWithScopeProvideRequest) T
 }
 
-// registeredByScopeProvideRequest is the parameter of the marker function
+// registerItWithScopeProvideRequest is the parameter of the marker function
 // scope.ProvideRequest provides for its type.
-type registeredByScopeProvideRequest struct{}
+type registerItWithScopeProvideRequest struct{}
 
 // requestMarkerType is the type of RequestHandle[T].Registered for t.
 func requestMarkerType(t reflect.Type) reflect.Type {
-	return reflect.FuncOf([]reflect.Type{reflect.TypeFor[registeredByScopeProvideRequest]()}, []reflect.Type{t}, false)
+	return reflect.FuncOf([]reflect.Type{reflect.TypeFor[registerItWithScopeProvideRequest]()}, []reflect.Type{t}, false)
 }
 
 // Get returns the request's instance of T, constructing it on the first Get of

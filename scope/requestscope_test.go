@@ -217,7 +217,7 @@ func TestRequestScopeRules(t *testing.T) {
 		{"session-scoped type takes a request-scoped type", []fx.Option{j, scope.ProvideRequest(NewTx), scope.Provide(func(*Tx) *Prefs { return &Prefs{} })},
 			[]string{"the session-scoped *scope_test.Prefs takes the request-scoped *scope_test.Tx", "scope.RequestHandle[*scope_test.Tx]"}},
 		{"handle of a type not request-scoped", []fx.Option{scope.Provide(NewPrefs), fx.Invoke(func(scope.RequestHandle[*Prefs]) {})},
-			[]string{"missing type: func(scope.registeredByScopeProvideRequest) *scope_test.Prefs"}},
+			[]string{"missing type: func(scope.registerItWithScopeProvideRequest) *scope_test.Prefs"}},
 		{"registered in both lifetimes", []fx.Option{scope.Provide(NewPrefs), scope.ProvideRequest(NewPrefs)},
 			[]string{"*scope_test.Prefs is registered twice", "scope.Provide(scope_test.NewPrefs)", "scope.ProvideRequest(scope_test.NewPrefs)"}},
 		{"missing singleton", []fx.Option{scope.ProvideRequest(NewTx)},
@@ -259,5 +259,48 @@ func TestRequestHandleOutsideRequest(t *testing.T) {
 	defer app.RequireStop()
 	if _, err := h.Get(context.Background()); !errors.Is(err, scope.ErrNoSession) {
 		t.Fatalf("Get outside a request = %v", err)
+	}
+}
+
+// ctxKey carries a value through the request's context.
+type ctxKey struct{}
+
+// Trace is request-scoped and takes the request's context.
+type Trace struct{ ID string }
+
+// TestRequestScopedTakesContext: a context.Context parameter of a
+// request-scoped constructor is the request's context; a session-scoped one may
+// not take it.
+func TestRequestScopedTakesContext(t *testing.T) {
+	var (
+		m     *session.Manager
+		trace scope.RequestHandle[*Trace]
+	)
+	app := fxtest.New(t, fx.NopLogger,
+		fx.Provide(func() cache.Store { return memstore.New(memstore.Options{}) }), session.Module,
+		scope.ProvideRequest(func(ctx context.Context) *Trace {
+			id, _ := ctx.Value(ctxKey{}).(string)
+			return &Trace{ID: id}
+		}),
+		fx.Populate(&m, &trace))
+	app.RequireStart()
+	defer app.RequireStop()
+	h := m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tr, err := trace.Get(r.Context())
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		io.WriteString(w, tr.ID)
+	}))
+	r := httptest.NewRequest("GET", "/", nil)
+	r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, "req-42"))
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	if w.Body.String() != "req-42" {
+		t.Fatalf("the constructor's context carried %q, want the request's value", w.Body.String())
+	}
+	if err := startErr(t, scope.Provide(func(context.Context) *Prefs { return &Prefs{} })); !strings.Contains(err, "context.Context") {
+		t.Fatalf("a session-scoped constructor taking a context: %q", err)
 	}
 }

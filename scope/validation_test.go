@@ -81,14 +81,14 @@ func TestStartupValidation(t *testing.T) {
 		// fx itself refuses the second registration (its Handle marker is
 		// provided twice), naming the type.
 		{"registered twice", []fx.Option{scope.Provide(NewPrefs), scope.Provide(func() *Prefs { return &Prefs{} })},
-			[]string{"func(scope.registeredByScopeProvide) *scope_test.Prefs", "already provided"}},
+			[]string{"func(scope.registerItWithScopeProvide) *scope_test.Prefs", "already provided"}},
 		// Issue 11: a Handle of a type never registered fails fx start instead of
 		// the first Get.
 		{"handle of an unregistered type", []fx.Option{fx.Invoke(func(scope.Handle[*Counter]) {})},
-			[]string{"missing type: func(scope.registeredByScopeProvide) *scope_test.Counter"}},
+			[]string{"missing type: func(scope.registerItWithScopeProvide) *scope_test.Counter"}},
 		{"handle of an unregistered type in a constructor", []fx.Option{scope.Provide(NewPrefs),
 			fx.Provide(func(scope.Handle[*Counter]) *Till { return &Till{} }), fx.Invoke(func(*Till) {})},
-			[]string{"missing type: func(scope.registeredByScopeProvide) *scope_test.Counter"}},
+			[]string{"missing type: func(scope.registerItWithScopeProvide) *scope_test.Counter"}},
 		{"handle of an unregistered type in a session-scoped type", []fx.Option{scope.Provide(func(h scope.Handle[*Counter]) *Prefs { return &Prefs{} })},
 			[]string{"scope.Handle[*scope_test.Counter]", "*scope_test.Counter is not session-scoped", "scope.Provide(<constructor returning *scope_test.Counter>)"}},
 		{"entity without repository", []fx.Option{fx.Supply(NewCatalog()), scope.Provide(NewShoppingBasket)},

@@ -400,7 +400,8 @@ func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter 
 
 // ReadOnly makes every request through h use its session read-only (Pimcore's
 // read-only admin session): reads work, writes return ErrReadOnly, and nothing
-// is written back (not even the last-activity touch). Use it inside
+// is written back (not even the last-activity touch). A cookie that names no
+// live session is still expired: that writes nothing to the store. Use it inside
 // [Manager.Middleware].
 func ReadOnly(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -262,7 +262,7 @@ func (lv *live) opens(verifier string, now time.Time) (current, ok bool) {
 // sending a dead ID.
 func (st *state) noSession() {
 	st.phase = phaseNone
-	if st.request && !st.readOnly {
+	if st.request { // read-only routes too: the cookie is the client's, not the store's
 		st.expire = true
 		st.exposed = true
 	}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fxsession/fxsession/cache/cachetest"
 	"github.com/fxsession/fxsession/cache/memstore"
 )
 
@@ -593,4 +594,20 @@ func TestAdminByIDChecksTheSecret(t *testing.T) {
 	if ok, err := h.m.Destroy(t.Context(), id, ""); !ok || err != nil {
 		t.Fatalf("Destroy with the ID = %v, %v", ok, err)
 	}
+}
+
+// TestReadOnlyRouteExpiresDeadCookie: a read-only route writes nothing to the
+// store, but still tells the browser to forget a dead ID.
+func TestReadOnlyRouteExpiresDeadCookie(t *testing.T) {
+	h := newHarness(t, memoryBackend(t), Config{})
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	r.Header.Set("Cookie", h.m.cfg.cookieName+"="+newID())
+	w := httptest.NewRecorder()
+	h.m.Middleware(ReadOnly(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = sess(t, r).IsStarted(r.Context())
+	}))).ServeHTTP(w, r)
+	if !expiresCookie(t, w, h.m.cfg.cookieName) {
+		t.Fatalf("a read-only route kept a dead cookie: %v", w.Header())
+	}
+	h.wantCalls("a dead cookie on a read-only route", cachetest.OpRead)
 }

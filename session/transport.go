@@ -56,6 +56,10 @@ type idOut struct {
 // idOut decides what the response says about the ID. Lock held.
 func (rs *reqState) idOut() idOut {
 	switch {
+	case rs.readOnly && rs.expire:
+		// A dead ID is forgotten on read-only routes too: nothing is written.
+		rs.expire = false
+		return idOut{expire: true}
 	case rs.readOnly:
 	case rs.started() && rs.needCookie:
 		rs.needCookie = false

@@ -6,7 +6,7 @@ import (
 	"github.com/fxsession/fxsession/cache/internal/sqlcommon"
 )
 
-// Module provides a [cache.Backend] on the SQLite database file at path. A path
+// Module provides a [cache.Store] on the SQLite database file at path. A path
 // that is not a file path fails the app's construction; the folder, file and
 // schema are created (or checked) when the app starts, so an unwritable folder
 // fails start; the database is closed when the app stops.

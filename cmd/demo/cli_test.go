@@ -221,14 +221,16 @@ func TestSessionsCommands(t *testing.T) {
 		}
 	}
 
-	// destroy one, by ID: bob's next request has an empty basket.
+	// destroy one, by ID: bob's next request has an empty basket (and his
+	// browser forgets the dead ID).
+	bobRef := refOf(bob.cookie())
 	if out := mustCLI(t, nil, s.args("destroy", bob.cookie())...); out != "destroyed 1 session\n" {
 		t.Errorf("destroy = %q", out)
 	}
 	if got := bob.basket(); got != "" {
 		t.Errorf("bob's basket after destroy = %q", got)
 	}
-	if _, _, err := cli(t, nil, s.args("destroy", refOf(bob.cookie()))...); !errors.Is(err, session.ErrNotFound) {
+	if _, _, err := cli(t, nil, s.args("destroy", bobRef)...); !errors.Is(err, session.ErrNotFound) {
 		t.Errorf("destroying it again: %v, want ErrNotFound", err)
 	}
 
@@ -415,7 +417,7 @@ func TestMessagesDoNotStutter(t *testing.T) {
 func TestHelp(t *testing.T) {
 	for _, args := range [][]string{{"-h"}, {"help"}, {"--help"}} {
 		out, _, err := cli(t, nil, args...)
-		if err != nil || !strings.Contains(out, "demo serve [flags]") || !strings.Contains(out, "demo sessions list|show ID") {
+		if err != nil || !strings.Contains(out, "demo serve [flags]") || !strings.Contains(out, "demo sessions list|show REF") {
 			t.Errorf("demo %s: %v, %q", args[0], err, out)
 		}
 	}

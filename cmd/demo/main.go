@@ -3,8 +3,8 @@
 //
 //	demo serve [flags]                  serve the shop (default -addr :8080, -store file)
 //	demo sessions list [flags]          list the sessions (-json for scripts)
-//	demo sessions show ID|HASH          show one session's metadata and values
-//	demo sessions destroy ID|HASH       destroy one session
+//	demo sessions show REF|ID           show one session's metadata and values
+//	demo sessions destroy REF|ID        destroy one session
 //	demo sessions destroy-tag TAG       destroy every session with the tag
 //	demo sessions destroy-all           destroy every session (asks, or -yes)
 //	demo sessions gc                    collect expired sessions now
@@ -100,7 +100,7 @@ func report(w io.Writer, err error) int {
 
 const usage = `usage:
   demo serve [flags]
-  demo sessions list|show ID|destroy ID|destroy-tag TAG|destroy-all|gc [flags]
+  demo sessions list|show REF|destroy REF|destroy-tag TAG|destroy-all|gc [flags]
 "demo serve" serves the shop on http://localhost:8080; "demo sessions" administers its sessions.
 Run "demo serve -h" or "demo sessions -h" for their flags.
 `

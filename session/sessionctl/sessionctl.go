@@ -237,6 +237,8 @@ type jsonSession struct {
 	Expires         *string    `json:"expires"` // null: never
 	LifetimeSeconds int64      `json:"lifetime_seconds"`
 	Tags            []string   `json:"tags"`
+	Device          string     `json:"device"`
+	Address         string     `json:"address,omitempty"`
 	Size            int        `json:"size"`
 	Values          *[]decoded `json:"values,omitempty"`
 }
@@ -244,7 +246,7 @@ type jsonSession struct {
 func toJSON(s sessionInfo) jsonSession {
 	j := jsonSession{
 		Ref: s.Ref, Created: stamp(s.Created), LastUsed: stamp(s.LastUsed),
-		LifetimeSeconds: int64(s.Lifetime / time.Second), Tags: s.Tags, Size: s.Size,
+		LifetimeSeconds: int64(s.Lifetime / time.Second), Tags: s.Tags, Device: s.Device, Address: s.Address, Size: s.Size,
 	}
 	if j.Tags == nil {
 		j.Tags = []string{}
@@ -347,6 +349,10 @@ func Show(ctx context.Context, m *session.Manager, refOrID string, out Output) e
 		fmt.Fprintf(w, "cookie:         kept %s\n", info.Lifetime)
 	}
 	fmt.Fprintf(w, "tags:           %s\n", strings.Join(info.Tags, ", "))
+	fmt.Fprintf(w, "device:         %s\n", info.Device)
+	if info.Address != "" {
+		fmt.Fprintf(w, "address:        %s\n", info.Address)
+	}
 	fmt.Fprintf(w, "size:           %s\n", bytes(info.Size))
 	fmt.Fprintf(w, "values:\n")
 	for _, v := range values {

@@ -141,6 +141,8 @@ type showJSON struct {
 	Expires         *string  `json:"expires"`
 	LifetimeSeconds int64    `json:"lifetime_seconds"`
 	Tags            []string `json:"tags"`
+	Device          string   `json:"device"`
+	Address         string   `json:"address"`
 	Size            int      `json:"size"`
 	Values          []struct {
 		Key     string          `json:"key"`
@@ -215,6 +217,8 @@ type listJSON struct {
 	Expires         *string  `json:"expires"`
 	LifetimeSeconds int64    `json:"lifetime_seconds"`
 	Tags            []string `json:"tags"`
+	Device          string   `json:"device"`
+	Address         string   `json:"address"`
 	Size            int      `json:"size"`
 }
 

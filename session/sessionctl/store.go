@@ -26,13 +26,15 @@ type sessionInfo struct {
 	Expires  time.Time // zero: never
 	Lifetime time.Duration
 	Tags     []string
-	Size     int // bytes of stored values
+	Device   string // the User-Agent of the last recorded activity
+	Address  string // the client's address as recorded ("" when not)
+	Size     int    // bytes of stored values
 }
 
 func infoOf(md session.Metadata) sessionInfo {
 	return sessionInfo{
 		Ref: md.Ref, Created: md.Created, LastUsed: md.LastUsed, Expires: md.Expires,
-		Lifetime: md.Lifetime, Tags: md.Tags,
+		Lifetime: md.Lifetime, Tags: md.Tags, Device: md.Device, Address: md.Address,
 	}
 }
 
@@ -81,9 +83,14 @@ func inspect(ctx context.Context, m *session.Manager, idOrRef string) (sessionIn
 	if err != nil {
 		return sessionInfo{}, nil, plainNotFound(idOrRef, err)
 	}
-	// The session's own metadata and activity are shown as its metadata.
-	var entries []session.StoredValue
+	// The session's own metadata and activity are shown as its metadata; the
+	// size is the whole record's, as list shows it.
+	var (
+		entries []session.StoredValue
+		size    int
+	)
 	for _, e := range all {
+		size += e.Size()
 		if e.Kind != "metadata" && e.Kind != "activity" {
 			entries = append(entries, e)
 		}
@@ -105,10 +112,10 @@ func inspect(ctx context.Context, m *session.Manager, idOrRef string) (sessionIn
 		return sessionInfo{}, nil, err
 	}
 	info := infoOf(md)
+	info.Size = size
 	sort.Slice(entries, func(i, j int) bool { return entries[i].Key < entries[j].Key })
 	var values []Value
 	for _, e := range entries {
-		info.Size += e.Size()
 		name := e.Name
 		v := Value{Key: e.Key, Kind: kinds[e.Kind], Name: name, Size: e.Size()}
 		switch v.Kind {

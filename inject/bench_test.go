@@ -122,3 +122,37 @@ func BenchmarkEncodeChangedUnchanged(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDecodeEntityBasket10Cached: the same with the repository behind an
+// entity cache: the products come from the cache.
+func BenchmarkDecodeEntityBasket10Cached(b *testing.B) {
+	w := newWorld(b, true)
+	for i := range 10 {
+		sku := fmt.Sprint("sku-", i)
+		w.products.put(sku, func() *Product { return &Product{SKU: sku, Name: "Product " + sku, Price: i} })
+	}
+	reg := NewRegistry()
+	products := NewCache[*Product](batchRepo[*Product]{w.products}, CacheOptions{})
+	if _, err := reg.AddRepository(products); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := reg.AddRepository(batchRepo[*Supplier]{w.suppliers}); err != nil {
+		b.Fatal(err)
+	}
+	p := basketPlan(b, reg)
+	basket := newBasket(nil)
+	for i := range 10 {
+		basket.Items = append(basket.Items, LineItem{Product: w.product(b, fmt.Sprint("sku-", i)), Qty: i + 1})
+	}
+	ctx := context.Background()
+	data, err := p.Encode(ctx, basket, NewTracker())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := p.Decode(ctx, data, newBasket(nil), NewTracker()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

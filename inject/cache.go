@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -149,6 +150,10 @@ func (c *Cache[E]) FindMany(ctx context.Context, ids []string) (map[string]E, er
 // invalidation generation they are fetched under.
 func (c *Cache[E]) lookup(ids []string, found func(string, E)) (missing []string, gen uint64) {
 	now := c.now()
+	var asked map[string]bool // the missing IDs, when there are many
+	if len(ids) > 32 {
+		asked = make(map[string]bool, len(ids))
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, id := range ids {
@@ -160,21 +165,19 @@ func (c *Cache[E]) lookup(ids []string, found func(string, E)) (missing []string
 			}
 			continue
 		}
-		if !containsString(missing, id) {
-			missing = append(missing, id)
+		switch {
+		case asked != nil:
+			if asked[id] {
+				continue
+			}
+			asked[id] = true
+		case slices.Contains(missing, id):
+			continue
 		}
+		missing = append(missing, id)
 	}
 	c.misses.Add(uint64(len(missing)))
 	return missing, c.gen
-}
-
-func containsString(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // fetch asks the repository for ids.

@@ -594,6 +594,7 @@ func (d *decState) mapHeader() (int, error) {
 			return 0, err
 		}
 	}
+	d.extMap = true
 	at = d.off
 	if c, err = d.code(); err != nil {
 		return 0, err

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"slices"
 	"unsafe"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -20,6 +21,7 @@ type decState struct {
 	refs     []pendingRef
 	fixups   []func()
 	arena    []byte // the block decoded strings are copied into (wire.go)
+	extMap   bool   // a map was read from an extension's payload (mapHeader)
 
 	fb  *msgpack.Decoder // fallback leaves
 	fbr bytes.Reader
@@ -42,7 +44,7 @@ func newDecState(r *Registry) *decState {
 
 func (r *Registry) getDec(data []byte, tr *Tracker) *decState {
 	s := r.decPool.Get().(*decState)
-	s.b, s.off, s.depth, s.tr = data, 0, 0, tr
+	s.b, s.off, s.depth, s.tr, s.extMap = data, 0, 0, tr, false
 	return s
 }
 
@@ -82,7 +84,15 @@ func (d *decState) decodeRoot(n *node, p unsafe.Pointer) error {
 		return err
 	}
 	if d.off != len(d.b) {
-		return d.fail(d.off, "%d bytes after the value", len(d.b)-d.off)
+		// A map read from an extension's payload (as msgpack reads one) can
+		// leave the cursor inside the payload: then, as msgpackcheck.Prepare
+		// and msgpack, require the whole input to be one well-formed value.
+		if !d.extMap {
+			return d.fail(d.off, "%d bytes after the value", len(d.b)-d.off)
+		}
+		if end, err := d.skipValue(0, len(d.b), 0, false); err != nil || end != len(d.b) {
+			return d.fail(d.off, "the input is not one well-formed value")
+		}
 	}
 	return nil
 }
@@ -165,47 +175,71 @@ func (d *decState) decodeEntity(n *node, p unsafe.Pointer, slot reflect.Value) e
 // slots, records load snapshots, and runs the fixups.
 func (s *decState) resolve(ctx context.Context) error {
 	if len(s.refs) > 0 {
-		byEnt := map[*entityInfo][]string{}
-		var order []*entityInfo
-		seen := map[entityKey]bool{}
-		for _, r := range s.refs {
-			k := entityKey{r.ent.t, r.id}
-			if seen[k] {
-				continue
-			}
-			seen[k] = true
-			if _, ok := byEnt[r.ent]; !ok {
-				order = append(order, r.ent)
-			}
-			byEnt[r.ent] = append(byEnt[r.ent], r.id)
+		// One group per entity type (usually one), the distinct IDs of each.
+		type group struct {
+			ent   *entityInfo
+			ids   []string
+			set   map[string]bool // ids, once there are many
+			found map[string]reflect.Value
 		}
-		found := make(map[*entityInfo]map[string]reflect.Value, len(order))
-		for _, ent := range order {
-			if ent.repo == nil {
-				return fmt.Errorf("inject: no repository for entity type %s", ent.t)
+		var groups []group
+		for _, r := range s.refs {
+			i := slices.IndexFunc(groups, func(g group) bool { return g.ent == r.ent })
+			if i < 0 {
+				i = len(groups)
+				groups = append(groups, group{ent: r.ent})
 			}
-			res, err := ent.repo.fetch(ctx, byEnt[ent])
+			g := &groups[i]
+			switch {
+			case g.set != nil:
+				if g.set[r.id] {
+					continue
+				}
+				g.set[r.id] = true
+			case slices.Contains(g.ids, r.id): // a basket's worth: a scan is cheaper than a map
+				continue
+			case len(g.ids) == 32:
+				g.set = make(map[string]bool, 64)
+				for _, id := range g.ids {
+					g.set[id] = true
+				}
+				g.set[r.id] = true
+			}
+			g.ids = append(g.ids, r.id)
+		}
+		for i := range groups {
+			g := &groups[i]
+			if g.ent.repo == nil {
+				return fmt.Errorf("inject: no repository for entity type %s", g.ent.t)
+			}
+			res, err := g.ent.repo.fetch(ctx, g.ids)
 			if err != nil {
 				return err
 			}
-			found[ent] = res
-			for _, id := range byEnt[ent] {
+			g.found = res
+			for _, id := range g.ids {
 				v, ok := res[id]
 				if !ok {
 					s.reg.logger.WarnContext(ctx, "fxsession: a stored entity reference no longer resolves; it loads as absent",
-						"entity", ent.name, "id", id)
+						"entity", g.ent.name, "id", id)
 					continue
 				}
 				if s.tr != nil {
-					if err := s.reg.snapshot(s.tr, ent, id, v); err != nil {
+					if err := s.reg.snapshot(s.tr, g.ent, id, v); err != nil {
 						return err
 					}
 				}
 			}
 		}
 		for _, r := range s.refs {
-			v, ok := found[r.ent][r.id]
-			if !ok {
+			var v reflect.Value
+			for i := range groups {
+				if groups[i].ent == r.ent {
+					v = groups[i].found[r.id]
+					break
+				}
+			}
+			if !v.IsValid() {
 				r.slot.SetZero()
 				continue
 			}

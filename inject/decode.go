@@ -83,16 +83,18 @@ func (d *decState) decodeRoot(n *node, p unsafe.Pointer) error {
 	if err := d.decodeFields(n, at, l, p); err != nil {
 		return err
 	}
-	if d.off != len(d.b) {
-		// A map read from an extension's payload (as msgpack reads one) can
-		// leave the cursor inside the payload: then, as msgpackcheck.Prepare
-		// and msgpack, require the whole input to be one well-formed value.
-		if !d.extMap {
-			return d.fail(d.off, "%d bytes after the value", len(d.b)-d.off)
-		}
+	if d.extMap {
+		// A map read from an extension's payload (as msgpack reads one) leaves
+		// the cursor out of step with the values: require, as
+		// msgpackcheck.Prepare does before msgpack decodes, that the input is
+		// one well-formed value.
 		if end, err := d.skipValue(0, len(d.b), 0, false); err != nil || end != len(d.b) {
-			return d.fail(d.off, "the input is not one well-formed value")
+			return d.fail(0, "the input is not one well-formed value")
 		}
+		return nil
+	}
+	if d.off != len(d.b) {
+		return d.fail(d.off, "%d bytes after the value", len(d.b)-d.off)
 	}
 	return nil
 }

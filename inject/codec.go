@@ -349,6 +349,8 @@ func compilePtr(n *node) {
 func compileSlice(n *node) {
 	elem, t, walk := n.elem, n.t, n.walk
 	size := t.Elem().Size()
+	flat := flatFields(elem)
+	flatHeader := appendMapLen(nil, len(flat))
 	n.compiled = true
 	n.enc = func(s *encState, b []byte, p unsafe.Pointer) ([]byte, error) {
 		h := (*sliceHeader)(p)
@@ -362,6 +364,12 @@ func compileSlice(n *node) {
 			defer func() { s.depth-- }()
 		}
 		b = appendArrayLen(b, h.len)
+		if flat != nil {
+			for i := range h.len {
+				b = appendFlat(b, flatHeader, flat, unsafe.Add(h.data, uintptr(i)*size))
+			}
+			return b, nil
+		}
 		var err error
 		for i := range h.len {
 			if b, err = elem.enc(s, b, unsafe.Add(h.data, uintptr(i)*size)); err != nil {
@@ -394,13 +402,46 @@ func compileSlice(n *node) {
 		v.SetLen(l)
 		data := h.data
 		for i := range l {
-			if err := elem.decz(d, unsafe.Add(data, uintptr(i)*size)); err != nil {
+			ep := unsafe.Add(data, uintptr(i)*size)
+			if flat != nil && d.off < len(d.b) && d.b[d.off]&0xf0 == 0x80 { // a fixmap of fields
+				at, fl := d.off, int(d.b[d.off]&0x0f)
+				if 2*fl > len(d.b)-at-1 {
+					return d.fail(at, "map declares %d values, only %d bytes left", 2*fl, len(d.b)-at-1)
+				}
+				d.off++
+				if fl > 0 {
+					if err := d.decodeFields(elem, at, fl, ep); err != nil {
+						return err
+					}
+				}
+				continue
+			}
+			if err := elem.decz(d, ep); err != nil {
 				return err
 			}
 		}
 		d.depth--
 		return nil
 	}
+}
+
+// appendFlat encodes the struct at p whose fields are all inline leaves.
+func appendFlat(b, header []byte, fields []fieldCodec, p unsafe.Pointer) []byte {
+	b = append(b, header...)
+	for j := range fields {
+		f := &fields[j]
+		b = append(b, f.key...)
+		fp := unsafe.Add(p, f.offset)
+		switch f.leaf {
+		case leafString:
+			b = appendString(b, *(*string)(fp))
+		case leafInt64:
+			b = appendInt(b, *(*int64)(fp))
+		case leafBool:
+			b = appendBool(b, *(*bool)(fp))
+		}
+	}
+	return b
 }
 
 func compileArray(n *node) {
@@ -716,24 +757,46 @@ func prepareFields(n *node) {
 	}
 }
 
+// fieldCodec is what a struct's encoder reads per field, in one array: no
+// pointer to follow but the node's, and none at all for the commonest leaves.
+type fieldCodec struct {
+	key    []byte
+	offset uintptr
+	leaf   leafKind
+	node   *node
+}
+
+func fieldCodecs(fields []*field) []fieldCodec {
+	codecs := make([]fieldCodec, len(fields))
+	for i, f := range fields {
+		codecs[i] = fieldCodec{f.keyEnc, f.offset, f.leaf, f.node}
+	}
+	return codecs
+}
+
+// flatFields returns the field codecs of the struct node n when all its fields
+// are leaves the struct codecs inline and none is omitempty (a line item: a
+// slice of them is encoded and decoded in one loop), nil otherwise.
+func flatFields(n *node) []fieldCodec {
+	if n.kind != kStruct || (!n.walk && !msgpackStruct(n)) {
+		return nil
+	}
+	prepareFields(n)
+	for _, f := range n.fields {
+		if f.leaf == leafOther || f.empty != nil {
+			return nil
+		}
+	}
+	return fieldCodecs(n.fields)
+}
+
 func compileStruct(n *node) {
 	prepareFields(n)
 	t, fields, walk := n.t, n.fields, n.walk
 	n.compiled = true
 	omits := slices.ContainsFunc(fields, func(f *field) bool { return f.empty != nil })
 	header := appendMapLen(nil, len(fields))
-	// What the encoder reads per field, in one array: no pointer to follow but
-	// the node's, and none at all for the commonest leaves.
-	type fieldCodec struct {
-		key    []byte
-		offset uintptr
-		leaf   leafKind
-		node   *node
-	}
-	codecs := make([]fieldCodec, len(fields))
-	for i, f := range fields {
-		codecs[i] = fieldCodec{f.keyEnc, f.offset, f.leaf, f.node}
-	}
+	codecs := fieldCodecs(fields)
 	n.enc = func(s *encState, b []byte, p unsafe.Pointer) ([]byte, error) {
 		if walk {
 			if err := s.deeper(n); err != nil {
@@ -771,6 +834,17 @@ func compileStruct(n *node) {
 	}
 	n.decz = func(d *decState, p unsafe.Pointer) error {
 		at := d.off
+		if at < len(d.b) && d.b[at]&0xf0 == 0x80 { // fixmap, the usual
+			l := int(d.b[at] & 0x0f)
+			if 2*l > len(d.b)-at-1 {
+				return d.fail(at, "map declares %d values, only %d bytes left", 2*l, len(d.b)-at-1)
+			}
+			d.off++
+			if l == 0 {
+				return nil
+			}
+			return d.decodeFields(n, at, l, p)
+		}
 		c, err := d.code()
 		if err != nil {
 			return err

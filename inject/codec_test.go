@@ -60,6 +60,7 @@ type Plain struct {
 	Ptrs   []*Coord           `msgpack:"ptrs"`
 	Grid   [2][3]int16        `msgpack:"grid"`
 	Tags   []string           `msgpack:"tags"`
+	Items  []PlainItem        `msgpack:"items"` // inline leaves only: the flat slice codec
 	ByName map[string]Address `msgpack:"by_name"`
 	Counts map[string]int     `msgpack:"counts"`
 	ByNum  map[int]string     `msgpack:"by_num"`
@@ -95,6 +96,7 @@ func plainSample() *Plain {
 		Ptrs:   []*Coord{{1, 2}, nil, {3, 4}},
 		Grid:   [2][3]int16{{1, 2, 3}, {-4, -5, -6}},
 		Tags:   []string{},
+		Items:  []PlainItem{{SKU: "a", Name: "A", Qty: 1, Price: -1}, {}, {SKU: strings.Repeat("s", 40), Qty: 1 << 40}},
 		ByName: map[string]Address{"b": {Street: "B"}, "aa": {Street: "AA"}, "": {}},
 		Counts: map[string]int{"x": 1, "y": -1000, "zzz": 1 << 40},
 		ByNum:  map[int]string{3: "three", -1: "minus one", 1000: "k"},
@@ -583,7 +585,7 @@ func TestEncodeChangedCompares(t *testing.T) {
 		"Deep": func(o *Plain) { **o.Deep = 8 }, "Deep ptr": func(o *Plain) { *o.Deep = &eight },
 		"Addrs": func(o *Plain) { o.Addrs[1].Street = "z" }, "Addrs len": func(o *Plain) { o.Addrs = o.Addrs[:1] },
 		"Ptrs": func(o *Plain) { o.Ptrs[1] = &Coord{} }, "Grid": func(o *Plain) { o.Grid[1][2] = 0 },
-		"Tags nil": func(o *Plain) { o.Tags = nil }, "ByName": func(o *Plain) { o.ByName["b"] = Address{} },
+		"Tags nil": func(o *Plain) { o.Tags = nil }, "Items": func(o *Plain) { o.Items[1].Qty = 3 }, "ByName": func(o *Plain) { o.ByName["b"] = Address{} },
 		"Counts": func(o *Plain) { o.Counts["x"] = 2 }, "Times": func(o *Plain) { o.Times[3] = time.Unix(1, 0) },
 		"Loose": func(o *Plain) { o.Loose = nil }, "Raw": func(o *Plain) { o.Raw[0] = 9 }, "Note": func(o *Plain) { o.Note = "n" },
 		"Hidden (not stored)": nil,

@@ -41,6 +41,7 @@ type encState struct {
 	spans   []mapSpan // map entries being sorted (a stack: maps nest)
 	tmp     []byte
 	slot    unsafe.Pointer // snapshot: the entity pointer being encoded
+	buf     []byte         // Plan.EncodeChanged's scratch output
 }
 
 type entityRef struct {

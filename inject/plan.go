@@ -317,18 +317,16 @@ func (p *Plan) Encode(ctx context.Context, obj any, tr *Tracker) ([]byte, error)
 // baseline. It returns baseline itself and changed false when they are equal,
 // and a fresh encoding and changed true otherwise (always when baseline is nil).
 func (p *Plan) EncodeChanged(ctx context.Context, obj any, tr *Tracker, baseline []byte) (enc []byte, changed bool, err error) {
-	bp := p.reg.bufPool.Get().(*[]byte)
-	defer func() {
-		if cap(*bp) <= 64<<10 {
-			p.reg.bufPool.Put(bp)
-		}
-	}()
-	out, err := p.Append(ctx, (*bp)[:0], obj, tr)
+	s := p.reg.getEnc(tr, modeDecide)
+	defer p.reg.putEnc(s)
+	out, err := p.appendWith(ctx, s, s.buf[:0], obj, tr)
 	if err != nil {
 		return nil, false, err
 	}
-	*bp = out[:0]
 	p.noteSize(len(out))
+	if cap(out) <= 64<<10 {
+		s.buf = out[:0] // the state's scratch buffer for the next comparison
+	}
 	if baseline != nil && bytes.Equal(out, baseline) {
 		return baseline, false, nil
 	}
@@ -350,12 +348,16 @@ func (p *Plan) noteSize(n int) {
 
 // Append is Encode appending to dst.
 func (p *Plan) Append(ctx context.Context, dst []byte, obj any, tr *Tracker) ([]byte, error) {
+	s := p.reg.getEnc(tr, modeDecide)
+	defer p.reg.putEnc(s)
+	return p.appendWith(ctx, s, dst, obj, tr)
+}
+
+func (p *Plan) appendWith(ctx context.Context, s *encState, dst []byte, obj any, tr *Tracker) ([]byte, error) {
 	ptr, err := p.pointer(obj)
 	if err != nil {
 		return dst, err
 	}
-	s := p.reg.getEnc(tr, modeDecide)
-	defer p.reg.putEnc(s)
 	b := dst
 	start := len(dst)
 	for round := 0; ; round++ {

@@ -37,7 +37,6 @@ type Registry struct {
 	nodes    map[nodeKey]*node
 
 	encPool sync.Pool // *encState
-	bufPool sync.Pool // *[]byte: Plan.EncodeChanged's scratch buffers
 	decPool sync.Pool // *decState
 }
 
@@ -115,7 +114,6 @@ func NewRegistry(opts ...Option) *Registry {
 		}
 	}
 	r.encPool.New = func() any { return newEncState(r) }
-	r.bufPool.New = func() any { return new([]byte) }
 	r.decPool.New = func() any { return newDecState(r) }
 	return r
 }

@@ -19,7 +19,8 @@
 //     value the constructor gives them.
 //   - Unexported fields are never stored: msgpack cannot reach them. Keep
 //     dependencies the constructor receives in unexported fields; they are live
-//     after a load because loading starts from a constructor call.
+//     after a load because loading starts from what the constructor returns (in
+//     scope: a call, or a copy of an earlier result holding the same singletons).
 //
 // `session:"autostart"` marks state whose change starts the session
 // ([Plan.Fingerprint]).

@@ -150,7 +150,8 @@ func (inst *instance) handOut() {
 }
 
 // build makes an instance of e in a started session from stored data (nil: none
-// stored): a constructor call, then the state decoded into it. Data that no longer
+// stored): a constructor call (or a copy of the prototype, see restore), then the
+// state decoded into it. Data that no longer
 // fits the type gives a fresh instance and a warning; it is replaced at the next
 // write.
 func (st *reqState) build(ctx context.Context, e *entry, data []byte) (*instance, error) {

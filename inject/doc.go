@@ -66,7 +66,8 @@
 //     two whole copies load as two values.
 //
 // On load, references are fetched in one batch per entity type when the repository
-// has FindMany. A reference whose entity is gone loads as the zero value of its
+// has FindMany. A [Cache] in front of the repository serves them from memory
+// (bounded in size, each entity for a TTL, with explicit invalidation). A reference whose entity is gone loads as the zero value of its
 // place, with a slog warning, and everything else stays where it was: a nil
 // pointer or interface field; a nil element at its position in a slice or array
 // (the elements after it keep their indexes); a nil value under its key in a map

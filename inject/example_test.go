@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"time"
 
 	"github.com/fxsession/fxsession/inject"
 )
@@ -101,4 +102,41 @@ func ExampleRegistry_AddRepository() {
 	// apple stored whole: false
 	// pear stored whole: true
 	// Apple / Pear (gift wrapped)
+}
+
+// products is a repository of Product that counts its queries.
+type products struct{ queries int }
+
+func (r *products) FindMany(_ context.Context, skus []string) (map[string]*Product, error) {
+	r.queries++
+	out := map[string]*Product{}
+	for _, s := range skus {
+		out[s] = &Product{SKU: s, Name: "Product " + s}
+	}
+	return out, nil
+}
+
+func (r *products) Find(ctx context.Context, sku string) (*Product, error) {
+	found, err := r.FindMany(ctx, []string{sku})
+	return found[sku], err
+}
+
+// An entity cache in front of a repository: the second FindMany is served from
+// memory, copies are handed out, and Invalidate makes the next one ask again.
+func ExampleNewCache() {
+	ctx := context.Background()
+	repo := &products{}
+	cache := inject.NewCache[*Product](repo, inject.CacheOptions{Size: 1000, TTL: time.Minute})
+
+	first, _ := cache.FindMany(ctx, []string{"tea", "mug"})
+	first["tea"].Name = "changed" // a copy: the cache keeps its own
+	again, _ := cache.FindMany(ctx, []string{"tea", "mug"})
+	fmt.Println(again["tea"].Name, "- queries:", repo.queries)
+
+	cache.Invalidate("tea")
+	_, _ = cache.Find(ctx, "tea")
+	fmt.Println("queries:", repo.queries, "stats:", cache.Stats())
+	// Output:
+	// Product tea - queries: 1
+	// queries: 2 stats: {2 3}
 }

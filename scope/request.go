@@ -76,15 +76,12 @@ func (r *registry) state(s *session.Session) (*reqState, error) {
 	if err := ext.OnCommit(st.commit); err != nil {
 		return nil, err
 	}
-	// After session.Session.Sync the session is read again: so are the objects.
-	if err := ext.OnRefresh(st.refresh); err != nil {
-		return nil, err
-	}
 	return st, nil
 }
 
-// refresh drops the request's instances: the next Get loads them afresh.
-func (st *reqState) refresh() {
+// Refresh drops the request's instances: the next Get loads them afresh. The
+// session calls it after Session.Sync (session.Refresher).
+func (st *reqState) Refresh() {
 	for i := range st.slots {
 		sl := &st.slots[i]
 		sl.mu.Lock()

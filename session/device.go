@@ -16,9 +16,9 @@ func (st *state) recordDevice() {
 	case st.req != nil:
 		st.act.device = truncateUTF8(st.req.Header.Get("User-Agent"), maxDevice)
 		st.act.address = st.m.clientAddress(st.req.RemoteAddr, st.req.Header)
-	case st.peer != nil:
-		st.act.device = truncateUTF8(st.peer.UserAgent, maxDevice)
-		st.act.address = st.m.clientAddress(st.peer.Addr, nil)
+	case st.ext != nil && st.ext.peer != nil:
+		st.act.device = truncateUTF8(st.ext.peer.UserAgent, maxDevice)
+		st.act.address = st.m.clientAddress(st.ext.peer.Addr, nil)
 	}
 }
 

@@ -15,6 +15,13 @@ type Exchange struct {
 	rs *reqState
 }
 
+// exchangeState is an Exchange with its client: allocated apart from the
+// request state, which the HTTP middleware keeps small.
+type exchangeState struct {
+	Exchange
+	peer Peer
+}
+
 // Peer describes the client of an exchange, for logs and the session's device.
 type Peer struct {
 	// Method names the call ("/shop.Basket/Add"), for logs.
@@ -36,10 +43,10 @@ func (m *Manager) Begin(ctx context.Context, id string, p Peer) (context.Context
 		rs.cookieID, rs.src = id, srcHeader
 		rs.phase = phaseLazy
 	}
-	rs.peerInfo = p
-	rs.peer = &rs.peerInfo
-	rs.exchange.rs = rs
-	return &rs.ctx, &rs.exchange
+	x := &exchangeState{peer: p}
+	x.rs = rs
+	rs.exts().peer = &x.peer
+	return &rs.ctx, &x.Exchange
 }
 
 // Commit is the commit point before the response's headers: it writes what the

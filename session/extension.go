@@ -174,18 +174,11 @@ func (e Extension) OnEnd(fn func()) error {
 	return nil
 }
 
-// OnRefresh registers fn to run after [Session.Sync] made the session read
-// again from the store on its next use: package scope drops the objects it
-// loaded, so that they are loaded afresh too.
-func (e Extension) OnRefresh(fn func()) error {
-	if err := e.s.use(); err != nil {
-		return err
-	}
-	x := e.s.st.exts()
-	x.refresh = append(x.refresh, fn)
-	e.s.unlock()
-	return nil
-}
+// Refresher is implemented by request-local values (Extension.SetLocal) that
+// hold what they read from the session: after [Session.Sync] made the session
+// read again from the store on its next use, Sync calls their Refresh, so that
+// they read afresh too (package scope drops the objects it loaded).
+type Refresher interface{ Refresh() }
 
 // Local returns the request-local value stored under key by SetLocal (nil if
 // none). Locals live only as long as the request and are never stored.
@@ -268,11 +261,13 @@ type extensions struct {
 	val0   any
 	locals map[any]any // the locals beyond key0
 
-	ends    []func()  // OnEnd hooks
-	end0    [1]func() // ends' first backing array
-	refresh []func()  // OnRefresh hooks
+	ends []func()  // OnEnd hooks
+	end0 [1]func() // ends' first backing array
 
 	cctx *commitContext // the request's commit context (middleware)
+
+	peer  *Peer         // the client of an Exchange (the request's req is nil then)
+	alive chan struct{} // stops the keep-alive of a long-lived request
 }
 
 // exts returns the extensions record, creating it. Lock held.
@@ -305,6 +300,20 @@ func (x *extensions) setLocal(key, value any) {
 		}
 		x.locals[key] = value
 	}
+}
+
+// refreshers are the locals that implement Refresher. Lock held.
+func (x *extensions) refreshers() []Refresher {
+	var out []Refresher
+	if r, ok := x.val0.(Refresher); ok && x.has0 {
+		out = append(out, r)
+	}
+	for _, v := range x.locals {
+		if r, ok := v.(Refresher); ok {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // hookCount is the number of OnCommit hooks. Lock held.

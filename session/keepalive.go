@@ -15,9 +15,11 @@ const keepAliveMax = 30 * time.Second
 // events, a WebSocket, a gRPC stream) does not see its session expire. It runs
 // once per request.
 func (rs *reqState) startKeepAlive() {
+	rs.used.Store(true)
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	if rs.alive != nil || rs.readOnly {
+	x := rs.exts() // a long-lived request's own: the usual one stays small
+	if x.alive != nil || rs.readOnly {
 		return
 	}
 	every := rs.m.cfg.threshold
@@ -25,7 +27,7 @@ func (rs *reqState) startKeepAlive() {
 		every = keepAliveMax
 	}
 	stop := make(chan struct{})
-	rs.alive = stop
+	x.alive = stop
 	go func() {
 		t := time.NewTicker(every)
 		defer t.Stop()
@@ -56,8 +58,10 @@ func (rs *reqState) keepAlive() error {
 // stopKeepAlive ends the keep-alive, if one runs.
 func (rs *reqState) stopKeepAlive() {
 	rs.mu.Lock()
-	stop := rs.alive
-	rs.alive = nil
+	var stop chan struct{}
+	if rs.ext != nil {
+		stop, rs.ext.alive = rs.ext.alive, nil
+	}
 	rs.mu.Unlock()
 	if stop != nil {
 		close(stop)
@@ -68,13 +72,20 @@ func (rs *reqState) stopKeepAlive() {
 // registered, when the request is over: the handler returned or panicked. A
 // hook that panics is logged; the others still run.
 func (rs *reqState) end() {
-	rs.stopKeepAlive()
 	rs.mu.Lock()
-	var hooks []func()
-	if rs.ext != nil {
-		hooks, rs.ext.ends = rs.ext.ends, nil
+	x := rs.ext
+	var (
+		hooks []func()
+		stop  chan struct{}
+	)
+	if x != nil {
+		hooks, x.ends = x.ends, nil
+		stop, x.alive = x.alive, nil
 	}
 	rs.mu.Unlock()
+	if stop != nil {
+		close(stop)
+	}
 	for _, fn := range hooks {
 		func() {
 			defer func() {
@@ -111,7 +122,7 @@ func (s *Session) Sync(ctx context.Context) error {
 		return err
 	}
 	st.mu.Lock()
-	var refresh []func()
+	var refresh []Refresher
 	if st.phase == phaseResumed || st.phase == phaseNew && st.persisted {
 		if st.id != "" {
 			st.cookieID = st.id
@@ -121,11 +132,11 @@ func (s *Session) Sync(ctx context.Context) error {
 		}
 	}
 	if st.ext != nil {
-		refresh = st.ext.refresh
+		refresh = st.ext.refreshers()
 	}
 	st.mu.Unlock()
-	for _, fn := range refresh {
-		fn()
+	for _, r := range refresh {
+		r.Refresh()
 	}
 	return nil
 }

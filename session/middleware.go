@@ -21,10 +21,7 @@ type reqState struct {
 	ctx  reqContext
 	rw   responseWriter
 	src  uint8 // where the request's ID came from: srcNone, srcCookie, srcHeader
-	// peerInfo is an Exchange's client (state.peer points here), exchange the
-	// Exchange itself: one allocation per exchange.
-	peerInfo Peer
-	exchange Exchange
+
 	// alive stops the keep-alive of a long-lived request (keepalive.go); nil
 	// when none runs.
 	alive chan struct{}
@@ -215,7 +212,9 @@ func remoteAddr(s string) (netip.Addr, bool) {
 
 // finish is the last commit point: the handler returned.
 func (rs *reqState) finish() {
-	rs.stopKeepAlive()
+	if rs.used.Load() { // a keep-alive runs only for a used session
+		rs.stopKeepAlive()
+	}
 	if !rs.headersDone {
 		rs.beforeHeaders()
 		return

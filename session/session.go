@@ -75,7 +75,6 @@ type state struct {
 	aborted     bool // the error handler answered the request
 
 	owner  *reqState         // the middleware's request state (request sessions only)
-	peer   *Peer             // the client of an Exchange (req is nil then)
 	staged map[string]staged // field name -> change; survives Start (an extension may stage before it)
 	ext    *extensions
 	req    *http.Request
@@ -486,8 +485,8 @@ func (st *state) path() string {
 	switch {
 	case st.req != nil:
 		return st.req.URL.Path
-	case st.peer != nil:
-		return st.peer.Method
+	case st.ext != nil && st.ext.peer != nil:
+		return st.ext.peer.Method
 	}
 	return ""
 }

@@ -88,7 +88,9 @@
 // What the container gave an object is never stored: its constructor's parameters
 // (kept in unexported fields, or in exported fields of a parameter's type) and its
 // fields tagged `inject:""` (`inject:"name=NAME,optional"`; a Handle field too).
-// Loading starts from a constructor call, so after a load those fields hold the
+// Loading starts from what the constructor gives — a call, or a copy of its
+// first result when that result holds only the container's singletons and plain
+// values (see [ConstructOnLoad]) — so after a load those fields hold the
 // container's live instances again; `inject` fields the constructor leaves zero
 // are filled from the container. Fields tagged `session:"-"` are transient: never
 // stored, back at their fresh value.

@@ -305,6 +305,9 @@ func (st *reqState) commit(ctx context.Context) error {
 		trigger := false
 		for i, e := range reg.entries {
 			sl := &st.slots[i]
+			if sl.inst.Load() == nil {
+				continue // never asked for in this request: nothing to check
+			}
 			sl.mu.Lock()
 			if inst := sl.inst.Load(); inst != nil {
 				t, terr := inst.triggered(e)
@@ -327,6 +330,9 @@ func (st *reqState) commit(ctx context.Context) error {
 	var errs []error
 	for i, e := range reg.entries {
 		sl := &st.slots[i]
+		if sl.inst.Load() == nil {
+			continue // never asked for in this request: nothing to write
+		}
 		sl.mu.Lock()
 		if inst := sl.inst.Load(); inst != nil && !(inst.clean.Load() && inst.baseline != nil) {
 			baseline := inst.baseline

@@ -1,5 +1,7 @@
 // Package memstore is the in-process [cache.Store]: maps guarded by a lock, for
 // tests and single-process applications. Records live as long as the process.
+// Reads hand out the stored values themselves, without a copy (writes store
+// copies and never change them afterwards): do not modify a value read.
 //
 // Expired records are never returned; [Store.CollectGarbage] removes them (the
 // session collector calls it). Sub namespaces share the root's maps and lock but
@@ -177,25 +179,21 @@ func (sh *shared) live(ns, key string, now time.Time) *record {
 	return r
 }
 
-// copyOut returns the record as read: the named fields (all when none), with
-// their values copied into one buffer.
+// copyOut returns the record as read: the named fields (all when none). The
+// values are the stored slices themselves, which the store never changes (a
+// write stores new ones): a read costs nothing per byte, so a session's
+// untouched objects cost nothing. Callers must not modify them.
 func (r *record) copyOut(key string, names []string) cache.Record {
 	out := cache.Record{Key: key, Expires: r.expires, Version: r.version, Tags: slices.Clone(r.tags)}
-	size, n := 0, 0
-	for i := range r.fields {
-		if len(names) == 0 || slices.Contains(names, r.fields[i].name) {
-			size += len(r.fields[i].value)
-			n++
-		}
+	n := len(r.fields)
+	if len(names) > 0 {
+		n = min(n, len(names))
 	}
-	buf := make([]byte, 0, size)
 	out.Fields = make([]cache.Field, 0, n)
 	for i := range r.fields {
 		f := &r.fields[i]
 		if len(names) == 0 || slices.Contains(names, f.name) {
-			start := len(buf)
-			buf = append(buf, f.value...)
-			out.Fields = append(out.Fields, cache.Field{Name: f.name, Value: buf[start:len(buf):len(buf)], Version: f.version})
+			out.Fields = append(out.Fields, cache.Field{Name: f.name, Value: f.value[:len(f.value):len(f.value)], Version: f.version})
 		}
 	}
 	return out

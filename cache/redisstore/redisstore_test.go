@@ -101,6 +101,26 @@ func TestConformanceDurable(t *testing.T) {
 	cachetest.Run(t, "redis-durable", opener(testClient(t, master), opts), cachetest.Options{Parallel: true})
 }
 
+// TestConformanceSentinel runs the suite through a Sentinel setup (a master,
+// a replica and three sentinels, addressed by the master's name), as an app
+// configured with Sentinel reaches its store: the failover client asks the
+// sentinels for the master and every command goes there.
+func TestConformanceSentinel(t *testing.T) {
+	sen := testserver.StartSentinel(t)
+	c := redisstore.NewClient(redis.UniversalOptions{
+		MasterName:   sen.MasterName(),
+		Addrs:        sen.SentinelAddrs(),
+		DialTimeout:  testTimeout,
+		ReadTimeout:  testTimeout,
+		WriteTimeout: testTimeout,
+	})
+	t.Cleanup(func() { _ = c.Close() })
+	if _, ok := c.(*redis.Client); !ok {
+		t.Fatalf("NewClient with a master name made a %T, want the failover *redis.Client", c)
+	}
+	cachetest.Run(t, "redis-sentinel", opener(c, redisstore.Options{}), cachetest.Options{Parallel: true})
+}
+
 // TestConformanceSmallBatches runs the suite with tiny batches, so that every
 // iteration crosses many page boundaries.
 func TestConformanceSmallBatches(t *testing.T) {

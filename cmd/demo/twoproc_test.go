@@ -9,17 +9,39 @@ import (
 	"github.com/fxsession/fxsession/internal/testserver"
 )
 
-// TestTwoProcessesOneRedis runs two "demo serve" processes on one real
-// redis-server, as two app servers behind a load balancer: a basket is one
-// basket whichever process serves the request, and logout-everywhere through
-// one process ends the user's sessions for both.
-func TestTwoProcessesOneRedis(t *testing.T) {
-	r := testserver.StartRedis(t)
-	dir := t.TempDir()
-	common := []string{"-store", "redis", "-redis-url", r.URL(), "-namespace", "two-proc"}
-	a := startDemo(t, "demo A", append(common, "-catalog", filepath.Join(dir, "a.db"))...)
-	b := startDemo(t, "demo B", append(common, "-catalog", filepath.Join(dir, "b.db"))...)
+// TestTwoProcesses runs two "demo serve" processes on one shared store, as two
+// app servers behind a load balancer, on every store two processes can share (a
+// real redis-server, one session folder, one SQLite file, a real Postgres): a
+// basket is one basket whichever process serves the request, and
+// logout-everywhere through one process ends the user's sessions for both.
+func TestTwoProcesses(t *testing.T) {
+	shared := map[string]func(t *testing.T, dir string) []string{
+		"redis": func(t *testing.T, dir string) []string {
+			return []string{"-store", "redis", "-redis-url", testserver.StartRedis(t).URL(), "-namespace", "two-proc"}
+		},
+		"file": func(t *testing.T, dir string) []string {
+			return []string{"-store", "file", "-dir", filepath.Join(dir, "sessions")}
+		},
+		"sqlite": func(t *testing.T, dir string) []string {
+			return []string{"-store", "sqlite", "-dsn", filepath.Join(dir, "sessions.db")}
+		},
+		"postgres": func(t *testing.T, dir string) []string {
+			return []string{"-store", "postgres", "-dsn", testserver.StartPostgres(t).DSN()}
+		},
+	}
+	for _, store := range []string{"redis", "file", "sqlite", "postgres"} {
+		t.Run(store, func(t *testing.T) {
+			dir := t.TempDir()
+			common := shared[store](t, dir)
+			a := startDemo(t, "demo A", append(common, "-catalog", filepath.Join(dir, "a.db"))...)
+			b := startDemo(t, "demo B", append(common, "-catalog", filepath.Join(dir, "b.db"))...)
+			twoProcesses(t, a, b)
+		})
+	}
+}
 
+// twoProcesses is TestTwoProcesses on two processes a and b sharing a store.
+func twoProcesses(t *testing.T, a, b *demoProc) {
 	// One basket, two processes, one cookie.
 	v := newVisitor(t, a.URL())
 	v.must(200, "POST", "/api/basket/items", `{"sku":"tea-sencha","qty":2}`)

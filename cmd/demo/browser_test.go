@@ -19,6 +19,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/fxsession/fxsession/cmd/demo/internal/app"
+	"github.com/fxsession/fxsession/internal/testserver"
 )
 
 // Timing of the browser test. A step is one page action and its checks; the
@@ -297,16 +298,12 @@ func (b *tab) checkPage(what string) {
 	b.step("viewport back to desktop", chromedp.EmulateViewport(desktopWidth, desktopHeight))
 }
 
-// TestBrowser drives the shop with a real, headless chromium: no cookie on the
-// catalog, two products added through the HTML forms, flash messages shown
-// once, the basket kept across reloads and private to the browser, login
-// renewing the cookie and keeping the basket, logout emptying it.
-func TestBrowser(t *testing.T) {
-	exe := chromium(t)
-	base := startShop(t, &app.Config{Store: "file"})
-
+// startBrowser starts a headless chromium (exe) for the test and returns the
+// context of its first tab; the browser stops at the test's cleanup, and its
+// output is logged when the test failed.
+func startBrowser(t *testing.T, exe string) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), browserTestTimeout)
-	defer cancel()
+	t.Cleanup(cancel)
 	var chromeLog lockedBuffer
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx,
 		chromedp.ExecPath(exe),
@@ -334,18 +331,30 @@ func TestBrowser(t *testing.T) {
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.CombinedOutput(&chromeLog),
 	)
-	defer cancelAlloc()
+	t.Cleanup(cancelAlloc)
 	browserCtx, cancelBrowser := chromedp.NewContext(allocCtx)
-	defer cancelBrowser()
+	t.Cleanup(cancelBrowser)
 	// The first run starts the browser; it lives as long as browserCtx.
 	if err := chromedp.Do(browserCtx); err != nil {
 		t.Fatalf("starting chromium (%s): %v\n%s", exe, err, chromeLog.String())
 	}
-	defer func() {
+	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("chromium output:\n%s", chromeLog.String())
 		}
-	}()
+	})
+	return browserCtx
+}
+
+// TestBrowser drives the shop with a real, headless chromium: no cookie on the
+// catalog, two products added through the HTML forms, flash messages shown
+// once, the basket kept across reloads and private to the browser, login
+// renewing the cookie and keeping the basket, logout emptying it.
+func TestBrowser(t *testing.T) {
+	exe := chromium(t)
+	base := startShop(t, &app.Config{Store: "file"})
+
+	browserCtx := startBrowser(t, exe)
 	axe, err := os.ReadFile(axePath)
 	if err != nil {
 		t.Fatalf("axe-core: %v", err)
@@ -611,9 +620,70 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("basket after sign-out = %q", b.lines())
 	}
 
-	// The browser goes first, then the server (t.Cleanup).
-	cancelBrowser()
-	if err := ctx.Err(); errors.Is(err, context.DeadlineExceeded) {
+	// The browser stops first, then the server (t.Cleanup runs last in, first out).
+	if err := browserCtx.Err(); errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("the browser test ran out of time (%s)", browserTestTimeout)
+	}
+}
+
+// TestBrowserStores runs a visit through the HTML forms on every other store
+// the demo offers (TestBrowser runs on the default, the file store): the
+// catalog sets no cookie, two adds make one basket that survives a reload,
+// signing in renews the cookie and keeps the basket, signing out empties it.
+func TestBrowserStores(t *testing.T) {
+	browser := startBrowser(t, chromium(t))
+	for name, cfg := range map[string]func(t *testing.T) *app.Config{
+		"memory": func(t *testing.T) *app.Config { return &app.Config{Store: "memory"} },
+		"redis": func(t *testing.T) *app.Config {
+			return &app.Config{Store: "redis", RedisURL: testserver.StartRedis(t).URL()}
+		},
+		"sqlite": func(t *testing.T) *app.Config {
+			return &app.Config{Store: "sqlite", DSN: filepath.Join(t.TempDir(), "sessions.db")}
+		},
+		"postgres": func(t *testing.T) *app.Config {
+			return &app.Config{Store: "postgres", DSN: testserver.StartPostgres(t).DSN()}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			base := startShop(t, cfg(t))
+			// A browser context of its own (cookies included), like a private window.
+			ctx, cancel := chromedp.NewContext(browser, chromedp.WithNewBrowserContext())
+			t.Cleanup(cancel)
+			if err := chromedp.Do(ctx); err != nil {
+				t.Fatalf("opening a tab in a new browser context: %v", err)
+			}
+			b := &tab{t: t, ctx: ctx, base: base}
+			b.step("viewport", chromedp.EmulateViewport(desktopWidth, desktopHeight))
+			b.open("/")
+			if c := b.cookie(); c != "" {
+				t.Fatalf("the catalog set a cookie: %q", c)
+			}
+			b.addToBasket("tea-sencha", "2", "Added 2 × Sencha")
+			first := b.cookie()
+			if first == "" {
+				t.Fatal("adding to the basket set no cookie")
+			}
+			b.addToBasket("coffee-kenya", "3", "Added 3 × Nyeri AA")
+			b.step("reload", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("footer")))
+			if got := b.lines(); !strings.HasPrefix(got, "Sencha 2 €17.80; Nyeri AA 3 €") {
+				t.Fatalf("basket lines after a reload = %q", got)
+			}
+			b.signIn("alice", false, "Welcome, alice")
+			if c := b.cookie(); c == "" || c == first {
+				t.Errorf("sign-in did not renew the session cookie (before %q, after %q)", first, c)
+			}
+			if got := b.text("#basket-count"); got != "5" {
+				t.Errorf("basket count after sign-in = %q, want 5", got)
+			}
+			b.submit("sign out", chromedp.CSS("#logout"), "/")
+			if c := b.cookie(); c != "" {
+				t.Errorf("the cookie survived sign-out: %q", c)
+			}
+			b.signedOut("after sign-out")
+			b.open("/basket")
+			if b.count("#empty") != 1 {
+				t.Errorf("basket after sign-out = %q", b.lines())
+			}
+		})
 	}
 }

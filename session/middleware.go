@@ -21,10 +21,6 @@ type reqState struct {
 	ctx  reqContext
 	rw   responseWriter
 	src  uint8 // where the request's ID came from: srcNone, srcCookie, srcHeader
-
-	// alive stops the keep-alive of a long-lived request (keepalive.go); nil
-	// when none runs.
-	alive chan struct{}
 }
 
 // reqContext is the request's context with the session in it. It embeds the

@@ -553,6 +553,12 @@ func (d *decState) time() (time.Time, error) {
 	if err != nil {
 		return time.Time{}, err
 	}
+	if n == 12 && mapLike(p[0]) {
+		// msgpack reads such a payload as a map header and internal/msgpackcheck
+		// refuses it (it can rewrite only 4- and 8-byte ones): refuse it alike, so
+		// that a stored object decodes the same whichever decoder reads it.
+		return time.Time{}, d.fail(at, "timestamp of %d bytes starts with 0x%02x, which msgpack reads as a map header", n, p[0])
+	}
 	var t time.Time
 	switch n {
 	case 4:

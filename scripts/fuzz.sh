@@ -23,6 +23,8 @@ DEFAULT_BUDGET=20000
 budget() {
   case "$1" in
     FuzzCookie) echo 100000 ;;
+    FuzzCompiledVsMsgpack | FuzzCompiledVsLegacy) echo 80000 ;;
+    FuzzEncode) echo 60000 ;;
     FuzzDecodeMetadata) echo 60000 ;;
     FuzzCheck) echo 60000 ;;
     FuzzDecode) echo 40000 ;;

@@ -499,6 +499,25 @@ func TestConfigFromEnv(t *testing.T) {
 	if len(rest) != 2 || rest[0] != "show" || rest[1] != "REF" {
 		t.Errorf("positional arguments around flags: %q", rest)
 	}
+	// A session reference is base64url: one in 64 begins with "-". The
+	// argument of show, destroy and destroy-tag is taken literally unless it
+	// is one of the flags.
+	for _, args := range [][]string{
+		{"show", "-Z7z9Oy25AxY-BI6pY2n-g", "-store", "file", "-dir", "/tmp/d"},
+		{"-store", "file", "show", "-Z7z9Oy25AxY-BI6pY2n-g", "-json", "-dir", "/tmp/d"},
+		{"show", "-json", "-Z7z9Oy25AxY-BI6pY2n-g", "-store", "file", "-dir", "/tmp/d"},
+		{"show", "-json", "--", "-Z7z9Oy25AxY-BI6pY2n-g"},
+		{"destroy", "-Z7z9Oy25AxY-BI6pY2n-g"},
+		{"destroy-tag", "-tag"},
+	} {
+		_, _, rest, err := parseSessions(args, &stderr, getenv)
+		if err != nil || len(rest) != 2 || rest[1] != args[slices.IndexFunc(args, func(a string) bool { return a == "-Z7z9Oy25AxY-BI6pY2n-g" || a == "-tag" })] {
+			t.Errorf("parseSessions(%q) = %q, %v; want the argument beginning with - taken as is", args, rest, err)
+		}
+	}
+	if _, _, _, err := parseSessions([]string{"list", "-jsn"}, &stderr, getenv); err == nil || !strings.Contains(err.Error(), "flag provided but not defined: -jsn") {
+		t.Errorf("a mistyped flag after a command without arguments: %v", err)
+	}
 
 	c, err = parseServe(nil, &stderr, func(string) string { return "" })
 	if err != nil {

@@ -126,6 +126,10 @@ type command struct {
 	name string // "demo serve"
 	head string // the usage text before the flags
 	fs   *flag.FlagSet
+	// operands, when set, says how many arguments the subcommand named by
+	// the first positional argument takes; they are taken literally, even
+	// when they begin with "-", unless they are one of the flags.
+	operands func(subcommand string) int
 }
 
 func newCommand(name, head string) *command {
@@ -152,23 +156,63 @@ func (c *command) wrong(format string, args ...any) error {
 }
 
 // parse parses args; flags may come before or after the positional arguments,
-// which it returns. -h prints the usage to stderr and returns flag.ErrHelp.
+// which it returns ("--" ends the flags). -h prints the usage to stderr and
+// returns flag.ErrHelp.
 func (c *command) parse(args []string, stderr io.Writer) ([]string, error) {
-	var rest []string
-	for {
-		if err := c.fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				fmt.Fprint(stderr, c.usage())
-				return nil, err
+	var flags, rest []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			rest = append(rest, args[i+1:]...)
+			i = len(args)
+		case !strings.HasPrefix(a, "-") || a == "-":
+			rest = append(rest, a)
+		case c.operands != nil && len(rest) > 0 && len(rest) <= c.operands(rest[0]) && !c.isFlag(a):
+			// An argument the subcommand takes, although it begins with "-".
+			rest = append(rest, a)
+		default:
+			flags = append(flags, a)
+			if c.takesValue(a) && i+1 < len(args) {
+				i++
+				flags = append(flags, args[i])
 			}
-			return nil, c.wrong("%v", err)
 		}
-		if c.fs.NArg() == 0 {
-			return rest, nil
-		}
-		rest = append(rest, c.fs.Arg(0))
-		args = c.fs.Args()[1:]
 	}
+	if err := c.fs.Parse(flags); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stderr, c.usage())
+			return nil, err
+		}
+		return nil, c.wrong("%v", err)
+	}
+	return rest, nil
+}
+
+// flagName is the name in -name, --name or -name=value, and whether a value
+// follows the "=".
+func flagName(arg string) (name string, hasValue bool) {
+	name, _, hasValue = strings.Cut(strings.TrimPrefix(strings.TrimPrefix(arg, "-"), "-"), "=")
+	return name, hasValue
+}
+
+// isFlag reports whether arg is one of the command's flags (-name, --name,
+// -name=value) or a request for help.
+func (c *command) isFlag(arg string) bool {
+	name, _ := flagName(arg)
+	return name == "h" || name == "help" || c.fs.Lookup(name) != nil
+}
+
+// takesValue reports whether arg is a flag whose value is the next argument:
+// defined, not boolean, without "=value".
+func (c *command) takesValue(arg string) bool {
+	name, hasValue := flagName(arg)
+	f := c.fs.Lookup(name)
+	if f == nil || hasValue {
+		return false
+	}
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return !ok || !b.IsBoolFlag()
 }
 
 // parseServe parses the command line of "demo serve".
@@ -232,6 +276,7 @@ func parseSessions(args []string, stderr io.Writer, getenv func(string) string) 
 	cmd := newCommand("demo sessions", "usage: demo sessions COMMAND [flags]\n\n"+
 		"Administers the sessions of the store the shop serves from (it must exist: nothing is created).\n\n"+
 		sessionctl.Usage+"\n")
+	cmd.operands = sessionctl.Operands
 	c := app.StoreFlagSet(cmd.fs, getenv)
 	out := &sessionctl.Output{}
 	out.Flags(cmd.fs)

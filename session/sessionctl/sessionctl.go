@@ -99,6 +99,12 @@ var arity = map[string]struct {
 	"gc":          {0, "no argument"},
 }
 
+// Operands is how many arguments the command takes after its name (0 for an
+// unknown command). A command line parser uses it to take those arguments
+// literally: a session reference is base64url and may begin with "-", as a
+// tag may.
+func Operands(command string) int { return arity[command].n }
+
 // Check reports whether args is a command Run accepts, without touching any
 // store: an error matching ErrUsage says what is wrong. A program calls it
 // before it opens the store for Run.

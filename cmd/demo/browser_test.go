@@ -19,7 +19,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/fxsession/fxsession/cmd/demo/internal/app"
-	"github.com/fxsession/fxsession/internal/testserver"
+	"github.com/fxsession/fxsession/cmd/demo/internal/demotest"
 )
 
 // Timing of the browser test. A step is one page action and its checks; the
@@ -632,20 +632,10 @@ func TestBrowser(t *testing.T) {
 // signing in renews the cookie and keeps the basket, signing out empties it.
 func TestBrowserStores(t *testing.T) {
 	browser := startBrowser(t, chromium(t))
-	for name, cfg := range map[string]func(t *testing.T) *app.Config{
-		"memory": func(t *testing.T) *app.Config { return &app.Config{Store: "memory"} },
-		"redis": func(t *testing.T) *app.Config {
-			return &app.Config{Store: "redis", RedisURL: testserver.StartRedis(t).URL()}
-		},
-		"sqlite": func(t *testing.T) *app.Config {
-			return &app.Config{Store: "sqlite", DSN: filepath.Join(t.TempDir(), "sessions.db")}
-		},
-		"postgres": func(t *testing.T) *app.Config {
-			return &app.Config{Store: "postgres", DSN: testserver.StartPostgres(t).DSN()}
-		},
-	} {
+	stores := demotest.Stores()
+	for _, name := range []string{"memory", "redis", "sqlite", "postgres"} { // file: TestBrowser
 		t.Run(name, func(t *testing.T) {
-			base := startShop(t, cfg(t))
+			base := startShop(t, stores[name](t))
 			// A browser context of its own (cookies included), like a private window.
 			ctx, cancel := chromedp.NewContext(browser, chromedp.WithNewBrowserContext())
 			t.Cleanup(cancel)

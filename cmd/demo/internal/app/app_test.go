@@ -20,6 +20,7 @@ import (
 
 	"github.com/fxsession/fxsession/cache"
 	"github.com/fxsession/fxsession/cmd/demo/internal/app"
+	"github.com/fxsession/fxsession/cmd/demo/internal/demotest"
 	"github.com/fxsession/fxsession/cmd/demo/internal/web"
 	"github.com/fxsession/fxsession/internal/testserver"
 )
@@ -137,27 +138,10 @@ func expect(t *testing.T, res *http.Response, body string, status int) {
 	}
 }
 
-// stores are the demo's -store choices, each on a real server or file.
-func stores(t *testing.T) map[string]func(t *testing.T) *app.Config {
-	return map[string]func(t *testing.T) *app.Config{
-		"memory": func(t *testing.T) *app.Config { return &app.Config{Store: "memory"} },
-		"file":   func(t *testing.T) *app.Config { return &app.Config{Store: "file"} },
-		"redis": func(t *testing.T) *app.Config {
-			return &app.Config{Store: "redis", RedisURL: testserver.StartRedis(t).URL()}
-		},
-		"sqlite": func(t *testing.T) *app.Config {
-			return &app.Config{Store: "sqlite", DSN: filepath.Join(t.TempDir(), "sessions.db")}
-		},
-		"postgres": func(t *testing.T) *app.Config {
-			return &app.Config{Store: "postgres", DSN: testserver.StartPostgres(t).DSN()}
-		},
-	}
-}
-
 func TestContract(t *testing.T) {
 	for _, store := range []string{"memory", "file", "redis", "sqlite", "postgres"} {
 		t.Run(store, func(t *testing.T) {
-			ts := shop(t, stores(t)[store](t))
+			ts := shop(t, demotest.Stores()[store](t))
 			c := newClient(t, ts.URL)
 
 			// A new visitor: catalog, no session, no cookie.

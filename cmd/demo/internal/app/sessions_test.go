@@ -12,6 +12,7 @@ import (
 
 	"github.com/fxsession/fxsession/cache"
 	"github.com/fxsession/fxsession/cmd/demo/internal/app"
+	"github.com/fxsession/fxsession/cmd/demo/internal/demotest"
 	"github.com/fxsession/fxsession/cmd/demo/internal/web"
 )
 
@@ -98,7 +99,7 @@ func sessionCookie(res *http.Response) *http.Cookie {
 func TestSessionsContract(t *testing.T) {
 	for _, store := range []string{"memory", "file", "redis", "sqlite", "postgres"} {
 		t.Run(store, func(t *testing.T) {
-			ts, records := shopWithStore(t, stores(t)[store](t))
+			ts, records := shopWithStore(t, demotest.Stores()[store](t))
 			ctx := t.Context()
 
 			// Not signed in: 401 in the API's shape, and no session starts.

@@ -430,16 +430,20 @@ func appendFlat(b, header []byte, fields []fieldCodec, p unsafe.Pointer) []byte 
 	b = append(b, header...)
 	for j := range fields {
 		f := &fields[j]
-		b = append(b, f.key...)
-		fp := unsafe.Add(p, f.offset)
-		switch f.leaf {
-		case leafString:
-			b = appendString(b, *(*string)(fp))
-		case leafInt64:
-			b = appendInt(b, *(*int64)(fp))
-		case leafBool:
-			b = appendBool(b, *(*bool)(fp))
-		}
+		b = appendLeaf(append(b, f.key...), f.leaf, unsafe.Add(p, f.offset))
+	}
+	return b
+}
+
+// appendLeaf encodes the inline leaf of kind k at fp; leafOther appends nothing.
+func appendLeaf(b []byte, k leafKind, fp unsafe.Pointer) []byte {
+	switch k {
+	case leafString:
+		b = appendString(b, *(*string)(fp))
+	case leafInt64:
+		b = appendInt(b, *(*int64)(fp))
+	case leafBool:
+		b = appendBool(b, *(*bool)(fp))
 	}
 	return b
 }
@@ -813,17 +817,10 @@ func compileStruct(n *node) {
 			f := &codecs[i]
 			b = append(b, f.key...)
 			fp := unsafe.Add(p, f.offset)
-			switch f.leaf {
-			case leafString:
-				b = appendString(b, *(*string)(fp))
-			case leafInt64:
-				b = appendInt(b, *(*int64)(fp))
-			case leafBool:
-				b = appendBool(b, *(*bool)(fp))
-			default:
-				if b, err = f.node.enc(s, b, fp); err != nil {
-					return b, fmt.Errorf("%s: %w", fields[i].goName, err)
-				}
+			if f.leaf != leafOther {
+				b = appendLeaf(b, f.leaf, fp)
+			} else if b, err = f.node.enc(s, b, fp); err != nil {
+				return b, fmt.Errorf("%s: %w", fields[i].goName, err)
 			}
 		}
 		return b, nil

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -323,9 +324,13 @@ func TestParseSeed(t *testing.T) {
 // fxsession's own go.mod would not apply here). Test binaries carry no module
 // list, so ask the go command.
 func TestBuildsAgainstUpstreamMsgpack(t *testing.T) {
+	// The go command that runs this test: on PATH, or in the GOROOT of the
+	// toolchain that built it.
 	gocmd, err := exec.LookPath("go")
 	if err != nil {
-		t.Skip("no go command:", err)
+		if gocmd, err = exec.LookPath(filepath.Join(runtime.GOROOT(), "bin", "go")); err != nil {
+			t.Fatalf("no go command on PATH or in GOROOT: %v", err)
+		}
 	}
 	out, err := exec.Command(gocmd, "list", "-m", "-f", "{{.Path}} {{.Version}} replace={{.Replace}}",
 		"github.com/vmihailenco/msgpack/v5", "github.com/fxsession/fxsession").CombinedOutput()

@@ -2,14 +2,12 @@ package scope_test
 
 import (
 	"context"
-	"log/slog"
 	"sync/atomic"
 	"testing"
 
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxtest"
 
-	"github.com/fxsession/fxsession/cache"
 	"github.com/fxsession/fxsession/scope"
 	"github.com/fxsession/fxsession/session"
 )
@@ -87,11 +85,7 @@ func TestLoadWithoutConstructor(t *testing.T) {
 		sliced  scope.Handle[*Sliced]
 	)
 	app := fxtest.New(t,
-		fx.NopLogger,
-		fx.Supply(slog.New(slog.DiscardHandler)),
-		fx.Supply(session.Config{GCInterval: session.Never}),
-		fx.Provide(func() cache.Store { return newMemory(t) }),
-		session.Module,
+		memorySessions(t),
 		fx.Supply(catalog),
 		scope.Repository[*Catalog](),
 		scope.Provide(NewWishlist),

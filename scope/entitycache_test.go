@@ -2,7 +2,6 @@ package scope_test
 
 import (
 	"context"
-	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -10,7 +9,6 @@ import (
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxtest"
 
-	"github.com/fxsession/fxsession/cache"
 	"github.com/fxsession/fxsession/inject"
 	"github.com/fxsession/fxsession/scope"
 	"github.com/fxsession/fxsession/session"
@@ -45,11 +43,7 @@ func TestEntityCacheBasketLoads(t *testing.T) {
 		basket scope.Handle[*ShoppingBasket]
 	)
 	app := fxtest.New(t,
-		fx.NopLogger,
-		fx.Supply(slog.New(slog.DiscardHandler)),
-		fx.Supply(session.Config{GCInterval: session.Never}),
-		fx.Provide(func() cache.Store { return newMemory(t) }),
-		session.Module,
+		memorySessions(t),
 		fx.Supply(catalog),
 		scope.Entities(products),
 		scope.Provide(NewShoppingBasket),

@@ -550,6 +550,18 @@ func wrapCounting(s cache.Store, conflict bool) *counting {
 	return c
 }
 
+// memorySessions is session.Module on a memory store of the test's own, quiet
+// (no fx or slog output) and without the background collector.
+func memorySessions(t testing.TB) fx.Option {
+	return fx.Options(
+		fx.NopLogger,
+		fx.Supply(slog.New(slog.DiscardHandler)),
+		fx.Supply(session.Config{GCInterval: session.Never}),
+		fx.Provide(func() cache.Store { return newMemory(t) }),
+		session.Module,
+	)
+}
+
 func newMemory(t testing.TB) cache.Store {
 	s := memstore.New(memstore.Options{})
 	t.Cleanup(func() { _ = s.Close() })

@@ -73,7 +73,7 @@ func (x *Exchange) Commit() (newID string, expire bool, err error) {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	if err == nil {
-		err = rs.resumeErr
+		err = rs.resumeErr()
 	}
 	rs.headersDone = true
 	if err != nil {

@@ -266,6 +266,8 @@ type extensions struct {
 
 	cctx *commitContext // the request's commit context (middleware)
 
+	resumeErr error // the store failed to resume the session (kept here: it is rare)
+
 	peer  *Peer         // the client of an Exchange (the request's req is nil then)
 	alive chan struct{} // stops the keep-alive of a long-lived request
 }
@@ -277,6 +279,14 @@ func (st *state) exts() *extensions {
 		st.ext.hooks = st.ext.hook0[:0]
 	}
 	return st.ext
+}
+
+// resumeErr returns the error of a failed resume, if any. Lock held.
+func (st *state) resumeErr() error {
+	if st.ext == nil {
+		return nil
+	}
+	return st.ext.resumeErr
 }
 
 // local returns the local under key.

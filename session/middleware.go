@@ -17,10 +17,8 @@ import (
 // it and the wrapping ResponseWriter.
 type reqState struct {
 	state
-	root Session
-	ctx  reqContext
-	rw   responseWriter
-	src  uint8 // where the request's ID came from: srcNone, srcCookie, srcHeader
+	ctx reqContext
+	rw  responseWriter
 }
 
 // reqContext is the request's context with the session in it. It embeds the
@@ -28,13 +26,13 @@ type reqState struct {
 // it saves the allocation of a context.WithValue.
 type reqContext struct {
 	context.Context
-	s *Session
+	root Session // the request's session
 }
 
 // Value returns the session for its key and asks the parent otherwise.
 func (c *reqContext) Value(key any) any {
 	if _, ok := key.(ctxKey); ok {
-		return c.s
+		return &c.root
 	}
 	return c.Context.Value(key)
 }
@@ -53,34 +51,63 @@ func (c *reqContext) Value(key any) any {
 // written at the update threshold, so the session does not expire under a
 // connection that stays open. The request's end hooks (request-scoped objects'
 // Close) run when the handler returns, also when it panics.
+//
+// Not inlined: the handler it returns is compiled here, where WithContext is
+// inlined into it and its request copy joins the state's allocation.
+//
+//go:noinline
 func (m *Manager) Middleware(next http.Handler) http.Handler {
 	m.seal()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rs := m.newRequest(r.Context())
+		hs := &httpState{}
+		rs := &hs.reqState
+		m.initRequest(r.Context(), rs)
 		rs.rw.rs = rs
 		rs.rw.ResponseWriter = w
 		if id, src := m.requestID(r.Header); src != srcNone {
 			rs.cookieID, rs.src = id, src
 			rs.phase = phaseLazy
 		}
-		r = r.WithContext(&rs.ctx)
+		// The request with the session's context lives in the same allocation
+		// as the state: WithContext is inlined, so its copy stays on the stack
+		// and is copied here, where the handler's *http.Request points.
+		hs.req = *r.WithContext(&rs.ctx)
+		r = &hs.req
 		rs.req = r
-		defer rs.end()
+		defer func() {
+			// A session never used has no end hooks and nothing to commit.
+			if rs.used.Load() {
+				rs.end()
+			}
+		}()
 		next.ServeHTTP(&rs.rw, r)
-		rs.finish()
+		if rs.used.Load() {
+			rs.finish()
+		}
 	})
+}
+
+// httpState is the middleware's one allocation per request: the request state
+// and the handler's request, which carries the state's context.
+type httpState struct {
+	reqState
+	req http.Request
 }
 
 // newRequest makes a request's state, its session and its context.
 func (m *Manager) newRequest(parent context.Context) *reqState {
 	rs := &reqState{}
+	m.initRequest(parent, rs)
+	return rs
+}
+
+// initRequest prepares a zero request state, its session and its context.
+func (m *Manager) initRequest(parent context.Context, rs *reqState) {
 	rs.m = m
 	rs.owner = rs
 	rs.request = true
-	rs.root.st = &rs.state
+	rs.ctx.root.st = &rs.state
 	rs.ctx.Context = parent
-	rs.ctx.s = &rs.root
-	return rs
 }
 
 // idle reports whether the request never needed its session: nothing to commit
@@ -90,7 +117,7 @@ func (rs *reqState) idle() bool {
 		return true // no method ran: nothing changed
 	}
 	rs.mu.Lock()
-	idle := (rs.phase == phaseNone || rs.phase == phaseLazy) && !rs.exposed && rs.hookCount() == 0 && rs.resumeErr == nil
+	idle := (rs.phase == phaseNone || rs.phase == phaseLazy) && !rs.exposed && rs.hookCount() == 0 && rs.resumeErr() == nil
 	rs.mu.Unlock()
 	return idle
 }
@@ -110,7 +137,7 @@ func (rs *reqState) beforeHeaders() {
 	err := rs.commitPoint(true)
 	rs.mu.Lock()
 	if err == nil {
-		err = rs.resumeErr
+		err = rs.resumeErr()
 	}
 	rs.headersDone = true
 	var out idOut
@@ -229,7 +256,7 @@ func (rs *reqState) finish() {
 func (rs *reqState) commitPoint(beforeHeaders bool) error {
 	rs.mu.Lock()
 	rs.metaWritten = false
-	work := rs.resumeErr == nil && (rs.hookCount() > 0 && !rs.readOnly || rs.pending())
+	work := rs.resumeErr() == nil && (rs.hookCount() > 0 && !rs.readOnly || rs.pending())
 	var ctx *commitContext
 	if work {
 		// One context for the request's commit points, in place of

@@ -392,3 +392,32 @@ func TestConfigValidation(t *testing.T) {
 		t.Errorf("zero Config settings = %+v", c)
 	}
 }
+
+// TestNoSessionAllocatesOnce: a request that carries no session ID and never
+// uses its session costs the middleware one allocation: its state and the
+// handler's request (with the session's context) share it. It fails if the
+// request copy of WithContext moves to its own allocation again.
+func TestNoSessionAllocatesOnce(t *testing.T) {
+	h := newHarness(t, memoryBackend(t), Config{})
+	handler := h.m.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := FromContext(r.Context()); !ok {
+			t.Error("no session in the request's context")
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	w := &discardWriter{h: http.Header{}}
+	if n := testing.AllocsPerRun(200, func() { handler.ServeHTTP(w, r) }); n != 1 {
+		t.Fatalf("a request without a session allocates %v times, want 1", n)
+	}
+	if len(w.h) != 0 {
+		t.Fatalf("headers set for a request without a session: %v", w.h)
+	}
+}
+
+// discardWriter is a ResponseWriter that allocates nothing.
+type discardWriter struct{ h http.Header }
+
+func (w *discardWriter) Header() http.Header         { return w.h }
+func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (w *discardWriter) WriteHeader(int)             {}

@@ -54,13 +54,8 @@ type state struct {
 	// never used commits without taking the lock.
 	used atomic.Bool
 
-	phase     phase
-	cookieID  string // the well-formed ID from the request's cookie
-	resumeErr error
-	// live is the started (or resumed) session's data; nil without one, so that
-	// a request that never has a session allocates little.
-	*live
-
+	// The flags sit together, beside used, to keep the request state small.
+	phase       phase
 	needCookie  bool // the client has not been given the current ID yet
 	expire      bool // destroyed, or the cookie named no live session: expire it
 	exposed     bool // the response depends on a session: mark it private
@@ -71,8 +66,14 @@ type state struct {
 	readOnly    bool
 	stateless   bool
 	warned      bool
-	headersDone bool // the first commit point passed
-	aborted     bool // the error handler answered the request
+	headersDone bool  // the first commit point passed
+	aborted     bool  // the error handler answered the request
+	src         uint8 // where the request's ID came from: srcNone, srcCookie, srcHeader
+
+	cookieID string // the well-formed ID from the request's cookie
+	// live is the started (or resumed) session's data; nil without one, so that
+	// a request that never has a session allocates little.
+	*live
 
 	owner  *reqState         // the middleware's request state (request sessions only)
 	staged map[string]staged // field name -> change; survives Start (an extension may stage before it)
@@ -169,10 +170,10 @@ func (s *Session) enter(ctx context.Context, write bool) error {
 	if write && (s.ro || st.readOnly) {
 		return ErrReadOnly
 	}
-	if st.phase == phaseLazy && st.resumeErr == nil {
+	if st.phase == phaseLazy && st.resumeErr() == nil {
 		st.resume(ctx)
 	}
-	return st.resumeErr
+	return st.resumeErr()
 }
 
 func (st *state) started() bool { return st.phase == phaseResumed || st.phase == phaseNew }
@@ -194,7 +195,7 @@ func (st *state) resume(ctx context.Context) {
 		tel.SessionResumed(ctx)
 	}
 	span.SetFound(found)
-	span.End(st.resumeErr)
+	span.End(st.resumeErr())
 }
 
 // load is resume without the telemetry.
@@ -207,7 +208,7 @@ func (st *state) load(ctx context.Context) {
 		return
 	}
 	if err != nil {
-		st.resumeErr = fmt.Errorf("session: resuming %s: %w", ref, err)
+		st.exts().resumeErr = fmt.Errorf("session: resuming %s: %w", ref, err)
 		return
 	}
 	lv, err := m.open(rec, m.cfg.now())

@@ -28,7 +28,6 @@ type registry struct {
 	entries  []*entry // session-scoped, idx into a request's session slots
 	requests []*entry // request-scoped, idx into a request's scope
 	logger   *slog.Logger
-	mu       sync.Mutex // creation of per-request states
 	updates  keyedLocks
 }
 

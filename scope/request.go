@@ -59,19 +59,21 @@ func (r *registry) state(s *session.Session) (*reqState, error) {
 	if st, ok := ext.Local(r).(*reqState); ok {
 		return st, nil
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if st, ok := ext.Local(r).(*reqState); ok {
-		return st, nil
-	}
 	st := &reqState{reg: r, sess: s, ext: ext}
 	if n := len(r.entries); n <= len(st.inline) {
 		st.slots = st.inline[:n]
 	} else {
 		st.slots = make([]slot, n)
 	}
-	if err := ext.SetLocal(r, st); err != nil {
+	// Two goroutines of one request may get here together: the session's
+	// lock decides which state is the request's, and only that one registers
+	// its commit hook.
+	actual, loaded, err := ext.LoadOrStoreLocal(r, st)
+	if err != nil {
 		return nil, err
+	}
+	if loaded {
+		return actual.(*reqState), nil
 	}
 	if err := ext.OnCommit(st.commit); err != nil {
 		return nil, err

@@ -88,7 +88,9 @@ func (st *state) pending() bool {
 	if st.flash != nil && st.flash.dirty {
 		return true
 	}
-	return st.touchDue(st.m.cfg.now())
+	// The request's time (its load or start) rather than the clock's: a
+	// request's threshold check needs no reading of the clock of its own.
+	return st.touchDue(st.act.last)
 }
 
 // commit writes the staged changes, dirty bags, tags, metadata and (when due)

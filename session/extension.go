@@ -264,7 +264,8 @@ type extensions struct {
 	ends []func()  // OnEnd hooks
 	end0 [1]func() // ends' first backing array
 
-	cctx *commitContext // the request's commit context (middleware)
+	cctx  *commitContext // the request's commit context (middleware)
+	cctx0 commitContext  // cctx's first home: a request rarely needs a second
 
 	resumeErr error // the store failed to resume the session (kept here: it is rare)
 

@@ -47,7 +47,11 @@ func (rs *reqState) startKeepAlive() {
 // keepAlive writes the activity of a started session whose threshold passed.
 func (rs *reqState) keepAlive() error {
 	rs.mu.Lock()
-	due := rs.started() && rs.persisted && rs.touchDue(rs.m.cfg.now())
+	now := rs.m.cfg.now()
+	due := rs.started() && rs.persisted && rs.touchDue(now)
+	if due && rs.act.last.Before(now) {
+		rs.act.last = now // the connection is active now
+	}
 	rs.mu.Unlock()
 	if !due {
 		return nil

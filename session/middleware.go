@@ -265,8 +265,12 @@ func (rs *reqState) commitPoint(beforeHeaders bool) error {
 		// (asked for its Done channel). It lives with the extensions' record,
 		// not in reqState, to keep a request without a session small.
 		e := rs.exts()
-		if e.cctx == nil || e.cctx.kept() {
-			e.cctx = &commitContext{parent: context.WithoutCancel(&rs.ctx)}
+		switch {
+		case e.cctx == nil:
+			e.cctx = &e.cctx0
+			e.cctx.parent = context.WithoutCancel(&rs.ctx)
+		case e.cctx.kept():
+			e.cctx = &commitContext{parent: e.cctx.parent}
 		}
 		ctx = e.cctx
 	}
@@ -299,6 +303,13 @@ func (m *Manager) markPrivate(h http.Header) {
 // markPrivate is Cache-Control private and Vary: Cookie.
 func markPrivate(h http.Header) {
 	cc := h.Get("Cache-Control")
+	if cc == "" && len(h["Vary"]) == 0 {
+		// The usual response: both headers from one allocation.
+		v := make([]string, 2)
+		v[0], v[1] = "private", "Cookie"
+		h["Cache-Control"], h["Vary"] = v[0:1:1], v[1:2:2]
+		return
+	}
 	switch {
 	case cc == "":
 		h.Set("Cache-Control", "private")

@@ -211,7 +211,8 @@ func (st *state) load(ctx context.Context) {
 		st.exts().resumeErr = fmt.Errorf("session: resuming %s: %w", ref, err)
 		return
 	}
-	lv, err := m.open(rec, m.cfg.now())
+	now := m.cfg.now()
+	lv, err := m.open(rec, now)
 	if err != nil {
 		if !errors.Is(err, ErrNotFound) {
 			m.log.Warn("session record unreadable; treating the request as without a session", "session", ref, "error", err)
@@ -219,7 +220,6 @@ func (st *state) load(ctx context.Context) {
 		st.noSession()
 		return
 	}
-	now := m.cfg.now()
 	current, ok := lv.opens(verifier, now)
 	if !ok {
 		// A forged cookie, or one replaced by a renewal: it names no session.

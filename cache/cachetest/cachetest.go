@@ -85,6 +85,7 @@ func Run(t *testing.T, name string, open OpenFunc, o Options) {
 			{"FieldCAS", s.fieldCAS},
 			{"Atomic", s.atomic},
 			{"RemoveFields", s.removeFields},
+			{"ManyFields", s.manyFields},
 			{"Versions", s.versions},
 			{"Values", s.values},
 			{"Expiry", s.expiry},

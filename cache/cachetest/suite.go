@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -262,6 +264,48 @@ func (s *suite) removeFields(t *testing.T) {
 	v := write(t, st, "k", cache.Write{Fields: []cache.FieldWrite{cache.SetIf("a", []byte("again"), 0)}})
 	if got := fieldVersion(t, read(t, st, "k"), "a"); got != v {
 		t.Fatalf("re-created field has version %d, want %d", got, v)
+	}
+}
+
+// manyFields: one write of thousands of fields, each set and then changed
+// under its version check, and half of them removed in one write (a backend
+// must not pass them to its server in one list that has a length limit).
+func (s *suite) manyFields(t *testing.T) {
+	st := s.fresh(t)
+	const n = 5000
+	ws := make([]cache.FieldWrite, n)
+	for i := range ws {
+		ws[i] = cache.SetIf("f"+strconv.Itoa(i), []byte(strconv.Itoa(i)), 0)
+	}
+	write(t, st, "k", cache.Write{Create: true, Fields: ws})
+	r := read(t, st, "k")
+	if len(r.Fields) != n {
+		t.Fatalf("read %d fields, want %d", len(r.Fields), n)
+	}
+	for i, f := range r.Fields {
+		ws[i] = cache.SetIf(f.Name, append([]byte("x"), f.Value...), f.Version)
+	}
+	write(t, st, "k", cache.Write{Fields: ws})
+	// A stale version among them fails the whole write.
+	stale := slices.Clone(ws)
+	stale[n-1] = cache.SetIf(ws[n-1].Name, []byte("lost"), 1)
+	if _, err := st.Write(t.Context(), "k", cache.Write{Fields: stale}); !errors.Is(err, cache.ErrConflict) {
+		t.Fatalf("a write with one stale version: %v, want ErrConflict", err)
+	}
+	rm := make([]cache.FieldWrite, 0, n/2)
+	for i := 0; i < n; i += 2 {
+		rm = append(rm, cache.Remove("f"+strconv.Itoa(i)))
+	}
+	write(t, st, "k", cache.Write{Fields: rm})
+	r = read(t, st, "k")
+	if len(r.Fields) != n/2 {
+		t.Fatalf("read %d fields after removing half, want %d", len(r.Fields), n/2)
+	}
+	for _, f := range r.Fields {
+		i, err := strconv.Atoi(strings.TrimPrefix(f.Name, "f"))
+		if err != nil || i%2 == 0 || string(f.Value) != "x"+strconv.Itoa(i) {
+			t.Fatalf("field %s = %q after the writes", f.Name, f.Value)
+		}
 	}
 }
 

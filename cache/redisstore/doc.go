@@ -39,7 +39,8 @@
 // [Store.ReadMany] one pipeline, which a [redis.ClusterClient] sends to every node
 // concerned at once: one client round trip either way. [Store.Write] is one Lua
 // script on the record's slot, which checks every condition before it changes
-// anything, pipelined with the index updates it needs on other slots (a ZADD per
+// anything (one HMGET reads the record's state and every version it checks; one
+// HSET writes the fields, the version and any tags or expiry), pipelined with the index updates it needs on other slots (a ZADD per
 // tag added, one when the expiry moves): one round trip. [Store.Delete] is one
 // script, [Store.Lock] one SET and [Store.Unlock] one script. Iterations
 // ([Store.Keys], [Store.Tagged], [Store.Flush], [Store.DeleteMany]) cost one to

@@ -45,6 +45,21 @@ local function version(s)
   return v
 end
 local function num(v) return string.format('%.0f', v) end
+-- hmget and chunked pass long lists in slices: unpack has a limit (a few
+-- thousand values) that a record with many fields would pass.
+local function hmget(k, names)
+  local out = {}
+  for s = 1, #names, 1000 do
+    local r = redis.call('HMGET', k, unpack(names, s, math.min(s + 999, #names)))
+    for i = 1, #r do out[#out + 1] = r[i] end
+  end
+  return out
+end
+local function chunked(cmd, k, list)
+  for s = 1, #list, 1000 do
+    redis.call(cmd, k, unpack(list, s, math.min(s + 999, #list)))
+  end
+end
 `
 
 // writeScript applies one cache.Write to the record hash KEYS[1], atomically:
@@ -57,7 +72,14 @@ local function num(v) return string.format('%.0f', v) end
 // name, value.
 const writeScript = `
 local k = KEYS[1]
-local m = redis.call('HMGET', k, '#v', '#e', '#w', '#t')
+local n = tonumber(ARGV[8])
+-- One HMGET reads the record's state and the fields whose version is checked.
+local get = {'#v', '#e', '#w', '#t'}
+for i = 0, n - 1 do
+  local b = 9 + i * 5
+  if ARGV[b + 1] == '1' then get[#get + 1] = ARGV[b + 3] end
+end
+local m = hmget(k, get)
 if m[1] and m[3] == ARGV[1] then
   return {1, m[1]}
 end
@@ -68,15 +90,13 @@ if ARGV[3] == '1' then
 elseif not live then
   return {3}
 end
-local n = tonumber(ARGV[8])
+local j = 4
 for i = 0, n - 1 do
   local b = 9 + i * 5
   if ARGV[b + 1] == '1' then
+    j = j + 1
     local cur = 0
-    if live then
-      local old = redis.call('HGET', k, ARGV[b + 3])
-      if old then cur = version(old) end
-    end
+    if live and m[j] then cur = version(m[j]) end
     if cur ~= tonumber(ARGV[b + 2]) then
       return {4, ARGV[b + 3], num(cur)}
     end
@@ -95,12 +115,16 @@ local t = redis.call('TIME')
 local v = tonumber(t[1]) * 1000000 + tonumber(t[2])
 if v <= last then v = last + 1 end
 local pre = be8(v)
+-- One HSET writes the fields set, the version, the write id and (below) the
+-- tags and expiry when they change; one HDEL removes what goes.
+local set, del = {}, {}
 for i = 0, n - 1 do
   local b = 9 + i * 5
   if ARGV[b] == 'r' then
-    redis.call('HDEL', k, ARGV[b + 3])
+    del[#del + 1] = ARGV[b + 3]
   else
-    redis.call('HSET', k, ARGV[b + 3], pre .. ARGV[b + 4])
+    set[#set + 1] = ARGV[b + 3]
+    set[#set + 1] = pre .. ARGV[b + 4]
   end
 end
 if ARGV[6] ~= '' or ARGV[7] ~= '' then
@@ -117,18 +141,28 @@ if ARGV[6] ~= '' or ARGV[7] ~= '' then
     end
   end
   if #tags == 0 then
-    redis.call('HDEL', k, '#t')
+    del[#del + 1] = '#t'
   else
-    redis.call('HSET', k, '#t', table.concat(tags, ','))
+    set[#set + 1] = '#t'
+    set[#set + 1] = table.concat(tags, ',')
   end
 end
 local vs = num(v)
-redis.call('HSET', k, '#v', vs, '#w', ARGV[1])
+set[#set + 1] = '#v'
+set[#set + 1] = vs
+set[#set + 1] = '#w'
+set[#set + 1] = ARGV[1]
 if ARGV[4] == 'none' then
-  redis.call('HDEL', k, '#e')
+  del[#del + 1] = '#e'
+elseif ARGV[4] ~= '' then
+  set[#set + 1] = '#e'
+  set[#set + 1] = ARGV[4]
+end
+chunked('HDEL', k, del)
+chunked('HSET', k, set)
+if ARGV[4] == 'none' then
   redis.call('PERSIST', k)
 elseif ARGV[4] ~= '' then
-  redis.call('HSET', k, '#e', ARGV[4])
   redis.call('PEXPIREAT', k, num(tonumber(ARGV[4]) + tonumber(ARGV[5])))
 end
 return {1, vs}

@@ -14,6 +14,7 @@ import (
 	"github.com/fxsession/fxsession/cache"
 	"github.com/fxsession/fxsession/cmd/demo/internal/shop"
 	"github.com/fxsession/fxsession/cmd/demo/internal/web"
+	"github.com/fxsession/fxsession/inject"
 	"github.com/fxsession/fxsession/scope"
 	"github.com/fxsession/fxsession/session"
 )
@@ -55,7 +56,10 @@ func Options(c *Config, logger *slog.Logger) fx.Option {
 			return cat, nil
 		}),
 		scope.Provide(shop.NewBasket, scope.Key(shop.BasketKey)),
-		scope.Repository[*shop.Catalog](), // products in a basket are entities found in the catalog
+		// Products in a basket are entities found in the catalog, through its
+		// entity cache.
+		fx.Provide((*shop.Catalog).Products),
+		scope.Repository[*inject.Cache[*shop.Product]](),
 		fx.Provide(web.New),
 	)
 }

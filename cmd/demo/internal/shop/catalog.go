@@ -33,6 +33,13 @@ type Product struct {
 // EntityID is the product's identity, its SKU.
 func (p *Product) EntityID() string { return p.SKU }
 
+// Clone is the copy the entity cache hands out: a Product holds only values, so
+// a shallow copy is a deep one (without it the cache copies by reflection).
+func (p *Product) Clone() *Product {
+	c := *p
+	return &c
+}
+
 // Catalog is the product repository, backed by a SQLite file. Find and
 // FindMany go through an entity cache (inject.Cache): loading a basket asks
 // SQLite only for products this process has not fetched in the last
@@ -130,6 +137,12 @@ func (c *Catalog) Find(ctx context.Context, sku string) (*Product, error) {
 	}
 	return p, err
 }
+
+// Products is the catalog's entity cache. The app registers it as the
+// products' repository (scope.Repository), so that loading a basket reaches
+// the cache without a call through reflection; Find, FindMany and Delete use
+// the same cache.
+func (c *Catalog) Products() *inject.Cache[*Product] { return c.products }
 
 // FindMany returns the products with the SKUs; unknown SKUs are simply absent
 // from the map.

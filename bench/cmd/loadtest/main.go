@@ -178,6 +178,7 @@ func run(ctx context.Context, o options) error {
 		RPS:         map[string]map[string]float64{},
 		Commands:    map[string]map[string]float64{},
 		Errors:      map[string]map[string]int64{},
+		CPU:         map[string]map[string]map[string]float64{},
 	}
 	breakdown := map[string]map[string]map[string]float64{} // route -> system -> command -> per request
 	var raw bytes.Buffer
@@ -185,8 +186,10 @@ func run(ctx context.Context, o options) error {
 	for _, rt := range routes {
 		res.RPS[rt.name], res.Commands[rt.name], res.Errors[rt.name] = map[string]float64{}, map[string]float64{}, map[string]int64{}
 		breakdown[rt.name] = map[string]map[string]float64{}
+		res.CPU[rt.name] = map[string]map[string]float64{}
 		rps := map[string][]float64{}
 		cmds := map[string][]float64{}
+		cpus := map[string]map[string][]float64{} // system -> process -> µs per request of each run
 		for round := 1; round <= o.rounds; round++ {
 			for _, s := range systems {
 				args := func(d time.Duration) []string {
@@ -202,7 +205,15 @@ func run(ctx context.Context, o options) error {
 				if err != nil {
 					return err
 				}
-				out, err := output("wrk", args(o.duration)...)
+				cpuBefore, err := cpuTimes(ctx, admin, s.proc)
+				if err != nil {
+					return err
+				}
+				out, wrkCPU, err := outputCPU("wrk", args(o.duration)...)
+				if err != nil {
+					return err
+				}
+				cpuAfter, err := cpuTimes(ctx, admin, s.proc)
 				if err != nil {
 					return err
 				}
@@ -226,6 +237,13 @@ func run(ctx context.Context, o options) error {
 					}
 				}
 				cmds[s.name] = append(cmds[s.name], total)
+				if cpus[s.name] == nil {
+					cpus[s.name] = map[string][]float64{}
+				}
+				perReq := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(w.requests) }
+				cpus[s.name]["server"] = append(cpus[s.name]["server"], perReq(cpuAfter.server-cpuBefore.server))
+				cpus[s.name]["redis"] = append(cpus[s.name]["redis"], perReq(cpuAfter.redis-cpuBefore.redis))
+				cpus[s.name]["wrk"] = append(cpus[s.name]["wrk"], perReq(wrkCPU))
 				breakdown[rt.name][s.name] = per
 				logf("%s %s round %d: %.0f req/s, %.2f Redis commands/request, %d failed", rt.name, s.name, round, w.rps, total, w.failed)
 			}
@@ -233,6 +251,10 @@ func run(ctx context.Context, o options) error {
 		for _, s := range systems {
 			res.RPS[rt.name][s.name] = median(rps[s.name])
 			res.Commands[rt.name][s.name] = median(cmds[s.name])
+			res.CPU[rt.name][s.name] = map[string]float64{}
+			for p, xs := range cpus[s.name] {
+				res.CPU[rt.name][s.name][p] = median(xs)
+			}
 		}
 	}
 	res.Library = library
@@ -348,6 +370,63 @@ func output(name string, args ...string) (string, error) {
 	}
 	return out.String(), nil
 }
+
+// outputCPU is output that also returns the CPU time (user and system) the
+// command used.
+func outputCPU(name string, args ...string) (string, time.Duration, error) {
+	var out, errb bytes.Buffer
+	c := exec.Command(name, args...)
+	c.Stdout, c.Stderr = &out, &errb
+	if err := c.Run(); err != nil {
+		return "", 0, fmt.Errorf("%s %s: %w\n%s%s", name, strings.Join(args, " "), err, out.String(), errb.String())
+	}
+	return out.String(), c.ProcessState.UserTime() + c.ProcessState.SystemTime(), nil
+}
+
+// cpu is the CPU time used so far by a server under test and by redis-server.
+type cpu struct{ server, redis time.Duration }
+
+// cpuTimes reads the server's CPU time from /proc and redis-server's from INFO
+// cpu.
+func cpuTimes(ctx context.Context, admin *redis.Client, p *proc) (cpu, error) {
+	var c cpu
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	if err != nil {
+		return c, err
+	}
+	// The fields after the command name (which may hold spaces) in brackets:
+	// utime and stime are the 14th and 15th fields of the line, in clock ticks.
+	i := bytes.LastIndexByte(stat, ')')
+	f := strings.Fields(string(stat[i+1:]))
+	if len(f) < 13 {
+		return c, fmt.Errorf("/proc/%d/stat: %q", p.cmd.Process.Pid, stat)
+	}
+	for _, s := range f[11:13] {
+		ticks, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return c, fmt.Errorf("/proc/%d/stat: %w", p.cmd.Process.Pid, err)
+		}
+		c.server += time.Duration(ticks) * time.Second / clockTicks
+	}
+	info, err := admin.Info(ctx, "cpu").Result()
+	if err != nil {
+		return c, fmt.Errorf("INFO cpu: %w", err)
+	}
+	for line := range strings.SplitSeq(info, "\n") {
+		name, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if ok && (name == "used_cpu_sys" || name == "used_cpu_user") {
+			secs, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return c, fmt.Errorf("INFO cpu: %q: %w", line, err)
+			}
+			c.redis += time.Duration(secs * float64(time.Second))
+		}
+	}
+	return c, nil
+}
+
+// clockTicks is Linux's USER_HZ, the unit of /proc/<pid>/stat's times.
+const clockTicks = 100
 
 // start runs a server on a free port (args hold "127.0.0.1:0", replaced) and
 // waits for its /healthz.
@@ -602,6 +681,17 @@ func section(res *perfdoc.LoadTest, breakdown map[string]map[string]map[string]f
 			f/s, verdict(f, s, 1.5), f/fl, verdict(f, fl, 0.75),
 			res.Commands[route]["fxsession"], res.Commands[route]["scs"], res.Commands[route]["floor"],
 			res.Errors[route]["fxsession"], res.Errors[route]["scs"], res.Errors[route]["floor"])
+	}
+	if len(res.CPU) > 0 {
+		fmt.Fprintf(&b, "\nCPU time per request (µs, median of the runs): the server under test (/proc/<pid>/stat), redis-server (INFO cpu) and wrk (its rusage). ")
+		fmt.Fprintf(&b, "Requests per second on this machine are bounded by their sum over its %d cores.\n\n", runtime.NumCPU())
+		fmt.Fprintf(&b, "| route | system | server | Redis | wrk | sum |\n|---|---|--:|--:|--:|--:|\n")
+		for _, route := range []string{"read", "add"} {
+			for _, sys := range []string{"fxsession", "scs", "floor"} {
+				c := res.CPU[route][sys]
+				fmt.Fprintf(&b, "| %s | %s | %.1f | %.1f | %.1f | %.1f |\n", route, sys, c["server"], c["redis"], c["wrk"], c["server"]+c["redis"]+c["wrk"])
+			}
+		}
 	}
 	fmt.Fprintf(&b, "\nRedis commands per request by command (last run; INFO commandstats counts the commands a Lua script runs as well as the EVALSHA):\n\n")
 	for _, route := range []string{"read", "add"} {

@@ -17,11 +17,14 @@ type LoadTest struct {
 	Duration    string                        `json:"duration"`
 	Connections int                           `json:"connections"`
 	Threads     int                           `json:"threads"`
-	RPS         map[string]map[string]float64 `json:"rps"`               // route -> system -> requests/s
-	Commands    map[string]map[string]float64 `json:"cmds_per_req"`      // route -> system -> commands/request
-	Errors      map[string]map[string]int64   `json:"non_2xx_or_err"`    // route -> system -> failed requests
-	Load        string                        `json:"load,omitempty"`    // load averages at the start and the end
-	Library     string                        `json:"library,omitempty"` // the commit the demo was built from
+	RPS         map[string]map[string]float64 `json:"rps"`            // route -> system -> requests/s
+	Commands    map[string]map[string]float64 `json:"cmds_per_req"`   // route -> system -> commands/request
+	Errors      map[string]map[string]int64   `json:"non_2xx_or_err"` // route -> system -> failed requests
+	// CPU is the CPU time per request, in microseconds, of each process taking
+	// part: route -> system -> "server", "redis" or "wrk".
+	CPU     map[string]map[string]map[string]float64 `json:"cpu_us_per_req,omitempty"`
+	Load    string                                   `json:"load,omitempty"`    // load averages at the start and the end
+	Library string                                   `json:"library,omitempty"` // the commit the demo was built from
 }
 
 // Counts is what the bench module's TestRequestCounts measured: the store

@@ -425,6 +425,7 @@ func targets(r *results, x extra) []verdict {
 			min        float64
 		}{
 			{"scs", "Loopback HTTP throughput on Redis (wrk): at least 1.5x scs with goredisstore", 1.5},
+			{"scs-idle", "… and against scs with the demo's expiry policy (IdleTimeout 1 h, as fxsession by default)", 1.5},
 			{"floor", "Loopback HTTP throughput on Redis (wrk): at least 0.75x a floor server (net/http + go-redis)", 0.75},
 		} {
 			var parts []string

@@ -4,7 +4,7 @@
 // and the whole session is rewritten when it changes. `make loadtest` drives it
 // and the demo (cmd/demo with -store redis) with the same requests.
 //
-//	scsdemo -addr 127.0.0.1:8081 -redis-url redis://127.0.0.1:6379/0 -catalog var/catalog.db
+//	scsdemo -addr 127.0.0.1:8081 -redis-url redis://127.0.0.1:6379/0 -catalog var/catalog.db [-idle-timeout 1h]
 //
 // It reads the catalog database the demo created (same SQLite file, same
 // query per add) and serves:
@@ -76,14 +76,15 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:8081", "listen address")
 	redisURL := flag.String("redis-url", "redis://127.0.0.1:6379/0", "Redis URL")
 	catalog := flag.String("catalog", "var/catalog.db", "the demo's catalog database")
+	idle := flag.Duration("idle-timeout", 0, "scs's IdleTimeout (0: none, scs's default); the demo's sessions expire after 1h of inactivity")
 	flag.Parse()
-	if err := run(*addr, *redisURL, *catalog); err != nil {
+	if err := run(*addr, *redisURL, *catalog, *idle); err != nil {
 		fmt.Fprintln(os.Stderr, "scsdemo:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr, redisURL, catalogPath string) error {
+func run(addr, redisURL, catalogPath string, idle time.Duration) error {
 	opts, err := redis.ParseURL(redisURL)
 	if err != nil {
 		return err
@@ -100,6 +101,9 @@ func run(addr, redisURL, catalogPath string) error {
 	}
 	sm := scs.New()
 	sm.Store = goredisstore.New(client)
+	// With an IdleTimeout scs rewrites the session on every request, to move
+	// its expiry; without one a session lives its Lifetime (24 h) however idle.
+	sm.IdleTimeout = idle
 	s := &server{sm: sm, db: db}
 
 	mux := http.NewServeMux()

@@ -142,8 +142,12 @@ func decodeMetadata(b []byte) (metadata, error) {
 		if len(prev) != sha256.Size {
 			return metadata{}, fmt.Errorf("%w: previous verifier hash of %d bytes", errCorrupt, len(prev))
 		}
-		copy(m.previous[:], prev)
-		m.previousUntil = fromMilli(prevUntil)
+		// A previous verifier without an end opens nothing: it is no previous
+		// verifier (and encode writes none).
+		if prevUntil != 0 {
+			copy(m.previous[:], prev)
+			m.previousUntil = fromMilli(prevUntil)
+		}
 	}
 	return m, nil
 }

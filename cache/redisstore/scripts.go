@@ -30,24 +30,16 @@ const (
 // field value. Lua numbers are doubles: exact for integers below 2^53, and
 // versions (microseconds since 1970) stay far below that.
 const luaHelpers = `
-local function be8(v)
-  local b = {}
-  for i = 8, 1, -1 do
-    b[i] = v % 256
-    v = math.floor(v / 256)
-  end
-  return string.char(unpack(b))
-end
+local function be8(v) return struct.pack('>I8', v) end
 local function version(s)
   if #s < 8 then return -1 end
-  local v = 0
-  for i = 1, 8 do v = v * 256 + string.byte(s, i) end
-  return v
+  return (struct.unpack('>I8', s))
 end
 local function num(v) return string.format('%.0f', v) end
 -- hmget and chunked pass long lists in slices: unpack has a limit (a few
 -- thousand values) that a record with many fields would pass.
 local function hmget(k, names)
+  if #names <= 1000 then return redis.call('HMGET', k, unpack(names)) end
   local out = {}
   for s = 1, #names, 1000 do
     local r = redis.call('HMGET', k, unpack(names, s, math.min(s + 999, #names)))

@@ -248,7 +248,7 @@ func (s *Server) addForm(w http.ResponseWriter, r *http.Request) {
 		}
 		qty = n
 	}
-	p, err := s.add(r.Context(), r.FormValue("sku"), qty)
+	p, err := s.add(r.Context(), r.FormValue("sku"), qty, nil)
 	if err != nil {
 		s.refuse(w, r, err, backTo(r, "/"))
 		return
@@ -280,7 +280,7 @@ func (s *Server) updateForm(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) removeForm(w http.ResponseWriter, r *http.Request) {
-	name, err := s.remove(r.Context(), r.PathValue("sku"))
+	name, err := s.remove(r.Context(), r.PathValue("sku"), nil)
 	if err != nil {
 		s.refuse(w, r, err, "/basket")
 		return
@@ -460,19 +460,24 @@ func (s *Server) apiAdd(w http.ResponseWriter, r *http.Request) {
 		s.apiError(w, r, fmt.Errorf("%w: sku is required", errBadRequest))
 		return
 	}
-	if _, err := s.add(r.Context(), body.SKU, qty); err != nil {
+	// The answer is the basket as the Update left it, taken inside the Update:
+	// a Get afterwards would hand the object out again and make the commit
+	// compare it with what the Update stored.
+	var answer apiBasket
+	if _, err := s.add(r.Context(), body.SKU, qty, func(b *shop.Basket) { answer = basketJSON(b) }); err != nil {
 		s.apiError(w, r, err)
 		return
 	}
-	s.apiBasket(w, r)
+	writeJSON(w, http.StatusOK, answer)
 }
 
 func (s *Server) apiRemove(w http.ResponseWriter, r *http.Request) {
-	if _, err := s.remove(r.Context(), r.PathValue("sku")); err != nil {
+	var answer apiBasket
+	if _, err := s.remove(r.Context(), r.PathValue("sku"), func(b *shop.Basket) { answer = basketJSON(b) }); err != nil {
 		s.apiError(w, r, err)
 		return
 	}
-	s.apiBasket(w, r)
+	writeJSON(w, http.StatusOK, answer)
 }
 
 func (s *Server) apiLogin(w http.ResponseWriter, r *http.Request) {
@@ -524,11 +529,16 @@ func (s *Server) apiLogoutEverywhere(w http.ResponseWriter, r *http.Request) {
 
 // add puts qty of sku into the basket atomically: concurrent adds of one visitor
 // lose nothing. The first add starts the session (Items is an autostart field).
-func (s *Server) add(ctx context.Context, sku string, qty int) (*shop.Product, error) {
+// add puts qty of sku in the basket and returns the product; view, when not
+// nil, sees the basket as changed (it runs again if the Update retries).
+func (s *Server) add(ctx context.Context, sku string, qty int, view func(*shop.Basket)) (*shop.Product, error) {
 	var added *shop.Product
 	err := s.basket.Update(ctx, func(b *shop.Basket) error {
 		p, err := b.Add(ctx, sku, qty)
 		added = p
+		if err == nil && view != nil {
+			view(b)
+		}
 		return err
 	})
 	return added, err
@@ -536,7 +546,7 @@ func (s *Server) add(ctx context.Context, sku string, qty int) (*shop.Product, e
 
 // remove takes sku out of the basket and returns the product's name ("" if it
 // was not there).
-func (s *Server) remove(ctx context.Context, sku string) (string, error) {
+func (s *Server) remove(ctx context.Context, sku string, view func(*shop.Basket)) (string, error) {
 	name := ""
 	err := s.basket.Update(ctx, func(b *shop.Basket) error {
 		name = ""
@@ -546,6 +556,9 @@ func (s *Server) remove(ctx context.Context, sku string) (string, error) {
 			}
 		}
 		b.Remove(sku)
+		if view != nil {
+			view(b)
+		}
 		return nil
 	})
 	return name, err

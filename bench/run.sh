@@ -29,6 +29,7 @@ go test -c -o results/bench.test .
 		echo "Library: commit ${rev}${dirty}"
 	fi
 } >results/env.txt
+cpu_start=$(grep '^cpu ' /proc/stat)
 : >results/bench.txt
 for i in $(seq 1 "$COUNT"); do
 	echo "== round $i of $COUNT" >&2
@@ -36,6 +37,12 @@ for i in $(seq 1 "$COUNT"); do
 		-test.benchtime "$BENCHTIME" -test.count 1 -test.timeout 30m) | tee -a results/bench.txt
 done
 echo "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)" >>results/env.txt
+# Steal: CPU time the host of a virtual machine gave to others while this one
+# wanted it; runs disturbed by it are slow in bursts.
+echo "$cpu_start" "$(grep '^cpu ' /proc/stat)" | awk '{
+	for (i = 2; i <= 11; i++) { d = $(i + 11) - $i; total += d; if (i == 9) steal = d }
+	if (total > 0) printf "Steal during the run: %.1f%% of the CPU time\n", 100 * steal / total
+}' >>results/env.txt
 
 # Counts, not times: one run is enough (every repetition must cost the same).
 echo "== store round trips per request (TestRequestCounts)" >&2

@@ -178,6 +178,7 @@ func run(ctx context.Context, o options) error {
 	}
 
 	loadStart := loadAvg()
+	cpuStart := machineCPU()
 	library := libraryState(o.root)
 	res := &perfdoc.LoadTest{
 		Date:        time.Now().UTC().Format("2006-01-02 15:04 MST"),
@@ -268,6 +269,9 @@ func run(ctx context.Context, o options) error {
 	}
 	res.Library = library
 	res.Load = fmt.Sprintf("%s at the start, %s at the end (1, 5 and 15 minutes)", loadStart, loadAvg())
+	if steal, ok := stealPercent(cpuStart, machineCPU()); ok {
+		res.Load += fmt.Sprintf("; steal (CPU time the host gave to others) during the run: %.1f%%", steal)
+	}
 	if err := os.WriteFile(filepath.Join(o.results, "wrk.txt"), raw.Bytes(), 0o644); err != nil {
 		return err
 	}
@@ -339,6 +343,44 @@ func loadAvg() string {
 		return strings.Join(f[:3], " ")
 	}
 	return "?"
+}
+
+// machineCPU is the first line of /proc/stat: the machine's CPU time by kind.
+func machineCPU() []int64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return nil
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return nil
+	}
+	out := make([]int64, 0, len(f)-1)
+	for _, s := range f[1:] {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return nil
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+// stealPercent is the share of the machine's CPU time between two readings of
+// machineCPU that was steal (the eighth field).
+func stealPercent(a, b []int64) (float64, bool) {
+	if len(a) < 8 || len(a) != len(b) {
+		return 0, false
+	}
+	var total int64
+	for i := range a {
+		total += b[i] - a[i]
+	}
+	if total <= 0 {
+		return 0, false
+	}
+	return 100 * float64(b[7]-a[7]) / float64(total), true
 }
 
 // libraryState names the commit of the repository at root the demo was built
@@ -707,12 +749,19 @@ func section(res *perfdoc.LoadTest, breakdown map[string]map[string]map[string]f
 	}
 	if len(res.CPU) > 0 {
 		fmt.Fprintf(&b, "\nCPU time per request (µs, median of the runs): the server under test (/proc/<pid>/stat), redis-server (INFO cpu) and wrk (its rusage). ")
-		fmt.Fprintf(&b, "Requests per second on this machine are bounded by their sum over its %d cores.\n\n", runtime.NumCPU())
-		fmt.Fprintf(&b, "| route | system | server | Redis | wrk | sum |\n|---|---|--:|--:|--:|--:|\n")
+		fmt.Fprintf(&b, "Requests per second on this machine are bounded by their sum over its %d cores, so the ratio of the sums is the throughput ratio the CPU work implies; ", runtime.NumCPU())
+		fmt.Fprintf(&b, "unlike requests per second it does not move when the machine's host takes CPU time away (steal), which a shared machine does in bursts.\n\n")
+		fmt.Fprintf(&b, "| route | system | server | Redis | wrk | sum | fxsession ÷ system by CPU |\n|---|---|--:|--:|--:|--:|--:|\n")
+		sum := func(c map[string]float64) float64 { return c["server"] + c["redis"] + c["wrk"] }
 		for _, route := range []string{"read", "add"} {
+			fx := sum(res.CPU[route]["fxsession"])
 			for _, sys := range loadSystems {
 				c := res.CPU[route][sys]
-				fmt.Fprintf(&b, "| %s | %s | %.1f | %.1f | %.1f | %.1f |\n", route, sys, c["server"], c["redis"], c["wrk"], c["server"]+c["redis"]+c["wrk"])
+				ratio := "–"
+				if sys != "fxsession" && fx > 0 {
+					ratio = fmt.Sprintf("%.2f", sum(c)/fx)
+				}
+				fmt.Fprintf(&b, "| %s | %s | %.1f | %.1f | %.1f | %.1f | %s |\n", route, sys, c["server"], c["redis"], c["wrk"], sum(c), ratio)
 			}
 		}
 	}

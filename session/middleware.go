@@ -81,9 +81,7 @@ func (m *Manager) Middleware(next http.Handler) http.Handler {
 			}
 		}()
 		next.ServeHTTP(&rs.rw, r)
-		if rs.used.Load() {
-			rs.finish()
-		}
+		rs.finish()
 	})
 }
 
@@ -235,9 +233,10 @@ func remoteAddr(s string) (netip.Addr, bool) {
 
 // finish is the last commit point: the handler returned.
 func (rs *reqState) finish() {
-	if rs.used.Load() { // a keep-alive runs only for a used session
-		rs.stopKeepAlive()
+	if !rs.used.Load() {
+		return // never used: nothing to commit, no keep-alive to stop
 	}
+	rs.stopKeepAlive()
 	if !rs.headersDone {
 		rs.beforeHeaders()
 		return

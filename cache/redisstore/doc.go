@@ -40,8 +40,9 @@
 // concerned at once: one client round trip either way. [Store.Write] is one Lua
 // script on the record's slot, which checks every condition before it changes
 // anything (one HMGET reads the record's state and every version it checks; one
-// HSET writes the fields, the version and any tags or expiry), pipelined with the index updates it needs on other slots (a ZADD per
-// tag added, one when the expiry moves): one round trip. [Store.Delete] is one
+// HSET writes the fields, the version and any tags or expiry), pipelined with
+// the index updates it needs on other slots (a ZADD per tag added, one when the
+// expiry moves): one round trip. [Store.Delete] is one
 // script, [Store.Lock] one SET and [Store.Unlock] one script. Iterations
 // ([Store.Keys], [Store.Tagged], [Store.Flush], [Store.DeleteMany]) cost one to
 // three round trips per batch of [Options.BatchSize] keys, and a pass of

@@ -27,8 +27,9 @@ const (
 )
 
 // luaHelpers encode and decode the 8-byte big-endian version that prefixes every
-// field value. Lua numbers are doubles: exact for integers below 2^53, and
-// versions (microseconds since 1970) stay far below that.
+// field value (with Redis's struct library), and pass long lists to HMGET, HSET
+// and HDEL in slices. Lua numbers are doubles: exact for integers below 2^53,
+// and versions (microseconds since 1970) stay far below that.
 const luaHelpers = `
 local function be8(v) return struct.pack('>I8', v) end
 local function version(s)

@@ -412,14 +412,10 @@ func command(dir, name string, args ...string) error {
 	return nil
 }
 
+// output runs a command and returns its standard output.
 func output(name string, args ...string) (string, error) {
-	var out, errb bytes.Buffer
-	c := exec.Command(name, args...)
-	c.Stdout, c.Stderr = &out, &errb
-	if err := c.Run(); err != nil {
-		return "", fmt.Errorf("%s %s: %w\n%s%s", name, strings.Join(args, " "), err, out.String(), errb.String())
-	}
-	return out.String(), nil
+	out, _, err := outputCPU(name, args...)
+	return out, err
 }
 
 // outputCPU is output that also returns the CPU time (user and system) the

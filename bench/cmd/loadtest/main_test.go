@@ -37,3 +37,22 @@ func TestMedian(t *testing.T) {
 		}
 	}
 }
+
+// TestStealPercent: the eighth field of /proc/stat's cpu line over the sum of
+// all, between two readings; readings that cannot be compared give none.
+func TestStealPercent(t *testing.T) {
+	a := []int64{100, 0, 50, 800, 0, 0, 0, 50, 0, 0}
+	b := []int64{200, 0, 100, 1100, 0, 0, 0, 100, 0, 0}
+	if got, ok := stealPercent(a, b); !ok || got != 10 {
+		t.Fatalf("stealPercent = %v, %v; want 10, true", got, ok)
+	}
+	if _, ok := stealPercent(a, a); ok {
+		t.Fatal("no time passed, yet a steal share")
+	}
+	if _, ok := stealPercent(nil, b); ok {
+		t.Fatal("a steal share without a first reading")
+	}
+	if m := machineCPU(); len(m) < 8 {
+		t.Fatalf("machineCPU() = %v: /proc/stat not read", m)
+	}
+}

@@ -78,10 +78,14 @@ type Cache[E Entity] struct {
 
 type cacheEntry[E Entity] struct {
 	id         string
-	value      E
+	value      E // never handed out: callers get clones
 	found      bool
 	expires    time.Time
 	prev, next *cacheEntry[E]
+
+	// snap is the snapshot of value for a registry's entity type, made when a
+	// load first needs it: loads of the entry after that take none.
+	snap *snapMemo
 }
 
 // NewCache returns a cache in front of repo.
@@ -131,7 +135,7 @@ func (c *Cache[E]) Find(ctx context.Context, id string) (E, error) {
 // it, Find per ID otherwise).
 func (c *Cache[E]) FindMany(ctx context.Context, ids []string) (map[string]E, error) {
 	out := make(map[string]E, len(ids))
-	missing, gen := c.lookup(ids, func(id string, e E) { out[id] = c.clone(e) })
+	missing, gen := c.lookup(ids, func(e *cacheEntry[E]) { out[e.id] = c.clone(e.value) })
 	if len(missing) == 0 {
 		return out, nil
 	}
@@ -148,7 +152,7 @@ func (c *Cache[E]) FindMany(ctx context.Context, ids []string) (map[string]E, er
 
 // lookup serves the cached IDs to found and returns the others, with the
 // invalidation generation they are fetched under.
-func (c *Cache[E]) lookup(ids []string, found func(string, E)) (missing []string, gen uint64) {
+func (c *Cache[E]) lookup(ids []string, found func(*cacheEntry[E])) (missing []string, gen uint64) {
 	now := c.now()
 	var asked map[string]bool // the missing IDs, when there are many
 	if len(ids) > 32 {
@@ -161,7 +165,7 @@ func (c *Cache[E]) lookup(ids []string, found func(string, E)) (missing []string
 			c.touch(e)
 			c.hits.Add(1)
 			if e.found {
-				found(id, e.value)
+				found(e)
 			}
 			continue
 		}
@@ -235,6 +239,7 @@ func (c *Cache[E]) store(ids []string, found map[string]E, gen uint64) {
 			c.unlink(e)
 		}
 		e.value, e.found, e.expires = v, ok, expires
+		e.snap = nil
 		c.link(e)
 	}
 	for len(c.entries) > c.size {
@@ -246,9 +251,29 @@ func (c *Cache[E]) store(ids []string, found map[string]E, gen uint64) {
 
 // fetchValues is FindMany for a [Registry] (see repository.fetch): the
 // entities as reflect values, without calls through reflection.
-func (c *Cache[E]) fetchValues(ctx context.Context, ids []string) (map[string]reflect.Value, error) {
-	out := make(map[string]reflect.Value, len(ids))
-	missing, gen := c.lookup(ids, func(id string, e E) { out[id] = reflect.ValueOf(c.clone(e)) })
+func (c *Cache[E]) fetchValues(ctx context.Context, ids []string, h *entityHasher) (map[string]entityValue, error) {
+	out := make(map[string]entityValue, len(ids))
+	var herr error
+	missing, gen := c.lookup(ids, func(e *cacheEntry[E]) {
+		ev := entityValue{v: reflect.ValueOf(c.clone(e.value))}
+		if h != nil && herr == nil {
+			if e.snap == nil || e.snap.by != h.ent {
+				// Once per entry and registry (lock held): the cached value is
+				// never modified, so its snapshot stands until the entry changes.
+				hv, nested, err := h.snapshot(reflect.ValueOf(e.value))
+				if err != nil {
+					herr = err
+					return
+				}
+				e.snap = &snapMemo{by: h.ent, hash: hv, nested: nested}
+			}
+			ev.snap = e.snap
+		}
+		out[e.id] = ev
+	})
+	if herr != nil {
+		return nil, herr
+	}
 	if len(missing) == 0 {
 		return out, nil
 	}
@@ -258,7 +283,7 @@ func (c *Cache[E]) fetchValues(ctx context.Context, ids []string) (map[string]re
 	}
 	c.store(missing, fetched, gen)
 	for id, e := range fetched {
-		out[id] = reflect.ValueOf(e)
+		out[id] = entityValue{v: reflect.ValueOf(e)} // the repository's own value: hashed by the caller
 	}
 	return out, nil
 }

@@ -1,6 +1,7 @@
 package inject
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -357,5 +358,106 @@ func TestCacheUsesCloneMethod(t *testing.T) {
 	got, err := c.Find(context.Background(), "x")
 	if err != nil || got.ID != "x''" { // cloned into the cache, cloned out of it
 		t.Fatalf("got %+v, %v", got, err)
+	}
+}
+
+// TestCacheMemoizesSnapshots: a load through an entity cache takes the
+// snapshot of a cached entity (and of the entities nested in it) once per cache
+// entry; a changed entity is still stored whole, an unchanged one as a reference.
+func TestCacheMemoizesSnapshots(t *testing.T) {
+	ctx := context.Background()
+	repo := newAskedRepo()
+	products := NewCache[*Product](repo, CacheOptions{})
+	reg := NewRegistry()
+	if _, err := reg.AddRepository(products); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.AddRepository(newRepo[*Supplier]()); err != nil {
+		t.Fatal(err)
+	}
+	p := basketPlan(t, reg)
+	b := newBasket(nil)
+	for _, sku := range []string{"apple", "pear"} {
+		e, err := products.Find(ctx, sku)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Items = append(b.Items, LineItem{Product: e, Qty: 1})
+	}
+	data, err := p.Encode(ctx, b, NewTracker())
+	if err != nil {
+		t.Fatal(err)
+	}
+	load := func() (*Basket, *Tracker) {
+		t.Helper()
+		got, tr := newBasket(nil), NewTracker()
+		if err := p.Decode(ctx, data, got, tr); err != nil {
+			t.Fatal(err)
+		}
+		return got, tr
+	}
+	whole := func(b *Basket, tr *Tracker) []bool {
+		t.Helper()
+		out, err := p.Encode(ctx, b, tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var kinds []bool
+		for _, it := range decoded(t, out)["items"].([]any) {
+			kinds = append(kinds, it.(map[string]any)["product"].([]any)[0] == int8(entityWholeTag))
+		}
+		return kinds
+	}
+
+	got, tr := load()
+	if k := whole(got, tr); !slices.Equal(k, []bool{false, false}) {
+		t.Fatalf("unchanged entities stored whole: %v", k)
+	}
+	products.mu.Lock()
+	apple := products.entries["apple"]
+	memo := apple.snap
+	products.mu.Unlock()
+	if memo == nil || len(memo.nested) != 1 {
+		t.Fatalf("no snapshot memoized for apple, or not its supplier's: %+v", memo)
+	}
+	// The memoized snapshot is what the next load records: a stand-in for it
+	// makes apple look changed since its load, and it is stored whole.
+	products.mu.Lock()
+	apple.snap = &snapMemo{by: memo.by, hash: memo.hash + 1, nested: memo.nested}
+	products.mu.Unlock()
+	got, tr = load()
+	if k := whole(got, tr); !slices.Equal(k, []bool{true, false}) {
+		t.Fatalf("a load took a new snapshot instead of the memoized one: %v", k)
+	}
+	products.mu.Lock()
+	apple.snap = memo
+	products.mu.Unlock()
+
+	// Changes after a load: to an entity, and to the entity nested in it.
+	got, tr = load()
+	got.Items[0].Product.Name = "changed"
+	if k := whole(got, tr); !slices.Equal(k, []bool{true, false}) {
+		t.Fatalf("a changed entity: %v", k)
+	}
+	got, tr = load()
+	got.Items[1].Product.Supplier.Name = "changed"
+	out, err := p.Encode(ctx, got, tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := whole(got, tr); !slices.Equal(k, []bool{false, true}) || !bytes.Contains(out, []byte("changed")) {
+		t.Fatalf("a changed nested entity: %v, stored: %v", k, bytes.Contains(out, []byte("changed")))
+	}
+
+	// A new version in the cache gets its own snapshot.
+	repo.put("apple", func() *Product { return &Product{SKU: "apple", Name: "new apple"} })
+	products.Invalidate("apple")
+	got, tr = load()
+	if got.Items[0].Product.Name != "new apple" {
+		t.Fatalf("loaded %+v after the invalidation", got.Items[0].Product)
+	}
+	got, tr = load() // served from the cache: its snapshot is the new version's
+	if k := whole(got, tr); !slices.Equal(k, []bool{false, false}) {
+		t.Fatalf("after a new version: %v", k)
 	}
 }

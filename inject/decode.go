@@ -182,7 +182,7 @@ func (s *decState) resolve(ctx context.Context) error {
 			ent   *entityInfo
 			ids   []string
 			set   map[string]bool // ids, once there are many
-			found map[string]reflect.Value
+			found map[string]entityValue
 		}
 		var groups []group
 		for _, r := range s.refs {
@@ -214,20 +214,27 @@ func (s *decState) resolve(ctx context.Context) error {
 			if g.ent.repo == nil {
 				return fmt.Errorf("inject: no repository for entity type %s", g.ent.t)
 			}
-			res, err := g.ent.repo.fetch(ctx, g.ids)
+			var h *entityHasher
+			if s.tr != nil {
+				h = g.ent.hasher
+				s.tr.grow(len(g.ids))
+			}
+			res, err := g.ent.repo.fetch(ctx, g.ids, h)
 			if err != nil {
 				return err
 			}
 			g.found = res
 			for _, id := range g.ids {
-				v, ok := res[id]
-				if !ok {
+				f, ok := res[id]
+				switch {
+				case !ok:
 					s.reg.logger.WarnContext(ctx, "fxsession: a stored entity reference no longer resolves; it loads as absent",
 						"entity", g.ent.name, "id", id)
-					continue
-				}
-				if s.tr != nil {
-					if err := s.reg.snapshot(s.tr, g.ent, id, v); err != nil {
+				case s.tr == nil:
+				case f.snap != nil:
+					s.tr.recordSnap(entityKey{g.ent.t, id}, f.snap)
+				default:
+					if err := s.reg.snapshot(s.tr, g.ent, id, f.v); err != nil {
 						return err
 					}
 				}
@@ -237,7 +244,7 @@ func (s *decState) resolve(ctx context.Context) error {
 			var v reflect.Value
 			for i := range groups {
 				if groups[i].ent == r.ent {
-					v = groups[i].found[r.id]
+					v = groups[i].found[r.id].v
 					break
 				}
 			}

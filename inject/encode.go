@@ -41,6 +41,7 @@ type encState struct {
 	spans   []mapSpan // map entries being sorted (a stack: maps nest)
 	tmp     []byte
 	slot    unsafe.Pointer // snapshot: the entity pointer being encoded
+	nested  []entitySnap   // snapshot for a cache: the nested entities recorded
 	buf     []byte         // Plan.EncodeChanged's scratch output
 }
 
@@ -65,6 +66,7 @@ func (r *Registry) getEnc(tr *Tracker, mode encMode) *encState {
 
 func (r *Registry) putEnc(s *encState) {
 	s.tr = nil
+	s.nested = s.nested[:0]
 	s.w.b = nil
 	clear(s.unknown)
 	s.unknown = s.unknown[:0]
@@ -119,6 +121,7 @@ func (s *encState) encodeEntity(n *node, b []byte, p unsafe.Pointer) ([]byte, er
 	switch s.mode {
 	case modeSnapshot:
 		s.tr.recordRepo(key, h)
+		s.nested = append(s.nested, entitySnap{key, h})
 	case modeDecide:
 		st, known := s.tr.get(key)
 		if !known {
@@ -136,8 +139,25 @@ func (s *encState) encodeEntity(n *node, b []byte, p unsafe.Pointer) ([]byte, er
 
 // snapshot records in tr the hash of a repository's version of an entity.
 func (r *Registry) snapshot(tr *Tracker, ent *entityInfo, id string, v reflect.Value) error {
+	h, err := r.snapshotHash(tr, ent, v)
+	if err == nil {
+		tr.recordRepo(entityKey{ent.t, id}, h)
+	}
+	return err
+}
+
+// snapshotHash hashes the encoding of a repository's version of an entity;
+// entities nested in it are recorded in tr (may be nil) as matching their
+// repository.
+func (r *Registry) snapshotHash(tr *Tracker, ent *entityInfo, v reflect.Value) (uint64, error) {
 	s := r.getEnc(tr, modeSnapshot)
 	defer r.putEnc(s)
+	return s.snapshotHash(ent, v)
+}
+
+// snapshotHash encodes v, a repository's version of an entity of type ent, in
+// snapshot mode and hashes the encoding.
+func (s *encState) snapshotHash(ent *entityInfo, v reflect.Value) (uint64, error) {
 	b := s.scratch[:0]
 	var err error
 	if v.Kind() == reflect.Pointer {
@@ -150,11 +170,32 @@ func (r *Registry) snapshot(tr *Tracker, ent *entityInfo, id string, v reflect.V
 		c.Elem().Set(v)
 		b, err = ent.inner.enc(s, b, c.UnsafePointer())
 	}
-	if err == nil {
-		tr.recordRepo(entityKey{ent.t, id}, s.hash(b))
-	}
+	h := s.hash(b)
 	s.scratch = b[:0]
-	return err
+	return h, err
+}
+
+// entitySnap is a snapshot: an entity and the hash of its repository version.
+type entitySnap struct {
+	key  entityKey
+	hash uint64
+}
+
+// entityHasher takes the snapshots an entity cache memoizes for one
+// registry's entity type.
+type entityHasher struct {
+	reg *Registry
+	ent *entityInfo
+}
+
+// snapshot returns the snapshot hash of a cached value v and the snapshots of
+// the entities nested in it, which a load records in its tracker as it would
+// when it took the snapshot itself.
+func (h *entityHasher) snapshot(v reflect.Value) (uint64, []entitySnap, error) {
+	s := h.reg.getEnc(nil, modeSnapshot)
+	defer h.reg.putEnc(s)
+	hv, err := s.snapshotHash(h.ent, v)
+	return hv, slices.Clone(s.nested), err
 }
 
 // learn fetches the repository versions of entities the tracker knew nothing
@@ -176,19 +217,22 @@ func (r *Registry) learn(ctx context.Context, tr *Tracker, refs []entityRef) err
 			}
 			continue
 		}
-		found, err := ent.repo.fetch(ctx, ids)
+		found, err := ent.repo.fetch(ctx, ids, ent.hasher)
 		if err != nil {
 			return err
 		}
 		for _, id := range ids {
 			key := entityKey{ent.t, id}
-			v, ok := found[id]
-			if !ok {
+			f, ok := found[id]
+			switch {
+			case !ok:
 				tr.markKnown(key) // new: not in the repository
-				continue
-			}
-			if err := r.snapshot(tr, ent, id, v); err != nil {
-				return err
+			case f.snap != nil:
+				tr.recordSnap(key, f.snap)
+			default:
+				if err := r.snapshot(tr, ent, id, f.v); err != nil {
+					return err
+				}
 			}
 		}
 	}

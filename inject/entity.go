@@ -57,7 +57,25 @@ type repository struct {
 
 // valueFetcher is implemented by [Cache].
 type valueFetcher interface {
-	fetchValues(ctx context.Context, ids []string) (map[string]reflect.Value, error)
+	// fetchValues finds the entities; with h non-nil, each one served from the
+	// cache comes with the hash h gives its cached version, memoized per entry.
+	fetchValues(ctx context.Context, ids []string, h *entityHasher) (map[string]entityValue, error)
+}
+
+// entityValue is an entity a repository returned and, from an entity cache,
+// the snapshot it memoized for the entity (nil otherwise).
+type entityValue struct {
+	v    reflect.Value
+	snap *snapMemo
+}
+
+// snapMemo is a snapshot an entity cache memoized for one registry's entity
+// type (by): the hash of a cached value's encoding (what [Registry.snapshot]
+// records) and the snapshots of the entities nested in it. It never changes.
+type snapMemo struct {
+	by     *entityInfo
+	hash   uint64
+	nested []entitySnap
 }
 
 func newRepository(repo any) (*repository, error) {
@@ -93,15 +111,16 @@ func newRepository(repo any) (*repository, error) {
 
 // fetch finds the entities with the given (distinct, non-empty) IDs. Missing ones
 // are absent from the result.
-func (r *repository) fetch(ctx context.Context, ids []string) (map[string]reflect.Value, error) {
+// With h non-nil, a cache also returns the memoized hashes of what it serves.
+func (r *repository) fetch(ctx context.Context, ids []string, h *entityHasher) (map[string]entityValue, error) {
 	if r.direct != nil {
-		out, err := r.direct.fetchValues(ctx, ids)
+		out, err := r.direct.fetchValues(ctx, ids, h)
 		if err != nil {
 			return nil, fmt.Errorf("inject: %s.FindMany: %w", r.name, err)
 		}
 		return out, nil
 	}
-	out := make(map[string]reflect.Value, len(ids))
+	out := make(map[string]entityValue, len(ids))
 	if r.findMany.IsValid() {
 		res := r.findMany.Call([]reflect.Value{reflect.ValueOf(&ctx).Elem(), reflect.ValueOf(ids)})
 		if err, _ := res[1].Interface().(error); err != nil {
@@ -110,7 +129,7 @@ func (r *repository) fetch(ctx context.Context, ids []string) (map[string]reflec
 		it := res[0].MapRange()
 		for it.Next() {
 			if v := it.Value(); !isNilish(v) {
-				out[it.Key().String()] = v
+				out[it.Key().String()] = entityValue{v: v}
 			}
 		}
 		return out, nil
@@ -125,7 +144,7 @@ func (r *repository) fetch(ctx context.Context, ids []string) (map[string]reflec
 			return nil, fmt.Errorf("inject: %s.Find(%q): %w", r.name, id, err)
 		}
 		if v := res[0]; !isNilish(v) {
-			out[id] = v
+			out[id] = entityValue{v: v}
 		}
 	}
 	return out, nil

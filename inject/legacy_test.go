@@ -601,12 +601,12 @@ func (s *legacyDec) resolve(ctx context.Context) error {
 			}
 			byEnt[r.ent] = append(byEnt[r.ent], r.id)
 		}
-		found := make(map[*entityInfo]map[string]reflect.Value, len(order))
+		found := make(map[*entityInfo]map[string]entityValue, len(order))
 		for _, ent := range order {
 			if ent.repo == nil {
 				return fmt.Errorf("inject: no repository for entity type %s", ent.t)
 			}
-			res, err := ent.repo.fetch(ctx, byEnt[ent])
+			res, err := ent.repo.fetch(ctx, byEnt[ent], nil)
 			if err != nil {
 				return err
 			}
@@ -619,7 +619,7 @@ func (s *legacyDec) resolve(ctx context.Context) error {
 					continue
 				}
 				if s.tr != nil {
-					if err := s.reg.snapshot(s.tr, ent, id, v); err != nil {
+					if err := s.reg.snapshot(s.tr, ent, id, v.v); err != nil {
 						return err
 					}
 				}
@@ -631,7 +631,7 @@ func (s *legacyDec) resolve(ctx context.Context) error {
 				r.slot.SetZero()
 				continue
 			}
-			r.slot.Set(v)
+			r.slot.Set(v.v)
 		}
 	}
 	for _, f := range s.fixups {

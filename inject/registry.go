@@ -257,6 +257,7 @@ type entityInfo struct {
 	name    string
 	inner   *node // the entity's content, encoded when it is stored whole
 	repo    *repository
+	hasher  *entityHasher // what an entity cache memoizes snapshots with
 }
 
 type impl struct {
@@ -319,6 +320,7 @@ func (r *Registry) node(t reflect.Type, plain bool, created *[]*node) *node {
 		n.kind = kEntity
 		n.selfWalk = true
 		n.ent = &entityInfo{t: t, name: typeName(t), repo: r.repos[t]}
+		n.ent.hasher = &entityHasher{reg: r, ent: n.ent}
 		switch t.Kind() {
 		case reflect.Pointer, reflect.Map, reflect.Slice:
 			n.ent.nilable = true

@@ -52,6 +52,22 @@ func (t *Tracker) set(k entityKey, st entityState) {
 	t.m[k] = st
 }
 
+// grow makes room for n entities in a tracker that has none yet.
+func (t *Tracker) grow(n int) {
+	if t.m == nil {
+		t.m = make(map[entityKey]entityState, n)
+	}
+}
+
+// recordSnap records a snapshot an entity cache memoized: the entity's and
+// those of the entities nested in it.
+func (t *Tracker) recordSnap(k entityKey, m *snapMemo) {
+	for _, n := range m.nested {
+		t.recordRepo(n.key, n.hash)
+	}
+	t.recordRepo(k, m.hash)
+}
+
 func (t *Tracker) recordRepo(k entityKey, h uint64) {
 	if t == nil {
 		return

@@ -56,6 +56,7 @@ type options struct {
 	root        string
 	out         string
 	results     string
+	only        string
 }
 
 func main() {
@@ -69,6 +70,7 @@ func main() {
 	flag.StringVar(&o.root, "root", "..", "the repository root (where cmd/demo lives)")
 	flag.StringVar(&o.out, "out", "../docs/performance.md", "the document whose load-test section is rewritten")
 	flag.StringVar(&o.results, "results", "results", "folder for loadtest.json and the raw wrk outputs")
+	flag.StringVar(&o.only, "only", "", "comma-separated systems to run (fxsession, scs, scs-idle, floor), for profiling; such a run writes its results but not the document")
 	flag.Parse()
 	if err := run(context.Background(), o); err != nil {
 		fmt.Fprintln(os.Stderr, "loadtest:", err)
@@ -151,6 +153,11 @@ func run(ctx context.Context, o options) error {
 	}
 	defer fl.proc.stop()
 	systems := []*system{fx, sc, si, fl}
+	if o.only != "" {
+		if systems, err = pick(systems, o.only); err != nil {
+			return err
+		}
+	}
 
 	skus, err := products(fx.base)
 	if err != nil {
@@ -279,11 +286,35 @@ func run(ctx context.Context, o options) error {
 	if err := os.WriteFile(filepath.Join(o.results, "loadtest.json"), js, 0o644); err != nil {
 		return err
 	}
+	if o.only != "" {
+		logf("wrote %s (a run of some systems leaves %s alone)", filepath.Join(o.results, "loadtest.json"), o.out)
+		return nil
+	}
 	if err := perfdoc.Splice(o.out, "loadtest", section(res, breakdown, o)); err != nil {
 		return err
 	}
 	logf("wrote %s and %s", filepath.Join(o.results, "loadtest.json"), o.out)
 	return nil
+}
+
+// pick returns the systems named in the comma-separated list only, in their
+// usual order.
+func pick(all []*system, only string) ([]*system, error) {
+	want := map[string]bool{}
+	for _, n := range strings.Split(only, ",") {
+		want[strings.TrimSpace(n)] = true
+	}
+	var out []*system
+	for _, s := range all {
+		if want[s.name] {
+			out = append(out, s)
+			delete(want, s.name)
+		}
+	}
+	if len(want) > 0 || len(out) == 0 {
+		return nil, fmt.Errorf("-only %q: systems are fxsession, scs, scs-idle and floor", only)
+	}
+	return out, nil
 }
 
 // notRequests are the commands no request sends: the stats client's INFO and

@@ -56,3 +56,16 @@ func TestStealPercent(t *testing.T) {
 		t.Fatalf("machineCPU() = %v: /proc/stat not read", m)
 	}
 }
+
+func TestPick(t *testing.T) {
+	all := []*system{{name: "fxsession"}, {name: "scs"}, {name: "scs-idle"}, {name: "floor"}}
+	got, err := pick(all, "floor, fxsession")
+	if err != nil || len(got) != 2 || got[0].name != "fxsession" || got[1].name != "floor" {
+		t.Fatalf("pick = %v, %v; want fxsession and floor in that order", got, err)
+	}
+	for _, bad := range []string{"redis", "fxsession,nope", ","} {
+		if _, err := pick(all, bad); err == nil {
+			t.Errorf("pick(%q) = nil error, want one", bad)
+		}
+	}
+}

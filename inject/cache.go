@@ -57,6 +57,13 @@ type CacheStats struct {
 // (pointees, slices, maps and interface values, in exported and unexported
 // fields; channels and funcs are shared).
 //
+// Registered as a repository, the cache also keeps with each entry the
+// snapshot a load records for it (the hash of the entity's encoding, which the
+// commit compares the object's copy with): a load through the cache encodes
+// the cached entity once per entry, not once per load. A Clone that drops or
+// changes content makes the copies differ from the snapshot: they are then
+// stored whole, never wrongly as references.
+//
 // A Cache is safe for concurrent use. Concurrent misses of one entity may each
 // ask the repository; an invalidation during a fetch keeps that fetch's result
 // out of the cache.

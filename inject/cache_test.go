@@ -452,7 +452,7 @@ func TestCacheMemoizesSnapshots(t *testing.T) {
 	// A new version in the cache gets its own snapshot.
 	repo.put("apple", func() *Product { return &Product{SKU: "apple", Name: "new apple"} })
 	products.Invalidate("apple")
-	got, tr = load()
+	got, _ = load()
 	if got.Items[0].Product.Name != "new apple" {
 		t.Fatalf("loaded %+v after the invalidation", got.Items[0].Product)
 	}

@@ -29,8 +29,15 @@ func plainCall(key string, args ...any) *call {
 	return &call{key: key, args: args}
 }
 
-// add queues c on p, with EVALSHA, or with EVAL when eval is set.
-func (c *call) add(ctx context.Context, p redis.Pipeliner, eval bool) {
+// sender is a pipeline, which queues commands, or a client, which sends them.
+type sender interface {
+	redis.Scripter
+	Do(ctx context.Context, args ...any) *redis.Cmd
+}
+
+// add queues c on p (or sends it, on a client), with EVALSHA, or with EVAL
+// when eval is set.
+func (c *call) add(ctx context.Context, p sender, eval bool) {
 	switch {
 	case c.script == nil:
 		c.cmd = p.Do(ctx, c.args...)
@@ -80,6 +87,12 @@ func (s *Store) run(ctx context.Context, calls []*call, durable bool) (replicaEr
 // send is one attempt of run.
 func (s *Store) send(ctx context.Context, calls []*call, durable, eval bool) (replicaErr, err error) {
 	if !durable {
+		if len(calls) == 1 {
+			// One command needs no pipeline (an update's script alone).
+			c := calls[0]
+			c.add(ctx, s.client, eval)
+			return nil, transportErr(c.cmd.Err(), calls)
+		}
 		p := s.client.Pipeline()
 		for _, c := range calls {
 			c.add(ctx, p, eval)

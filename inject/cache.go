@@ -59,10 +59,15 @@ type CacheStats struct {
 //
 // Registered as a repository, the cache also keeps with each entry the
 // snapshot a load records for it (the hash of the entity's encoding, which the
-// commit compares the object's copy with): a load through the cache encodes
-// the cached entity once per entry, not once per load. A Clone that drops or
-// changes content makes the copies differ from the snapshot: they are then
-// stored whole, never wrongly as references.
+// commit compares the object's copy with), so that loads do not encode the
+// cached entity again: when its copies can share nothing with it, that is
+// when they are deep (no Clone method), or when E holds only values (numbers,
+// strings, times, and arrays and structs of them, behind E's pointer). A Clone
+// must return an equal copy; one that returns the entity itself, or copies an
+// entity holding maps, slices or pointers (which a shallow copy shares), gets
+// no kept snapshot: each load takes its own from its copy, as a change made in
+// place through a shared part would change the cached entity and make a kept
+// snapshot wrong.
 //
 // A Cache is safe for concurrent use. Concurrent misses of one entity may each
 // ask the repository; an invalidation during a fetch keeps that fetch's result
@@ -74,6 +79,8 @@ type Cache[E Entity] struct {
 	ttl   time.Duration
 	now   func() time.Time
 	clone func(E) E
+	keep  bool // entries keep their snapshots: copies share nothing with them
+	ptr   bool // E is a pointer with a Clone method, which may return its receiver
 
 	mu      sync.Mutex
 	entries map[string]*cacheEntry[E]
@@ -91,8 +98,11 @@ type cacheEntry[E Entity] struct {
 	prev, next *cacheEntry[E]
 
 	// snap is the snapshot of value for a registry's entity type, made when a
-	// load first needs it: loads of the entry after that take none.
+	// load first needs it: loads of the entry after that take none. fill
+	// counts the values the entry held, so that a snapshot made without the
+	// lock is kept only for the value it was made from.
 	snap *snapMemo
+	fill uint64
 }
 
 // NewCache returns a cache in front of repo.
@@ -111,7 +121,13 @@ func NewCache[E Entity](repo Repository[E], opts CacheOptions) *Cache[E] {
 	var e E
 	if _, ok := any(e).(interface{ Clone() E }); ok {
 		c.clone = func(e E) E { return any(e).(interface{ Clone() E }).Clone() }
+		t := reflect.TypeFor[E]()
+		if t.Kind() == reflect.Pointer {
+			t, c.ptr = t.Elem(), true
+		}
+		c.keep = valuesOnly(t)
 	} else {
+		c.keep = true // deep copies
 		cl := clonerOf(reflect.TypeFor[E]())
 		c.clone = func(e E) E {
 			cl(reflect.ValueOf(&e).Elem())
@@ -247,6 +263,7 @@ func (c *Cache[E]) store(ids []string, found map[string]E, gen uint64) {
 		}
 		e.value, e.found, e.expires = v, ok, expires
 		e.snap = nil
+		e.fill++
 		c.link(e)
 	}
 	for len(c.entries) > c.size {
@@ -260,26 +277,42 @@ func (c *Cache[E]) store(ids []string, found map[string]E, gen uint64) {
 // entities as reflect values, without calls through reflection.
 func (c *Cache[E]) fetchValues(ctx context.Context, ids []string, h *entityHasher) (map[string]entityValue, error) {
 	out := make(map[string]entityValue, len(ids))
-	var herr error
+	type unsnapped struct {
+		e     *cacheEntry[E]
+		value E
+		fill  uint64
+	}
+	var todo []unsnapped // entries whose snapshot this load makes
 	missing, gen := c.lookup(ids, func(e *cacheEntry[E]) {
-		ev := entityValue{v: reflect.ValueOf(c.clone(e.value))}
-		if h != nil && herr == nil {
-			if e.snap == nil || e.snap.by != h.ent {
-				// Once per entry and registry (lock held): the cached value is
-				// never modified, so its snapshot stands until the entry changes.
-				hv, nested, err := h.snapshot(reflect.ValueOf(e.value))
-				if err != nil {
-					herr = err
-					return
-				}
-				e.snap = &snapMemo{by: h.ent, hash: hv, nested: nested}
-			}
+		cp := c.clone(e.value)
+		ev := entityValue{v: reflect.ValueOf(cp)}
+		switch {
+		case h == nil || !c.keep || c.ptr && any(cp) == any(e.value):
+			// The load snapshots its copy (see Cache).
+		case e.snap != nil && e.snap.by == h.ent:
 			ev.snap = e.snap
+		default:
+			todo = append(todo, unsnapped{e, e.value, e.fill})
 		}
 		out[e.id] = ev
 	})
-	if herr != nil {
-		return nil, herr
+	// Snapshots are made without the lock (they run the entity's marshalling
+	// methods, which may use the cache): the cached value is never modified,
+	// so its snapshot stands while the entry holds it.
+	for _, u := range todo {
+		hv, nested, err := h.snapshot(reflect.ValueOf(u.value))
+		if err != nil {
+			return nil, err
+		}
+		m := &snapMemo{by: h.ent, hash: hv, nested: nested}
+		ev := out[u.e.id]
+		ev.snap = m
+		out[u.e.id] = ev
+		c.mu.Lock()
+		if u.e.fill == u.fill {
+			u.e.snap = m
+		}
+		c.mu.Unlock()
 	}
 	if len(missing) == 0 {
 		return out, nil
@@ -293,6 +326,30 @@ func (c *Cache[E]) fetchValues(ctx context.Context, ids []string, h *entityHashe
 		out[id] = entityValue{v: reflect.ValueOf(e)} // the repository's own value: hashed by the caller
 	}
 	return out, nil
+}
+
+// valuesOnly reports whether values of t hold no references: a shallow copy
+// of one shares nothing with it. time.Time's location pointer is immutable.
+func valuesOnly(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
+		reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128, reflect.String:
+		return true
+	case reflect.Array:
+		return valuesOnly(t.Elem())
+	case reflect.Struct:
+		if t == reflect.TypeFor[time.Time]() {
+			return true
+		}
+		for i := range t.NumField() {
+			if !valuesOnly(t.Field(i).Type) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
 }
 
 // Invalidate drops the entities with the IDs from the cache: the next Find

@@ -461,3 +461,151 @@ func TestCacheMemoizesSnapshots(t *testing.T) {
 		t.Fatalf("after a new version: %v", k)
 	}
 }
+
+// sharingEnt's Clone is shallow: its copies share the map with the cached entity.
+type sharingEnt struct {
+	ID    string
+	Attrs map[string]string
+}
+
+func (s *sharingEnt) EntityID() string   { return s.ID }
+func (s *sharingEnt) Clone() *sharingEnt { c := *s; return &c }
+
+// selfEnt's Clone returns its receiver.
+type selfEnt struct{ ID, Name string }
+
+func (s *selfEnt) EntityID() string { return s.ID }
+func (s *selfEnt) Clone() *selfEnt  { return s }
+
+// valueEnt holds only values: a shallow Clone is a deep one.
+type valueEnt struct {
+	ID    string
+	Price int
+	At    time.Time
+	Dims  [3]float64
+}
+
+func (v *valueEnt) EntityID() string { return v.ID }
+func (v *valueEnt) Clone() *valueEnt { c := *v; return &c }
+
+type entHolder[E Entity] struct {
+	Item E `msgpack:"item"`
+}
+
+// restoredAfterSharedChange: one session changes its copy of an entity in
+// place (which, through a copy that shares state with the cache, changes the
+// cached entity), another loads it and sets it back; what the second stores
+// must reload as it set it.
+func restoredAfterSharedChange[E Entity](t *testing.T, c *Cache[E], change, restore func(E), get func(E) string, want string) {
+	t.Helper()
+	ctx := context.Background()
+	reg := NewRegistry()
+	if _, err := reg.AddRepository(c); err != nil {
+		t.Fatal(err)
+	}
+	p, err := reg.Plan(reflect.TypeFor[*entHolder[E]]())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := c.Find(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := p.Encode(ctx, &entHolder[E]{Item: e}, NewTracker())
+	if err != nil {
+		t.Fatal(err)
+	}
+	load := func() (*entHolder[E], *Tracker) {
+		t.Helper()
+		h, tr := &entHolder[E]{}, NewTracker()
+		if err := p.Decode(ctx, data, h, tr); err != nil {
+			t.Fatal(err)
+		}
+		return h, tr
+	}
+	h1, _ := load()
+	change(h1.Item)
+	h2, tr2 := load()
+	restore(h2.Item)
+	out, err := p.Encode(ctx, h2, tr2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back := &entHolder[E]{}
+	if err := p.Decode(ctx, out, back, NewTracker()); err != nil {
+		t.Fatal(err)
+	}
+	if got := get(back.Item); got != want {
+		t.Fatalf("the second session stored %q, it reloads %q: stored as a reference to the changed cached entity", want, got)
+	}
+}
+
+// TestCacheSnapshotsAndSharingClones: an entity whose copies may share state
+// with the cached one (a shallow Clone of an entity holding a map, a Clone
+// returning its receiver) gets no kept snapshot, so that a change made in place
+// through a shared part is never stored as a reference; one holding only
+// values keeps its snapshot.
+func TestCacheSnapshotsAndSharingClones(t *testing.T) {
+	sharing := newRepo[*sharingEnt]()
+	sharing.put("a", func() *sharingEnt { return &sharingEnt{ID: "a", Attrs: map[string]string{"k": "v0"}} })
+	sc := NewCache[*sharingEnt](sharing, CacheOptions{})
+	restoredAfterSharedChange(t, sc,
+		func(e *sharingEnt) { e.Attrs["k"] = "v1" },
+		func(e *sharingEnt) { e.Attrs = map[string]string{"k": "v0"} },
+		func(e *sharingEnt) string { return e.Attrs["k"] }, "v0")
+
+	self := newRepo[*selfEnt]()
+	self.put("a", func() *selfEnt { return &selfEnt{ID: "a", Name: "v0"} })
+	cs := NewCache[*selfEnt](self, CacheOptions{})
+	restoredAfterSharedChange(t, cs,
+		func(e *selfEnt) { e.Name = "v1" },
+		func(e *selfEnt) { e.Name = "v0" },
+		func(e *selfEnt) string { return e.Name }, "v0")
+	for _, c := range []interface{ kept(string) bool }{sc, cs} {
+		if c.kept("a") {
+			t.Errorf("%T kept a snapshot", c)
+		}
+	}
+
+	values := newRepo[*valueEnt]()
+	values.put("a", func() *valueEnt { return &valueEnt{ID: "a", Price: 1, At: time.Unix(5, 0)} })
+	vc := NewCache[*valueEnt](values, CacheOptions{})
+	restoredAfterSharedChange(t, vc,
+		func(e *valueEnt) { e.Price = 2 },
+		func(e *valueEnt) { e.Price = 1 },
+		func(e *valueEnt) string { return fmt.Sprint(e.Price) }, "1")
+	if !vc.kept("a") {
+		t.Error("an entity holding only values kept no snapshot")
+	}
+}
+
+func (c *Cache[E]) kept(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.entries[id]
+	return e != nil && e.snap != nil
+}
+
+func TestValuesOnly(t *testing.T) {
+	type inner struct{ A [2]string }
+	for _, tc := range []struct {
+		t    reflect.Type
+		want bool
+	}{
+		{reflect.TypeFor[valueEnt](), true},
+		{reflect.TypeFor[struct {
+			I inner
+			T time.Time
+		}](), true},
+		{reflect.TypeFor[sharingEnt](), false},
+		{reflect.TypeFor[struct{ P *int }](), false},
+		{reflect.TypeFor[struct{ S []int }](), false},
+		{reflect.TypeFor[struct{ X any }](), false},
+		{reflect.TypeFor[[2]*int](), false},
+		{reflect.TypeFor[struct{ f func() }](), false},
+	} {
+		if got := valuesOnly(tc.t); got != tc.want {
+			t.Errorf("valuesOnly(%v) = %v, want %v", tc.t, got, tc.want)
+		}
+	}
+}

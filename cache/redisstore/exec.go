@@ -52,8 +52,8 @@ func (c *call) add(ctx context.Context, p sender, eval bool) {
 // Options.MinReplicas acknowledged in time.
 var errTooFewReplicas = errors.New("too few replicas acknowledged the write in time; it may still have been applied on the master, and a failover may roll it back")
 
-// run sends calls in one round trip: one pipeline, which a cluster client sends
-// to every node concerned at once. With durable set and the durability mode on,
+// run sends calls in one round trip: one command, or one pipeline, which a
+// cluster client sends to every node concerned at once. With durable set and the durability mode on,
 // each node's share ends with WAIT; replicaErr then says whether too few replicas
 // acknowledged. err is a failure of the round trip itself (the connection, the
 // context); each call's own reply, error replies included, is in its cmd.

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/fxsession/fxsession/internal/plain"
 )
 
 // Defaults of [CacheOptions].
@@ -125,7 +127,7 @@ func NewCache[E Entity](repo Repository[E], opts CacheOptions) *Cache[E] {
 		if t.Kind() == reflect.Pointer {
 			t, c.ptr = t.Elem(), true
 		}
-		c.keep = valuesOnly(t)
+		c.keep = plain.Type(t)
 	} else {
 		c.keep = true // deep copies
 		cl := clonerOf(reflect.TypeFor[E]())
@@ -326,30 +328,6 @@ func (c *Cache[E]) fetchValues(ctx context.Context, ids []string, h *entityHashe
 		out[id] = entityValue{v: reflect.ValueOf(e)} // the repository's own value: hashed by the caller
 	}
 	return out, nil
-}
-
-// valuesOnly reports whether values of t hold no references: a shallow copy
-// of one shares nothing with it. time.Time's location pointer is immutable.
-func valuesOnly(t reflect.Type) bool {
-	switch t.Kind() {
-	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
-		reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128, reflect.String:
-		return true
-	case reflect.Array:
-		return valuesOnly(t.Elem())
-	case reflect.Struct:
-		if t == reflect.TypeFor[time.Time]() {
-			return true
-		}
-		for i := range t.NumField() {
-			if !valuesOnly(t.Field(i).Type) {
-				return false
-			}
-		}
-		return true
-	}
-	return false
 }
 
 // Invalidate drops the entities with the IDs from the cache: the next Find

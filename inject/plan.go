@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"unsafe"
+
+	"github.com/fxsession/fxsession/internal/plain"
 )
 
 // FieldKind says what a plan does with a field.
@@ -87,21 +89,11 @@ type planConfig struct {
 func Dependencies(types ...reflect.Type) PlanOption {
 	return planOption(func(c *planConfig) {
 		for _, t := range types {
-			if t != nil && !basic(t) {
+			if t != nil && !plain.Scalar(t) {
 				c.deps[t] = true
 			}
 		}
 	})
-}
-
-func basic(t reflect.Type) bool {
-	switch t.Kind() {
-	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
-		reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128, reflect.String:
-		return true
-	}
-	return false
 }
 
 // Plan is the storage plan of one pointer-to-struct type: which fields are state,

@@ -15,9 +15,9 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/fxsession/fxsession/inject"
+	"github.com/fxsession/fxsession/internal/plain"
 )
 
 // registry is an app's set of session-scoped types, built when the fx app is
@@ -654,7 +654,7 @@ func (e *entry) offerPrototype(v reflect.Value) {
 	elem := v.Elem()
 	for _, f := range e.plan.Fields() {
 		fv := elem.FieldByIndex(f.Index)
-		if fv.IsZero() || plainType(f.Type) {
+		if fv.IsZero() || plain.Type(f.Type) {
 			continue
 		}
 		if f.Kind != inject.State && onlyGiven(fv, given, 0) {
@@ -665,33 +665,6 @@ func (e *entry) offerPrototype(v reflect.Value) {
 	p := reflect.New(e.t.Elem()).Elem()
 	p.Set(elem)
 	e.proto.Store(&p)
-}
-
-var timeType = reflect.TypeFor[time.Time]()
-
-// plainType reports whether values of t hold no reference to memory a copy
-// would share (strings are immutable; a time.Time's location is shared by
-// design).
-func plainType(t reflect.Type) bool {
-	switch t.Kind() {
-	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
-		reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128, reflect.String:
-		return true
-	case reflect.Array:
-		return plainType(t.Elem())
-	case reflect.Struct:
-		if t == timeType {
-			return true
-		}
-		for i := range t.NumField() {
-			if !plainType(t.Field(i).Type) {
-				return false
-			}
-		}
-		return true
-	}
-	return false
 }
 
 // collectRefs adds to set the references v holds: pointers, maps, slices,
@@ -742,5 +715,5 @@ func onlyGiven(v reflect.Value, set map[uintptr]bool, depth int) bool {
 		}
 		return true
 	}
-	return plainType(v.Type())
+	return plain.Type(v.Type())
 }

@@ -59,13 +59,13 @@ func newAskedRepo() *askedRepo {
 	return r
 }
 
-// TestCacheLoads: N loads of a basket ask the repository once within the TTL;
-// invalidation and expiry fetch again; references stay references.
-func TestCacheLoads(t *testing.T) {
+// cachedBasket registers an entity cache in front of repo and returns it, the
+// basket plan and a stored basket of the products named (found through the
+// cache, which fills it).
+func cachedBasket(t *testing.T, repo *askedRepo, opts CacheOptions, skus ...string) (*Cache[*Product], *Plan, []byte) {
+	t.Helper()
 	ctx := context.Background()
-	clk := &clock{now: time.Unix(1000, 0)}
-	repo := newAskedRepo()
-	products := NewCache[*Product](repo, CacheOptions{TTL: time.Minute, Now: clk.Now})
+	products := NewCache[*Product](repo, opts)
 	reg := NewRegistry()
 	if _, err := reg.AddRepository(products); err != nil {
 		t.Fatal(err)
@@ -75,7 +75,7 @@ func TestCacheLoads(t *testing.T) {
 	}
 	p := basketPlan(t, reg)
 	b := newBasket(nil)
-	for _, sku := range []string{"apple", "pear", "apple"} {
+	for _, sku := range skus {
 		e, err := products.Find(ctx, sku)
 		if err != nil {
 			t.Fatal(err)
@@ -86,6 +86,16 @@ func TestCacheLoads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return products, p, data
+}
+
+// TestCacheLoads: N loads of a basket ask the repository once within the TTL;
+// invalidation and expiry fetch again; references stay references.
+func TestCacheLoads(t *testing.T) {
+	ctx := context.Background()
+	clk := &clock{now: time.Unix(1000, 0)}
+	repo := newAskedRepo()
+	products, p, data := cachedBasket(t, repo, CacheOptions{TTL: time.Minute, Now: clk.Now}, "apple", "pear", "apple")
 	if n := len(repo.calls()); n != 2 { // the two Finds that filled the cache
 		t.Fatalf("repository calls before the loads: %d", n)
 	}
@@ -367,27 +377,7 @@ func TestCacheUsesCloneMethod(t *testing.T) {
 func TestCacheMemoizesSnapshots(t *testing.T) {
 	ctx := context.Background()
 	repo := newAskedRepo()
-	products := NewCache[*Product](repo, CacheOptions{})
-	reg := NewRegistry()
-	if _, err := reg.AddRepository(products); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := reg.AddRepository(newRepo[*Supplier]()); err != nil {
-		t.Fatal(err)
-	}
-	p := basketPlan(t, reg)
-	b := newBasket(nil)
-	for _, sku := range []string{"apple", "pear"} {
-		e, err := products.Find(ctx, sku)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b.Items = append(b.Items, LineItem{Product: e, Qty: 1})
-	}
-	data, err := p.Encode(ctx, b, NewTracker())
-	if err != nil {
-		t.Fatal(err)
-	}
+	products, p, data := cachedBasket(t, repo, CacheOptions{}, "apple", "pear")
 	load := func() (*Basket, *Tracker) {
 		t.Helper()
 		got, tr := newBasket(nil), NewTracker()
@@ -584,28 +574,4 @@ func (c *Cache[E]) kept(id string) bool {
 	defer c.mu.Unlock()
 	e := c.entries[id]
 	return e != nil && e.snap != nil
-}
-
-func TestValuesOnly(t *testing.T) {
-	type inner struct{ A [2]string }
-	for _, tc := range []struct {
-		t    reflect.Type
-		want bool
-	}{
-		{reflect.TypeFor[valueEnt](), true},
-		{reflect.TypeFor[struct {
-			I inner
-			T time.Time
-		}](), true},
-		{reflect.TypeFor[sharingEnt](), false},
-		{reflect.TypeFor[struct{ P *int }](), false},
-		{reflect.TypeFor[struct{ S []int }](), false},
-		{reflect.TypeFor[struct{ X any }](), false},
-		{reflect.TypeFor[[2]*int](), false},
-		{reflect.TypeFor[struct{ f func() }](), false},
-	} {
-		if got := valuesOnly(tc.t); got != tc.want {
-			t.Errorf("valuesOnly(%v) = %v, want %v", tc.t, got, tc.want)
-		}
-	}
 }

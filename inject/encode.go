@@ -138,21 +138,15 @@ func (s *encState) encodeEntity(n *node, b []byte, p unsafe.Pointer) ([]byte, er
 }
 
 // snapshot records in tr the hash of a repository's version of an entity.
+// Entities nested in it are recorded too, as matching their repository.
 func (r *Registry) snapshot(tr *Tracker, ent *entityInfo, id string, v reflect.Value) error {
-	h, err := r.snapshotHash(tr, ent, v)
+	s := r.getEnc(tr, modeSnapshot)
+	defer r.putEnc(s)
+	h, err := s.snapshotHash(ent, v)
 	if err == nil {
 		tr.recordRepo(entityKey{ent.t, id}, h)
 	}
 	return err
-}
-
-// snapshotHash hashes the encoding of a repository's version of an entity;
-// entities nested in it are recorded in tr (may be nil) as matching their
-// repository.
-func (r *Registry) snapshotHash(tr *Tracker, ent *entityInfo, v reflect.Value) (uint64, error) {
-	s := r.getEnc(tr, modeSnapshot)
-	defer r.putEnc(s)
-	return s.snapshotHash(ent, v)
 }
 
 // snapshotHash encodes v, a repository's version of an entity of type ent, in

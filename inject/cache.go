@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/fxsession/fxsession/internal/plain"
 )
@@ -69,7 +70,10 @@ type CacheStats struct {
 // entity holding maps, slices or pointers (which a shallow copy shares), gets
 // no kept snapshot: each load takes its own from its copy, as a change made in
 // place through a shared part would change the cached entity and make a kept
-// snapshot wrong.
+// snapshot wrong. For an entity holding only values, the entry keeps the
+// cached value the snapshot was made from too: a commit compares the
+// object's copy with it, field by field, and stores an identical copy as a
+// reference without encoding it.
 //
 // A Cache is safe for concurrent use. Concurrent misses of one entity may each
 // ask the repository; an invalidation during a fetch keeps that fetch's result
@@ -82,7 +86,7 @@ type Cache[E Entity] struct {
 	now   func() time.Time
 	clone func(E) E
 	keep  bool // entries keep their snapshots: copies share nothing with them
-	ptr   bool // E is a pointer with a Clone method, which may return its receiver
+	ptr   bool // E is a pointer (a Clone method may return its receiver)
 
 	mu      sync.Mutex
 	entries map[string]*cacheEntry[E]
@@ -120,13 +124,13 @@ func NewCache[E Entity](repo Repository[E], opts CacheOptions) *Cache[E] {
 	if c.now == nil {
 		c.now = time.Now
 	}
+	t := reflect.TypeFor[E]()
+	if t.Kind() == reflect.Pointer {
+		t, c.ptr = t.Elem(), true
+	}
 	var e E
 	if _, ok := any(e).(interface{ Clone() E }); ok {
 		c.clone = func(e E) E { return any(e).(interface{ Clone() E }).Clone() }
-		t := reflect.TypeFor[E]()
-		if t.Kind() == reflect.Pointer {
-			t, c.ptr = t.Elem(), true
-		}
 		c.keep = plain.Type(t)
 	} else {
 		c.keep = true // deep copies
@@ -307,6 +311,9 @@ func (c *Cache[E]) fetchValues(ctx context.Context, ids []string, h *entityHashe
 			return nil, err
 		}
 		m := &snapMemo{by: h.ent, hash: hv, nested: nested}
+		if h.ent.eq != nil {
+			m.base = c.content(u.value)
+		}
 		ev := out[u.e.id]
 		ev.snap = m
 		out[u.e.id] = ev
@@ -328,6 +335,17 @@ func (c *Cache[E]) fetchValues(ctx context.Context, ids []string, h *entityHashe
 		out[id] = entityValue{v: reflect.ValueOf(e)} // the repository's own value: hashed by the caller
 	}
 	return out, nil
+}
+
+// content returns the address of v's content for snapMemo.base: the struct a
+// pointer entity points to (the cache never changes it), or a copy of a value.
+func (c *Cache[E]) content(v E) unsafe.Pointer {
+	if c.ptr {
+		return reflect.ValueOf(v).UnsafePointer()
+	}
+	p := new(E)
+	*p = v
+	return unsafe.Pointer(p)
 }
 
 // Invalidate drops the entities with the IDs from the cache: the next Find

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -574,4 +575,143 @@ func (c *Cache[E]) kept(id string) bool {
 	defer c.mu.Unlock()
 	e := c.entries[id]
 	return e != nil && e.snap != nil
+}
+
+// valueStruct is valueEnt as a value type: the entity is the struct itself.
+type valueStruct struct {
+	ID    string
+	Price int
+}
+
+func (v valueStruct) EntityID() string { return v.ID }
+
+// deepValueEnt holds only values and has no Clone: the cache copies it deeply.
+type deepValueEnt struct {
+	ID   string
+	Size int16
+	Tags [2]string
+}
+
+func (v *deepValueEnt) EntityID() string { return v.ID }
+
+// TestCacheUnchangedNotEncoded: an entity holding only values, loaded through
+// the cache, is compared with the cached value its kept snapshot was made from;
+// an identical copy is stored as a reference without being encoded (a stand-in
+// hash that no encoding matches does not change that), any change is stored
+// whole, and a copy that differs from the kept value falls back to the hash.
+func TestCacheUnchangedNotEncoded(t *testing.T) {
+	values := newRepo[*valueEnt]()
+	values.put("a", func() *valueEnt {
+		return &valueEnt{ID: "a", Price: 1, At: time.Unix(5, 0), Dims: [3]float64{1, 2, 3}}
+	})
+	unchangedNotEncoded(t, NewCache[*valueEnt](values, CacheOptions{}), map[string]func(*valueEnt){
+		"price": func(v *valueEnt) { v.Price = 2 },
+		"time":  func(v *valueEnt) { v.At = v.At.Add(time.Nanosecond) },
+		"array": func(v *valueEnt) { v.Dims[2] = -3 },
+	}, func(v *valueEnt) { v.ID = strings.Clone(v.ID) }, func(v *valueEnt) *valueEnt { c := *v; c.Price = 99; return &c })
+
+	deep := newRepo[*deepValueEnt]()
+	deep.put("a", func() *deepValueEnt { return &deepValueEnt{ID: "a", Size: 3, Tags: [2]string{"x", "y"}} })
+	unchangedNotEncoded(t, NewCache[*deepValueEnt](deep, CacheOptions{}), map[string]func(*deepValueEnt){
+		"int16":  func(v *deepValueEnt) { v.Size = -3 },
+		"string": func(v *deepValueEnt) { v.Tags[1] = "z" },
+	}, func(v *deepValueEnt) { v.Tags[0] = strings.Clone(v.Tags[0]) }, func(v *deepValueEnt) *deepValueEnt { c := *v; c.Size = 9; return &c })
+
+	// A value-type entity: the cache keeps a copy of the value it compares with.
+	ctx := context.Background()
+	vs := newRepo[valueStruct]()
+	vs.put("a", func() valueStruct { return valueStruct{ID: "a", Price: 7} })
+	vc := NewCache[valueStruct](vs, CacheOptions{})
+	p, data := holderOf(t, vc)
+	for _, price := range []int{7, 7, 8} {
+		h, tr := &entHolder[valueStruct]{}, NewTracker()
+		if err := p.Decode(ctx, data, h, tr); err != nil {
+			t.Fatal(err)
+		}
+		h.Item.Price = price
+		if whole := storedWhole(t, p, h, tr); whole != (price != 7) {
+			t.Errorf("value entity with price %d: stored whole %v", price, whole)
+		}
+	}
+	if !vc.kept("a") {
+		t.Error("the value entity kept no snapshot")
+	}
+}
+
+// holderOf returns the plan of an entHolder[E] on a registry of c and a stored
+// holder of c's entity "a".
+func holderOf[E Entity](t *testing.T, c *Cache[E]) (*Plan, []byte) {
+	t.Helper()
+	ctx := context.Background()
+	reg := NewRegistry()
+	if _, err := reg.AddRepository(c); err != nil {
+		t.Fatal(err)
+	}
+	p, err := reg.Plan(reflect.TypeFor[*entHolder[E]]())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := c.Find(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := p.Encode(ctx, &entHolder[E]{Item: e}, NewTracker())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, data
+}
+
+func storedWhole[E Entity](t *testing.T, p *Plan, h *entHolder[E], tr *Tracker) bool {
+	t.Helper()
+	out, err := p.Encode(context.Background(), h, tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return decoded(t, out)["item"].([]any)[0] == int8(entityWholeTag)
+}
+
+// unchangedNotEncoded checks TestCacheUnchangedNotEncoded's promises for the
+// pointer entity "a" of c: changes are stored whole, same (a change to equal
+// content) is not; other returns a value unlike the cached one.
+func unchangedNotEncoded[E Entity](t *testing.T, c *Cache[E], changes map[string]func(E), same func(E), other func(E) E) {
+	t.Helper()
+	ctx := context.Background()
+	p, data := holderOf(t, c)
+	stored := func(change func(E)) bool {
+		t.Helper()
+		h, tr := &entHolder[E]{}, NewTracker()
+		if err := p.Decode(ctx, data, h, tr); err != nil {
+			t.Fatal(err)
+		}
+		change(h.Item)
+		return storedWhole(t, p, h, tr)
+	}
+	if stored(same) {
+		t.Fatal("an unchanged entity stored whole")
+	}
+	c.mu.Lock()
+	entry := c.entries["a"]
+	memo := entry.snap
+	c.mu.Unlock()
+	if memo == nil || memo.base != reflect.ValueOf(entry.value).UnsafePointer() {
+		t.Fatalf("the snapshot does not keep the cached value (never handed out): %+v", memo)
+	}
+	c.mu.Lock()
+	entry.snap = &snapMemo{by: memo.by, hash: memo.hash + 1, base: memo.base}
+	c.mu.Unlock()
+	if stored(same) {
+		t.Fatal("an identical copy was encoded and hashed instead of compared")
+	}
+	for name, change := range changes {
+		if !stored(change) {
+			t.Errorf("%s changed: stored as a reference", name)
+		}
+	}
+	c.mu.Lock()
+	entry.snap = &snapMemo{by: memo.by, hash: memo.hash, base: reflect.ValueOf(other(entry.value)).UnsafePointer()}
+	c.mu.Unlock()
+	if stored(same) {
+		t.Fatal("a copy unlike the kept value did not fall back to its hash")
+	}
 }

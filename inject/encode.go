@@ -101,6 +101,11 @@ func (s *encState) encodeEntity(n *node, b []byte, p unsafe.Pointer) ([]byte, er
 	if n.ent.nilable && reflect.NewAt(n.t, p).Elem().IsNil() {
 		return appendNil(b), nil
 	}
+	if s.mode == modeDecide && n.ent.eq != nil {
+		if id, ok := s.unchanged(n.ent, p); ok {
+			return appendString(append(b, 0x92, entityRefTag), id), nil
+		}
+	}
 	start := len(b)
 	b = append(b, 0x92, entityWholeTag)
 	body := len(b)
@@ -135,6 +140,29 @@ func (s *encState) encodeEntity(n *node, b []byte, p unsafe.Pointer) ([]byte, er
 		}
 	}
 	return appendString(append(b[:start], 0x92, entityRefTag), id), nil
+}
+
+// unchanged reports whether the entity at p is identical to the cached value
+// its tracked snapshot was made from (snapMemo.base), and its ID: such an
+// entity's encoding hashes to the snapshot's, so it is written as a reference
+// without being encoded.
+func (s *encState) unchanged(ent *entityInfo, p unsafe.Pointer) (string, bool) {
+	if s.tr == nil {
+		return "", false
+	}
+	e := entityAt(ent, p)
+	if e == nil {
+		return "", false
+	}
+	id := e.EntityID()
+	st, ok := s.tr.get(entityKey{ent.t, id})
+	if !ok || st.base == nil {
+		return "", false
+	}
+	if ent.t.Kind() == reflect.Pointer {
+		p = *(*unsafe.Pointer)(p)
+	}
+	return id, ent.eq(st.base, p)
 }
 
 // snapshot records in tr the hash of a repository's version of an entity.

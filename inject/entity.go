@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"unsafe"
 )
 
 // Entity marks a type as an entity: an object with an identity that lives in a
@@ -76,6 +77,11 @@ type snapMemo struct {
 	by     *entityInfo
 	hash   uint64
 	nested []entitySnap
+
+	// base is the content of the value the snapshot was made from (the struct
+	// a pointer entity points to), never changed, for entity types with
+	// entityInfo.eq: a copy identical to it is unchanged without encoding it.
+	base unsafe.Pointer
 }
 
 func newRepository(repo any) (*repository, error) {

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"unsafe"
 
+	"github.com/fxsession/fxsession/internal/plain"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -258,6 +259,11 @@ type entityInfo struct {
 	inner   *node // the entity's content, encoded when it is stored whole
 	repo    *repository
 	hasher  *entityHasher // what an entity cache memoizes snapshots with
+
+	// eq compares two values of the entity's content (the struct a pointer
+	// entity points to): set for entities holding plain values only, encoded
+	// from their fields (see encState.unchanged); nil otherwise.
+	eq func(p, q unsafe.Pointer) bool
 }
 
 type impl struct {
@@ -298,6 +304,17 @@ func customDecodes(t reflect.Type) bool {
 		implementsEither(t, binaryUnmarshalType) || implementsEither(t, textUnmarshalerType)
 }
 
+// contentEqual returns plain.Equal for the content of the entity type t (the
+// struct a pointer points to), or nil when t's content holds references or
+// types that encode through methods of their own or as entities.
+func contentEqual(t reflect.Type) func(p, q unsafe.Pointer) bool {
+	c := t
+	if c.Kind() == reflect.Pointer {
+		c = c.Elem()
+	}
+	return plain.Equal(c, func(x reflect.Type) bool { return custom(x) || x != c && isEntity(x) })
+}
+
 func isEntity(t reflect.Type) bool {
 	return t.Kind() != reflect.Interface && t.Implements(entityType)
 }
@@ -326,6 +343,7 @@ func (r *Registry) node(t reflect.Type, plain bool, created *[]*node) *node {
 			n.ent.nilable = true
 		}
 		n.ent.inner = r.node(t, true, created)
+		n.ent.eq = contentEqual(t)
 		return n
 	}
 	if custom(t) {

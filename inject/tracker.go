@@ -1,6 +1,9 @@
 package inject
 
-import "reflect"
+import (
+	"reflect"
+	"unsafe"
+)
 
 // Tracker remembers, for one stored object, what is known about the entities it
 // holds: the hash of each entity's repository version (taken when a reference was
@@ -24,6 +27,7 @@ type entityKey struct {
 type entityState struct {
 	repoHash uint64
 	hasRepo  bool
+	base     unsafe.Pointer // snapMemo.base of the snapshot, if any
 }
 
 // NewTracker returns an empty tracker.
@@ -65,7 +69,9 @@ func (t *Tracker) recordSnap(k entityKey, m *snapMemo) {
 	for _, n := range m.nested {
 		t.recordRepo(n.key, n.hash)
 	}
-	t.recordRepo(k, m.hash)
+	if t != nil {
+		t.set(k, entityState{repoHash: m.hash, hasRepo: true, base: m.base})
+	}
 }
 
 func (t *Tracker) recordRepo(k entityKey, h uint64) {

@@ -56,7 +56,10 @@ end
 `
 
 // writeScript applies one cache.Write to the record hash KEYS[1], atomically:
-// every condition is checked before anything changes.
+// every condition is checked before anything changes. The common write (one
+// field set, tags and expiry kept) takes a shorter path first: Lua's tables
+// and loops cost a fifth of the script's time, and the two paths are compared
+// case by case in TestWritePathsAgree.
 //
 // ARGV: 1 write id, 2 now (Unix ms, the caller's clock, which decides expiry),
 // 3 create ("1"/"0"), 4 expiry ("" keep, "none" clear, else Unix ms), 5 retention
@@ -64,6 +67,43 @@ end
 // then per field: op ("s" set, "r" remove), check ("1"/"0"), expected version,
 // name, value.
 const writeScript = `
+-- The common write (one field set, tags and expiry kept) in fewer steps: the
+-- same checks and effects as the general path below, without its tables.
+if ARGV[8] == '1' and ARGV[9] == 's' and ARGV[4] == '' and ARGV[6] == '' and ARGV[7] == '' then
+  local k, name, check = KEYS[1], ARGV[12], ARGV[10] == '1'
+  local m
+  if check then
+    m = redis.call('HMGET', k, '#v', '#e', '#w', name)
+  else
+    m = redis.call('HMGET', k, '#v', '#e', '#w')
+  end
+  if m[1] and m[3] == ARGV[1] then
+    return {1, m[1]}
+  end
+  local live = m[1] and (not m[2] or tonumber(m[2]) > tonumber(ARGV[2]))
+  if ARGV[3] == '1' then
+    if live then return {2} end
+  elseif not live then
+    return {3}
+  end
+  if check then
+    local cur = 0
+    if live and m[4] then cur = version(m[4]) end
+    if cur ~= tonumber(ARGV[11]) then
+      return {4, name, num(cur)}
+    end
+  end
+  local last = tonumber(m[1]) or 0
+  if m[1] and not live then
+    redis.call('DEL', k)
+  end
+  local t = redis.call('TIME')
+  local v = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  if v <= last then v = last + 1 end
+  local vs = num(v)
+  redis.call('HSET', k, name, be8(v) .. ARGV[13], '#v', vs, '#w', ARGV[1])
+  return {1, vs}
+end
 local k = KEYS[1]
 local n = tonumber(ARGV[8])
 -- One HMGET reads the record's state and the fields whose version is checked.

@@ -1,11 +1,15 @@
 package plain
 
 import (
+	"bytes"
 	"math"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 type eqInner struct {
@@ -114,4 +118,80 @@ func BenchmarkEqual(b *testing.B) {
 			b.Fatal("not equal")
 		}
 	}
+}
+
+// FuzzEqual: Equal agrees with a field-by-field comparison by reflection
+// (numbers bit for bit), and values it reports equal have the same msgpack
+// encoding. b is a made from the fuzzer's bytes and then changed in the field
+// which selects (or in none).
+func FuzzEqual(f *testing.F) {
+	f.Add("tea", "a", int64(890), int8(3), uint64(0x3ff8000000000000), int64(5), int64(0), false, uint8(0), "b")
+	f.Add("tea", "a", int64(890), int8(3), uint64(0x8000000000000000), int64(5), int64(1), true, uint8(4), "")
+	f.Add("", "", int64(-1), int8(-128), uint64(0x7ff8000000000001), int64(-62135596800), int64(999999999), true, uint8(9), "x")
+	eq := Equal(reflect.TypeFor[eqValue](), nil)
+	f.Fuzz(func(t *testing.T, id, s string, price int64, small int8, rate uint64, sec, nsec int64, on bool, which uint8, other string) {
+		a := eqValue{ID: id, Price: price, Small: small, Rate: math.Float64frombits(rate),
+			At: time.Unix(sec, nsec%1e9).UTC(), In: eqInner{A: [2]string{s, other}, On: on}, Dims: [3]float32{float32(price), 0, 1}}
+		b := a
+		b.ID = strings.Clone(a.ID)
+		switch which % 10 {
+		case 1:
+			b.ID = other
+		case 2:
+			b.Price ^= int64(which)
+		case 3:
+			b.Small = int8(which)
+		case 4:
+			b.Rate = -b.Rate
+		case 5:
+			b.At = b.At.Add(time.Duration(which))
+		case 6:
+			b.In.A[1] = id
+		case 7:
+			b.In.On = !b.In.On
+		case 8:
+			b.Dims[1] = float32(math.Copysign(0, -1))
+		case 9:
+			b.At = b.At.Local()
+		}
+		got := eq(unsafe.Pointer(&a), unsafe.Pointer(&b))
+		if want := identical(reflect.ValueOf(a), reflect.ValueOf(b)); got != want {
+			t.Fatalf("Equal = %v, field by field %v:\n%+v\n%+v", got, want, a, b)
+		}
+		if got {
+			ea, err1 := msgpack.Marshal(&a)
+			eb, err2 := msgpack.Marshal(&b)
+			if err1 != nil || err2 != nil || !bytes.Equal(ea, eb) {
+				t.Fatalf("equal values encode differently (%v, %v):\n%x\n%x", err1, err2, ea, eb)
+			}
+		}
+	})
+}
+
+// identical is Equal's meaning, by reflection: numbers bit for bit, strings by
+// content, times in all their parts.
+func identical(a, b reflect.Value) bool {
+	switch {
+	case a.Type() == timeType:
+		return a.Interface() == b.Interface()
+	case a.Kind() == reflect.Struct:
+		for i := range a.NumField() {
+			if !identical(a.Field(i), b.Field(i)) {
+				return false
+			}
+		}
+		return true
+	case a.Kind() == reflect.Array:
+		for i := range a.Len() {
+			if !identical(a.Index(i), b.Index(i)) {
+				return false
+			}
+		}
+		return true
+	case a.Kind() == reflect.Float32:
+		return math.Float32bits(float32(a.Float())) == math.Float32bits(float32(b.Float()))
+	case a.Kind() == reflect.Float64:
+		return math.Float64bits(a.Float()) == math.Float64bits(b.Float())
+	}
+	return a.Interface() == b.Interface()
 }

@@ -490,22 +490,7 @@ type entHolder[E Entity] struct {
 func restoredAfterSharedChange[E Entity](t *testing.T, c *Cache[E], change, restore func(E), get func(E) string, want string) {
 	t.Helper()
 	ctx := context.Background()
-	reg := NewRegistry()
-	if _, err := reg.AddRepository(c); err != nil {
-		t.Fatal(err)
-	}
-	p, err := reg.Plan(reflect.TypeFor[*entHolder[E]]())
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := c.Find(ctx, "a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := p.Encode(ctx, &entHolder[E]{Item: e}, NewTracker())
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, data := holderOf(t, c)
 	load := func() (*entHolder[E], *Tracker) {
 		t.Helper()
 		h, tr := &entHolder[E]{}, NewTracker()

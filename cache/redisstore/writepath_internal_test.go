@@ -44,37 +44,38 @@ func TestWritePathsAgree(t *testing.T) {
 	for n, tc := range []struct {
 		name  string
 		setup []cache.Write // written before, on the general path (tags, expiry)
+		ttl   time.Duration // when set, the setup writes expire this long after they are made
 		wait  time.Duration // after setup
 		write func(prev cache.Version) cache.Write
 	}{
-		{"create", nil, 0, func(cache.Version) cache.Write {
+		{"create", nil, 0, 0, func(cache.Version) cache.Write {
 			return cache.Write{Create: true, Fields: []cache.FieldWrite{cache.Set("f", []byte("new"))}}
 		}},
-		{"create over a live record", []cache.Write{{Create: true, AddTags: []string{"u"}}}, 0, func(cache.Version) cache.Write {
+		{"create over a live record", []cache.Write{{Create: true, AddTags: []string{"u"}}}, 0, 0, func(cache.Version) cache.Write {
 			return cache.Write{Create: true, Fields: []cache.FieldWrite{cache.Set("f", []byte("new"))}}
 		}},
-		{"update of no record", nil, 0, func(cache.Version) cache.Write {
+		{"update of no record", nil, 0, 0, func(cache.Version) cache.Write {
 			return cache.Write{Fields: []cache.FieldWrite{cache.Set("f", []byte("new"))}}
 		}},
-		{"update", []cache.Write{{Create: true, AddTags: []string{"u"}, Expires: soon, Fields: []cache.FieldWrite{cache.Set("f", []byte("old")), cache.Set("g", []byte("kept"))}}}, 0, func(cache.Version) cache.Write {
+		{"update", []cache.Write{{Create: true, AddTags: []string{"u"}, Expires: soon, Fields: []cache.FieldWrite{cache.Set("f", []byte("old")), cache.Set("g", []byte("kept"))}}}, 0, 0, func(cache.Version) cache.Write {
 			return cache.Write{Fields: []cache.FieldWrite{cache.Set("f", []byte("new"))}}
 		}},
-		{"checked update", []cache.Write{{Create: true, AddTags: []string{"u"}, Fields: []cache.FieldWrite{cache.Set("f", []byte("old"))}}}, 0, func(v cache.Version) cache.Write {
+		{"checked update", []cache.Write{{Create: true, AddTags: []string{"u"}, Fields: []cache.FieldWrite{cache.Set("f", []byte("old"))}}}, 0, 0, func(v cache.Version) cache.Write {
 			return cache.Write{Fields: []cache.FieldWrite{cache.SetIf("f", []byte("new"), v)}}
 		}},
-		{"checked update at another version", []cache.Write{{Create: true, Fields: []cache.FieldWrite{cache.Set("f", []byte("old"))}}}, 0, func(v cache.Version) cache.Write {
+		{"checked update at another version", []cache.Write{{Create: true, Fields: []cache.FieldWrite{cache.Set("f", []byte("old"))}}}, 0, 0, func(v cache.Version) cache.Write {
 			return cache.Write{Fields: []cache.FieldWrite{cache.SetIf("f", []byte("new"), v-1)}}
 		}},
-		{"checked add of an absent field", []cache.Write{{Create: true, Fields: []cache.FieldWrite{cache.Set("g", []byte("x"))}}}, 0, func(cache.Version) cache.Write {
+		{"checked add of an absent field", []cache.Write{{Create: true, Fields: []cache.FieldWrite{cache.Set("g", []byte("x"))}}}, 0, 0, func(cache.Version) cache.Write {
 			return cache.Write{Fields: []cache.FieldWrite{cache.SetIf("f", []byte("new"), 0)}}
 		}},
-		{"checked add of a present field", []cache.Write{{Create: true, Fields: []cache.FieldWrite{cache.Set("f", []byte("old"))}}}, 0, func(cache.Version) cache.Write {
+		{"checked add of a present field", []cache.Write{{Create: true, Fields: []cache.FieldWrite{cache.Set("f", []byte("old"))}}}, 0, 0, func(cache.Version) cache.Write {
 			return cache.Write{Fields: []cache.FieldWrite{cache.SetIf("f", []byte("new"), 0)}}
 		}},
-		{"update of an expired record", []cache.Write{{Create: true, AddTags: []string{"u"}, Expires: time.Now().Add(30 * time.Millisecond), Fields: []cache.FieldWrite{cache.Set("f", []byte("old"))}}}, 60 * time.Millisecond, func(cache.Version) cache.Write {
+		{"update of an expired record", []cache.Write{{Create: true, AddTags: []string{"u"}, Fields: []cache.FieldWrite{cache.Set("f", []byte("old"))}}}, 30 * time.Millisecond, 60 * time.Millisecond, func(cache.Version) cache.Write {
 			return cache.Write{Fields: []cache.FieldWrite{cache.Set("f", []byte("new"))}}
 		}},
-		{"create over an expired record", []cache.Write{{Create: true, AddTags: []string{"u"}, Expires: time.Now().Add(30 * time.Millisecond), Fields: []cache.FieldWrite{cache.Set("g", []byte("old"))}}}, 60 * time.Millisecond, func(cache.Version) cache.Write {
+		{"create over an expired record", []cache.Write{{Create: true, AddTags: []string{"u"}, Fields: []cache.FieldWrite{cache.Set("g", []byte("old"))}}}, 30 * time.Millisecond, 60 * time.Millisecond, func(cache.Version) cache.Write {
 			return cache.Write{Create: true, Fields: []cache.FieldWrite{cache.Set("f", []byte("new"))}}
 		}},
 	} {
@@ -84,6 +85,9 @@ func TestWritePathsAgree(t *testing.T) {
 				key := fmt.Sprintf("case%d-%v", n, general)
 				var prev cache.Version
 				for _, w := range tc.setup {
+					if tc.ttl > 0 {
+						w.Expires = time.Now().Add(tc.ttl)
+					}
 					if prev, err = s.Write(ctx, key, w); err != nil {
 						t.Fatal(err)
 					}

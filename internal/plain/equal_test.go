@@ -122,8 +122,8 @@ func BenchmarkEqual(b *testing.B) {
 
 // FuzzEqual: Equal agrees with a field-by-field comparison by reflection
 // (numbers bit for bit), and values it reports equal have the same msgpack
-// encoding. b is a made from the fuzzer's bytes and then changed in the field
-// which selects (or in none).
+// encoding. a is made from the fuzzer's values; b is a copy of a, changed in
+// the field that which selects (or in none).
 func FuzzEqual(f *testing.F) {
 	f.Add("tea", "a", int64(890), int8(3), uint64(0x3ff8000000000000), int64(5), int64(0), false, uint8(0), "b")
 	f.Add("tea", "a", int64(890), int8(3), uint64(0x8000000000000000), int64(5), int64(1), true, uint8(4), "")

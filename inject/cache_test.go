@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 type clock struct {
@@ -698,5 +700,201 @@ func unchangedNotEncoded[E Entity](t *testing.T, c *Cache[E], changes map[string
 	c.mu.Unlock()
 	if stored(same) {
 		t.Fatal("a copy unlike the kept value did not fall back to its hash")
+	}
+}
+
+// TestCacheRefillDropsKeptValue: an expired entry fetched again is the same
+// cache entry with a new value; its kept snapshot (the hash and the value the
+// commit compares with) goes with the old value. A session that sets the new
+// version back to the old one has changed it, and stores it whole.
+func TestCacheRefillDropsKeptValue(t *testing.T) {
+	ctx := context.Background()
+	clk := &clock{now: time.Unix(1000, 0)}
+	values := newRepo[*valueEnt]()
+	values.put("a", func() *valueEnt { return &valueEnt{ID: "a", Price: 1} })
+	c := NewCache[*valueEnt](values, CacheOptions{TTL: time.Minute, Now: clk.Now})
+	p, data := holderOf(t, c)
+	load := func() (*entHolder[*valueEnt], *Tracker) {
+		t.Helper()
+		h, tr := &entHolder[*valueEnt]{}, NewTracker()
+		if err := p.Decode(ctx, data, h, tr); err != nil {
+			t.Fatal(err)
+		}
+		return h, tr
+	}
+	if h, tr := load(); storedWhole(t, p, h, tr) || !c.kept("a") { // served from the cache: kept {Price 1}
+		t.Fatal("an unchanged entity stored whole, or no snapshot kept")
+	}
+	clk.add(2 * time.Minute)
+	values.put("a", func() *valueEnt { return &valueEnt{ID: "a", Price: 2} })
+	if h, _ := load(); h.Item.Price != 2 { // expired: fetched again into the same entry
+		t.Fatalf("loaded %+v after the TTL", h.Item)
+	}
+	if c.kept("a") {
+		t.Fatal("the refilled entry kept the old value's snapshot")
+	}
+	h, tr := load()
+	h.Item.Price = 1
+	if !storedWhole(t, p, h, tr) {
+		t.Fatal("the new version set back to the old value was stored as a reference: the change is lost")
+	}
+	if h, tr := load(); h.Item.Price != 2 || storedWhole(t, p, h, tr) {
+		t.Fatalf("the new version: loaded %+v, or stored whole unchanged", h.Item)
+	}
+}
+
+// refusedMoney encodes through a method of its own (on the pointer).
+type refusedMoney struct{ Cents int64 }
+
+func (m *refusedMoney) MarshalMsgpack() ([]byte, error) { return []byte{0xc0}, nil }
+
+// refusedCat is a value entity, nested by value.
+type refusedCat struct{ ID string }
+
+func (c refusedCat) EntityID() string { return c.ID }
+
+// refusedStamp embeds time.Time, and with it time.Time's MarshalBinary.
+type refusedStamp struct {
+	time.Time
+	Note string
+}
+
+// TestContentEqualRefuses: an entity type is compared field by field only when
+// everything in it encodes as its fields: a nested type with a marshalling
+// method of its own (also on the pointer, also promoted by embedding) or a
+// nested entity (stored as a reference) leaves it to the hash.
+func TestContentEqualRefuses(t *testing.T) {
+	if contentEqual(reflect.TypeFor[*valueEnt]()) == nil || contentEqual(reflect.TypeFor[valueStruct]()) == nil ||
+		contentEqual(reflect.TypeFor[*struct {
+			valueEnt
+			N [2]int
+		}]()) == nil {
+		t.Fatal("an entity holding only values is not compared")
+	}
+	for _, typ := range []reflect.Type{
+		reflect.TypeFor[*struct {
+			valueEnt
+			M refusedMoney
+		}](),
+		reflect.TypeFor[*struct {
+			valueEnt
+			C [1]refusedCat
+		}](),
+		reflect.TypeFor[*struct {
+			valueEnt
+			S refusedStamp
+		}](),
+	} {
+		if contentEqual(typ) != nil {
+			t.Errorf("%v is compared field by field", typ.Elem().Field(1).Type)
+		}
+	}
+}
+
+// hookedEnt encodes through methods of its own; its MarshalMsgpack runs the
+// hook of its test (TestCacheRefillDuringSnapshot).
+type hookedEnt struct {
+	ID    string
+	Price int
+}
+
+type hookedFields hookedEnt // hookedEnt's fields, without its methods
+
+func (h *hookedEnt) EntityID() string  { return h.ID }
+func (h *hookedEnt) Clone() *hookedEnt { c := *h; return &c }
+func (h *hookedEnt) MarshalMsgpack() ([]byte, error) {
+	marshalHook.run(h)
+	return msgpack.Marshal((*hookedFields)(h))
+}
+func (h *hookedEnt) UnmarshalMsgpack(b []byte) error {
+	return msgpack.Unmarshal(b, (*hookedFields)(h))
+}
+
+// onceHook runs the function it was armed with on the marshalling of one
+// value, once.
+type onceHook struct {
+	mu sync.Mutex
+	on *hookedEnt
+	fn func()
+}
+
+func (o *onceHook) arm(on *hookedEnt, fn func()) { o.mu.Lock(); o.on, o.fn = on, fn; o.mu.Unlock() }
+
+func (o *onceHook) run(h *hookedEnt) {
+	o.mu.Lock()
+	fn := o.fn
+	if h != o.on {
+		fn = nil
+	} else {
+		o.on, o.fn = nil, nil
+	}
+	o.mu.Unlock()
+	if fn != nil {
+		fn()
+	}
+}
+
+// marshalHook is hookedEnt's hook (test-only state, one test uses it).
+var marshalHook onceHook
+
+// TestCacheRefillDuringSnapshot: a load's snapshot of a cached entity is made
+// outside the cache's lock; when the entry is fetched again meanwhile (expired,
+// refilled with a new version), the snapshot, made of the old value, is not
+// kept for the new one. Kept, a session setting the new version back to the old
+// would have it stored as a reference: the change lost.
+func TestCacheRefillDuringSnapshot(t *testing.T) {
+	ctx := context.Background()
+	clk := &clock{now: time.Unix(1000, 0)}
+	values := newRepo[*hookedEnt]()
+	values.put("a", func() *hookedEnt { return &hookedEnt{ID: "a", Price: 1} })
+	c := NewCache[*hookedEnt](values, CacheOptions{TTL: time.Minute, Now: clk.Now})
+	reg := NewRegistry()
+	if _, err := reg.AddRepository(c); err != nil {
+		t.Fatal(err)
+	}
+	p, err := reg.Plan(reflect.TypeFor[*entHolder[*hookedEnt]]())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := c.Find(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	cached := c.entries["a"].value
+	c.mu.Unlock()
+	refilled := false
+	marshalHook.arm(cached, func() { // inside the first snapshot of {Price 1}
+		clk.add(2 * time.Minute)
+		values.put("a", func() *hookedEnt { return &hookedEnt{ID: "a", Price: 2} })
+		e, err := c.Find(ctx, "a")
+		refilled = err == nil && e.Price == 2
+	})
+	// The encoding learns the entity's version from the cache: its snapshot.
+	data, err := p.Encode(ctx, &entHolder[*hookedEnt]{Item: e}, NewTracker())
+	if err != nil || !refilled {
+		t.Fatalf("encode: %v; refilled during the snapshot: %v", err, refilled)
+	}
+	if c.kept("a") {
+		t.Fatal("the refilled entry kept the snapshot of the value before it")
+	}
+	load := func() (*entHolder[*hookedEnt], *Tracker) {
+		t.Helper()
+		h, tr := &entHolder[*hookedEnt]{}, NewTracker()
+		if err := p.Decode(ctx, data, h, tr); err != nil {
+			t.Fatal(err)
+		}
+		return h, tr
+	}
+	h, tr := load()
+	if h.Item.Price != 2 {
+		t.Fatalf("loaded %+v after the refill", h.Item)
+	}
+	h.Item.Price = 1
+	if !storedWhole(t, p, h, tr) {
+		t.Fatal("the new version set back to the old value was stored as a reference: the change is lost")
+	}
+	if h, tr := load(); storedWhole(t, p, h, tr) {
+		t.Fatal("the new version, unchanged, stored whole")
 	}
 }

@@ -29,6 +29,11 @@ var (
 	// ErrNotDetached: [Session.Commit] was called on a session the middleware
 	// manages (it commits by itself).
 	ErrNotDetached = errors.New("session: the middleware commits this session")
+	// ErrRequestEnded: a change to a request's session after the request
+	// ended (its handler returned or panicked), from a goroutine it left
+	// behind. The request's last commit point has passed, so the change would
+	// never be saved; reads still answer from the request's view.
+	ErrRequestEnded = errors.New("session: the request ended (its handler returned): changes are no longer saved")
 	// ErrAborted is returned by writes to a response that the error handler
 	// already answered.
 	ErrAborted = errors.New("session: response replaced by the session error handler")

@@ -56,20 +56,19 @@ func (m *Manager) Begin(ctx context.Context, id string, p Peer) (context.Context
 // saved: answer the call with an unavailable status. Commit runs once; later
 // calls return what the first returned.
 func (x *Exchange) Commit() (newID string, expire bool, err error) {
+	return x.commit(false)
+}
+
+// commit is Commit; final also ends the exchange (End before any Commit).
+func (x *Exchange) commit(final bool) (newID string, expire bool, err error) {
 	rs := x.rs
 	rs.mu.Lock()
 	done := rs.headersDone
 	rs.mu.Unlock()
-	if done {
+	if done || rs.passIdle(final) {
 		return "", false, nil
 	}
-	if rs.idle() {
-		rs.mu.Lock()
-		rs.headersDone = true
-		rs.mu.Unlock()
-		return "", false, nil
-	}
-	err = rs.commitPoint(true)
+	err = rs.commitPoint(atHeaders, final)
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	if err == nil {
@@ -98,16 +97,13 @@ func (x *Exchange) End() {
 	rs := x.rs
 	defer rs.end()
 	rs.mu.Lock()
-	aborted, headers := rs.aborted, rs.headersDone
+	headers := rs.headersDone
 	rs.mu.Unlock()
-	if aborted || rs.idle() {
-		return
-	}
 	if !headers {
-		_, _, _ = x.Commit()
+		_, _, _ = x.commit(true)
 		return
 	}
-	if err := rs.commitPoint(false); err != nil {
+	if err := rs.commitPoint(afterHeaders, true); err != nil {
 		rs.m.log.Error("session commit after the response began", "method", rs.path(), "error", err)
 	}
 }

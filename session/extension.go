@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"sync"
 
 	"github.com/fxsession/fxsession/cache"
 	"github.com/fxsession/fxsession/internal/telemetry"
@@ -264,8 +265,9 @@ type extensions struct {
 	ends []func()  // OnEnd hooks
 	end0 [1]func() // ends' first backing array
 
-	cctx  *commitContext // the request's commit context (middleware)
-	cctx0 commitContext  // cctx's first home: a request rarely needs a second
+	cctx     *commitContext // the request's commit context (middleware)
+	commitMu sync.Mutex     // held by a commit point while it runs (middleware)
+	cctx0    commitContext  // cctx's first home: a request rarely needs a second
 
 	resumeErr error // the store failed to resume the session (kept here: it is rare)
 

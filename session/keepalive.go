@@ -15,7 +15,7 @@ const keepAliveMax = 30 * time.Second
 // events, a WebSocket, a gRPC stream) does not see its session expire. It runs
 // once per request.
 func (rs *reqState) startKeepAlive() {
-	rs.used.Store(true)
+	rs.life.Or(lifeUsed)
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	x := rs.exts() // a long-lived request's own: the usual one stays small
@@ -48,7 +48,7 @@ func (rs *reqState) startKeepAlive() {
 func (rs *reqState) keepAlive() error {
 	rs.mu.Lock()
 	now := rs.m.cfg.now()
-	due := rs.started() && rs.persisted && rs.touchDue(now)
+	due := !rs.ended() && rs.started() && rs.persisted && rs.touchDue(now)
 	if due && rs.act.last.Before(now) {
 		rs.act.last = now // the connection is active now
 	}
@@ -56,7 +56,7 @@ func (rs *reqState) keepAlive() error {
 	if !due {
 		return nil
 	}
-	return rs.commitPoint(false)
+	return rs.commitPoint(afterHeaders, false)
 }
 
 // stopKeepAlive ends the keep-alive, if one runs.
@@ -116,10 +116,10 @@ func (s *Session) Sync(ctx context.Context) error {
 	}
 	st := s.st
 	if rs := st.owner; rs != nil {
-		rs.mu.Lock()
-		headers := rs.headersDone
-		rs.mu.Unlock()
-		if err := rs.commitPoint(!headers); err != nil {
+		if rs.ended() {
+			return ErrRequestEnded
+		}
+		if err := rs.commitPoint(atNow, false); err != nil {
 			return err
 		}
 	} else if err := s.Commit(ctx); err != nil {

@@ -75,8 +75,11 @@ func (m *Manager) Middleware(next http.Handler) http.Handler {
 		r = &hs.req
 		rs.req = r
 		defer func() {
+			if !rs.ended() {
+				rs.endAbruptly() // the handler panicked: finish did not run
+			}
 			// A session never used has no end hooks and nothing to commit.
-			if rs.used.Load() {
+			if rs.used() {
 				rs.end()
 			}
 		}()
@@ -109,30 +112,39 @@ func (m *Manager) initRequest(parent context.Context, rs *reqState) {
 }
 
 // idle reports whether the request never needed its session: nothing to commit
-// and no header to add.
+// and no header to add. Lock held.
 func (rs *reqState) idle() bool {
-	if !rs.used.Load() {
-		return true // no method ran: nothing changed
-	}
+	return (rs.phase == phaseNone || rs.phase == phaseLazy) && !rs.exposed && rs.hookCount() == 0 && rs.resumeErr() == nil
+}
+
+// passIdle marks the headers done when the request is idle, in one hold of the
+// lock: a Start from another goroutine comes before (and is committed, its
+// cookie sent) or after (and fails with ErrHeadersSent). final also ends the
+// request.
+func (rs *reqState) passIdle(final bool) bool {
 	rs.mu.Lock()
-	idle := (rs.phase == phaseNone || rs.phase == phaseLazy) && !rs.exposed && rs.hookCount() == 0 && rs.resumeErr() == nil
+	idle := rs.idle()
+	if idle {
+		rs.headersDone = true
+		if final {
+			rs.life.Or(lifeEnded)
+		}
+	}
 	rs.mu.Unlock()
 	return idle
 }
 
 // beforeHeaders is the first commit point: the response is about to begin.
-func (rs *reqState) beforeHeaders() {
+// final: it is also the request's last (the handler returned without writing).
+func (rs *reqState) beforeHeaders(final bool) {
 	if rs.headersDone {
 		return
 	}
-	if rs.idle() {
-		rs.mu.Lock()
-		rs.headersDone = true
-		rs.mu.Unlock()
+	if rs.passIdle(final) {
 		return
 	}
 	m := rs.m
-	err := rs.commitPoint(true)
+	err := rs.commitPoint(atHeaders, final)
 	rs.mu.Lock()
 	if err == nil {
 		err = rs.resumeErr()
@@ -231,59 +243,87 @@ func remoteAddr(s string) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
-// finish is the last commit point: the handler returned.
+// finish is the last commit point: the handler returned. It ends the request:
+// a change after it fails with ErrRequestEnded rather than go unsaved.
 func (rs *reqState) finish() {
-	if !rs.used.Load() {
+	if rs.life.CompareAndSwap(0, lifeEnded) {
 		return // never used: nothing to commit, no keep-alive to stop
 	}
 	rs.stopKeepAlive()
 	if !rs.headersDone {
-		rs.beforeHeaders()
+		rs.beforeHeaders(true)
 		return
 	}
-	if rs.aborted || rs.idle() {
-		return
-	}
-	if err := rs.commitPoint(false); err != nil {
+	if err := rs.commitPoint(afterHeaders, true); err != nil {
 		rs.m.log.Error("session commit after the response began", "method", rs.method(), "path", rs.path(), "error", err)
 	}
 }
 
+// endAbruptly ends a request whose handler panicked: nothing more is saved.
+func (rs *reqState) endAbruptly() {
+	if rs.life.CompareAndSwap(0, lifeEnded) {
+		return
+	}
+	rs.mu.Lock()
+	rs.life.Or(lifeEnded)
+	rs.mu.Unlock()
+}
+
+// pointAt is where a commit point stands with respect to the response headers.
+type pointAt uint8
+
+const (
+	atHeaders    pointAt = iota // just before them: a new session's cookie can still go out
+	afterHeaders                // after them
+	atNow                       // where the request stands when the point runs (Sync)
+)
+
 // commitPoint runs the hooks and commits, in a context detached from the
 // request's cancellation and bounded by CommitTimeout. A request with neither
-// hooks nor anything to write skips it all (and the context's timer).
-func (rs *reqState) commitPoint(beforeHeaders bool) error {
+// hooks nor anything to write skips it all (and the context's timer). The
+// request's commit points run one at a time (a Sync, a keep-alive and the
+// response's own may meet). final ends the request, in the lock's hold that
+// commits: a change is either in the last write or refused.
+func (rs *reqState) commitPoint(at pointAt, final bool) error {
 	rs.mu.Lock()
 	rs.metaWritten = false
-	work := rs.resumeErr() == nil && (rs.hookCount() > 0 && !rs.readOnly || rs.pending())
-	var ctx *commitContext
-	if work {
-		// One context for the request's commit points, in place of
-		// context.WithTimeout(context.WithoutCancel(…)) at each: made at the
-		// first point with work, restarted at the next unless someone kept it
-		// (asked for its Done channel). It lives with the extensions' record,
-		// not in reqState, to keep a request without a session small.
-		e := rs.exts()
-		switch {
-		case e.cctx == nil:
-			e.cctx = &e.cctx0
-			e.cctx.parent = context.WithoutCancel(&rs.ctx)
-		case e.cctx.kept():
-			e.cctx = &commitContext{parent: e.cctx.parent}
-		}
-		ctx = e.cctx
-	}
-	rs.mu.Unlock()
+	// After the error handler answered, the request's last point saves nothing.
+	work := !(final && rs.aborted) && rs.resumeErr() == nil && (rs.hookCount() > 0 && !rs.readOnly || rs.pending())
 	if !work {
+		if final {
+			rs.life.Or(lifeEnded)
+		}
+		rs.mu.Unlock()
 		return nil
 	}
+	e := rs.exts()
+	rs.mu.Unlock()
+
+	e.commitMu.Lock()
+	defer e.commitMu.Unlock()
+	// One context for the request's commit points, in place of
+	// context.WithTimeout(context.WithoutCancel(…)) at each: made at the first
+	// point with work, restarted at the next unless someone kept it (asked for
+	// its Done channel). It lives with the extensions' record, not in reqState,
+	// to keep a request without a session small.
+	switch {
+	case e.cctx == nil:
+		e.cctx = &e.cctx0
+		e.cctx.parent = context.WithoutCancel(&rs.ctx)
+	case e.cctx.kept():
+		e.cctx = &commitContext{parent: e.cctx.parent}
+	}
+	ctx := e.cctx
 	ctx.begin(time.Now().Add(rs.m.cfg.commitTimeout))
 	defer ctx.end()
 	err := rs.runHooks(ctx)
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
+	if final {
+		rs.life.Or(lifeEnded)
+	}
 	if err == nil {
-		err = rs.commit(ctx, beforeHeaders)
+		err = rs.commit(ctx, at == atHeaders || at == atNow && !rs.headersDone)
 	}
 	return err
 }
@@ -365,7 +405,7 @@ func (w *responseWriter) WriteHeader(code int) {
 		}
 		return
 	}
-	w.rs.beforeHeaders()
+	w.rs.beforeHeaders(false)
 	if w.rs.aborted {
 		return
 	}
@@ -374,7 +414,7 @@ func (w *responseWriter) WriteHeader(code int) {
 
 // Write commits the session before the first byte, then writes.
 func (w *responseWriter) Write(p []byte) (int, error) {
-	w.rs.beforeHeaders()
+	w.rs.beforeHeaders(false)
 	if w.rs.aborted {
 		return 0, ErrAborted
 	}
@@ -384,7 +424,7 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 // ReadFrom commits the session, then copies with the wrapped writer's ReadFrom
 // (sendfile) when it has one.
 func (w *responseWriter) ReadFrom(r io.Reader) (int64, error) {
-	w.rs.beforeHeaders()
+	w.rs.beforeHeaders(false)
 	if w.rs.aborted {
 		return 0, ErrAborted
 	}
@@ -403,7 +443,7 @@ func (w *responseWriter) Flush() { _ = w.FlushError() }
 // FlushError commits the session, then flushes, reporting failures (used by
 // http.ResponseController).
 func (w *responseWriter) FlushError() error {
-	w.rs.beforeHeaders()
+	w.rs.beforeHeaders(false)
 	if w.rs.aborted {
 		return ErrAborted
 	}
@@ -415,7 +455,7 @@ func (w *responseWriter) FlushError() error {
 // copies the header), then hands over the connection. It matches
 // http.ErrNotSupported when the wrapped writer cannot hijack.
 func (w *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	w.rs.beforeHeaders()
+	w.rs.beforeHeaders(false)
 	if w.rs.aborted {
 		return nil, nil, ErrAborted
 	}

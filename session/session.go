@@ -23,7 +23,9 @@ import (
 // one round trip, and values, bags and objects are decoded only when asked for.
 // Writes are staged and reach the store at the next commit point — just before
 // the response headers go out, and again when the handler returns — as one
-// write of the fields that changed.
+// write of the fields that changed. The handler's return ends the request: a
+// change after it (from a goroutine the handler left running) fails with
+// [ErrRequestEnded] rather than go unsaved.
 type Session struct {
 	st *state
 	ro bool // a read-only view
@@ -50,11 +52,12 @@ type staged struct {
 type state struct {
 	m  *Manager
 	mu sync.Mutex
-	// used is set by every method of the session: a request whose session was
-	// never used commits without taking the lock.
-	used atomic.Bool
+	// life holds lifeUsed, set by every method of the session (a request whose
+	// session was never used commits without taking the lock), and lifeEnded,
+	// set by the request's last commit point (changes are refused after it).
+	life atomic.Uint32
 
-	// The flags sit together, beside used, to keep the request state small.
+	// The flags sit together, beside life, to keep the request state small.
 	phase       phase
 	needCookie  bool // the client has not been given the current ID yet
 	expire      bool // destroyed, or the cookie named no live session: expire it
@@ -128,10 +131,22 @@ func (s *Session) use() error {
 	if s == nil || s.st == nil {
 		return ErrNoSession
 	}
-	s.st.used.Store(true)
+	s.st.life.Or(lifeUsed)
 	s.st.mu.Lock()
 	return nil
 }
+
+// The bits of state.life.
+const (
+	lifeUsed  = 1 << iota // a method of the session ran
+	lifeEnded             // the request's last commit point passed
+)
+
+// used reports whether a method of the session ran.
+func (st *state) used() bool { return st.life.Load()&lifeUsed != 0 }
+
+// ended reports whether the request's last commit point passed.
+func (st *state) ended() bool { return st.life.Load()&lifeEnded != 0 }
 
 func (s *Session) unlock() { s.st.mu.Unlock() }
 
@@ -169,6 +184,9 @@ func (s *Session) enter(ctx context.Context, write bool) error {
 	}
 	if write && (s.ro || st.readOnly) {
 		return ErrReadOnly
+	}
+	if write && st.ended() {
+		return ErrRequestEnded
 	}
 	if st.phase == phaseLazy && st.resumeErr() == nil {
 		st.resume(ctx)

@@ -48,6 +48,7 @@ func (m *Manager) headerID(v string) (string, bool) {
 // idOut is what a response tells the client about its session ID.
 type idOut struct {
 	value   string // the ID to send ("" with expire)
+	maxAge  int    // the cookie's Max-Age with value
 	send    bool   // a new or renewed ID the client must learn
 	refresh bool   // the same ID again: a persistent cookie's expiry moves
 	expire  bool   // the client must forget its ID
@@ -63,9 +64,9 @@ func (rs *reqState) idOut() idOut {
 	case rs.readOnly:
 	case rs.started() && rs.needCookie:
 		rs.needCookie = false
-		return idOut{value: rs.id, send: true}
+		return idOut{value: rs.id, maxAge: rs.maxAge(), send: true}
 	case rs.phase == phaseResumed && rs.maxAge() > 0 && rs.metaWritten:
-		return idOut{value: rs.id, refresh: true}
+		return idOut{value: rs.id, maxAge: rs.maxAge(), refresh: true}
 	case rs.expire:
 		rs.expire = false
 		return idOut{expire: true}
@@ -85,7 +86,7 @@ func (rs *reqState) writeID(h http.Header, out idOut) {
 		if out.expire {
 			c.MaxAge = -1
 		} else {
-			c.MaxAge = rs.maxAge()
+			c.MaxAge = out.maxAge
 		}
 		h.Add("Set-Cookie", c.String())
 	}

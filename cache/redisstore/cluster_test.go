@@ -303,14 +303,16 @@ func TestClusterFailoverDurable(t *testing.T) {
 	c := testserver.StartCluster(t)
 	cc := realClusterClient(t, c)
 	const ns = "fod"
-	durable := newStore(t, cc, redisstore.Options{Namespace: ns, MinReplicas: 1, ReplicaTimeout: 300 * time.Millisecond})
+	durable := newStore(t, cc, redisstore.Options{Namespace: ns, MinReplicas: 1, ReplicaTimeout: replicaTimeout})
+	// The records are created through a client whose ReadTimeout leaves room for ackTimeout.
+	setup := newStore(t, clusterClient(t, c.Addrs()...), redisstore.Options{Namespace: ns, MinReplicas: 1, ReplicaTimeout: ackTimeout})
 	plain := newStore(t, cc, redisstore.Options{Namespace: ns})
 	ctx := t.Context()
 	var keys []string
 	for i := range 60 {
 		k := cacheKey(i)
 		keys = append(keys, k)
-		if _, err := durable.Write(ctx, k, cache.Write{Create: true, Fields: set("n", "0")}); err != nil {
+		if _, err := setup.Write(ctx, k, cache.Write{Create: true, Fields: set("n", "0")}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -130,7 +130,7 @@ func ExampleOptions_durability() {
 
 	client := redisstore.NewClient(redis.UniversalOptions{Addrs: []string{master.Addr()}})
 	defer client.Close()
-	store, err := redisstore.New(client, redisstore.Options{Namespace: "safe", MinReplicas: 1, ReplicaTimeout: 200 * time.Millisecond})
+	store, err := redisstore.New(client, redisstore.Options{Namespace: "safe", MinReplicas: 1, ReplicaTimeout: 500 * time.Millisecond})
 	if err != nil {
 		fmt.Println(err)
 		return

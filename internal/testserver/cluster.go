@@ -320,8 +320,9 @@ func topology(view []clusterNode) string {
 // WaitHealthy waits until every node answers, reports cluster_state:ok with all
 // 16384 slots served and all six nodes known, sees three masters serving every
 // slot and three replicas of them with no node failing, agrees with the other
-// nodes on all of it, and every replica is in sync with its master. Use it
-// after bringing a failed node back. It gives up when ctx ends or after 60 s.
+// nodes on all of it, and every replica is in sync with its master and online
+// for it (counted by WAIT). Use it after bringing a failed node back. It gives
+// up when ctx ends or after 60 s.
 func (c *Cluster) WaitHealthy(ctx context.Context) error {
 	err := waitFor(ctx, setupTimeout, "cluster: healthy", func(ctx context.Context) error {
 		var first string
@@ -351,16 +352,27 @@ func (c *Cluster) WaitHealthy(ctx context.Context) error {
 				return fmt.Errorf("nodes disagree:\n%s\nand %s sees\n%s", first, r.Addr(), top)
 			}
 		}
+		followers := map[string]int{}
 		for _, n := range view {
 			if n.masterID == "" {
 				continue
 			}
+			followers[n.masterID]++
 			r := c.byID(n.id)
 			if r == nil {
 				return fmt.Errorf("unknown node %s %s", n.id, n.addr)
 			}
 			if err := replicaInSync(ctx, c.admins[r]); err != nil {
 				return fmt.Errorf("%s: %w", r.Addr(), err)
+			}
+		}
+		for id, n := range followers {
+			m := c.byID(id)
+			if m == nil {
+				return fmt.Errorf("unknown master %s", id)
+			}
+			if err := replicasOnline(ctx, c.admins[m], n); err != nil {
+				return fmt.Errorf("%s: %w", m.Addr(), err)
 			}
 		}
 		c.remember(view)

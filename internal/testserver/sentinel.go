@@ -143,7 +143,10 @@ func StartSentinel(t testing.TB, opts ...SentinelOption) *Sentinel {
 	})
 	ctx := context.Background()
 	if err := waitFor(ctx, setupTimeout, "sentinel: replica in sync", func(ctx context.Context) error {
-		return replicaInSync(ctx, s.admins[s.replica])
+		if err := replicaInSync(ctx, s.admins[s.replica]); err != nil {
+			return err
+		}
+		return replicasOnline(ctx, s.admins[s.master], 1)
 	}); err != nil {
 		t.Fatalf("testserver: %v", err)
 	}
@@ -187,6 +190,20 @@ func replicaInSync(ctx context.Context, c *redis.Client) error {
 	}
 	if !strings.Contains(info, "master_link_status:up") {
 		return fmt.Errorf("replica not in sync:\n%s", info)
+	}
+	return nil
+}
+
+// replicasOnline reports why the master c does not yet count n replicas online:
+// a replica that finished its sync is online for the master only once its first
+// acknowledgement arrived, and WAIT counts online replicas alone.
+func replicasOnline(ctx context.Context, c *redis.Client, n int) error {
+	info, err := query(ctx, func(ctx context.Context) (string, error) { return c.Info(ctx, "replication").Result() })
+	if err != nil {
+		return fmt.Errorf("INFO replication: %w", err)
+	}
+	if got := strings.Count(info, ",state=online,"); got < n {
+		return fmt.Errorf("master counts %d of %d replicas online:\n%s", got, n, info)
 	}
 	return nil
 }

@@ -493,14 +493,7 @@ func restoredAfterSharedChange[E Entity](t *testing.T, c *Cache[E], change, rest
 	t.Helper()
 	ctx := context.Background()
 	p, data := holderOf(t, c)
-	load := func() (*entHolder[E], *Tracker) {
-		t.Helper()
-		h, tr := &entHolder[E]{}, NewTracker()
-		if err := p.Decode(ctx, data, h, tr); err != nil {
-			t.Fatal(err)
-		}
-		return h, tr
-	}
+	load := func() (*entHolder[E], *Tracker) { return loadHolder[E](t, p, data) }
 	h1, _ := load()
 	change(h1.Item)
 	h2, tr2 := load()
@@ -605,16 +598,12 @@ func TestCacheUnchangedNotEncoded(t *testing.T) {
 	}, func(v *deepValueEnt) { v.Tags[0] = strings.Clone(v.Tags[0]) }, func(v *deepValueEnt) *deepValueEnt { c := *v; c.Size = 9; return &c })
 
 	// A value-type entity: the cache keeps a copy of the value it compares with.
-	ctx := context.Background()
 	vs := newRepo[valueStruct]()
 	vs.put("a", func() valueStruct { return valueStruct{ID: "a", Price: 7} })
 	vc := NewCache[valueStruct](vs, CacheOptions{})
 	p, data := holderOf(t, vc)
 	for _, price := range []int{7, 7, 8} {
-		h, tr := &entHolder[valueStruct]{}, NewTracker()
-		if err := p.Decode(ctx, data, h, tr); err != nil {
-			t.Fatal(err)
-		}
+		h, tr := loadHolder[valueStruct](t, p, data)
 		h.Item.Price = price
 		if whole := storedWhole(t, p, h, tr); whole != (price != 7) {
 			t.Errorf("value entity with price %d: stored whole %v", price, whole)
@@ -649,6 +638,17 @@ func holderOf[E Entity](t *testing.T, c *Cache[E]) (*Plan, []byte) {
 	return p, data
 }
 
+// loadHolder decodes data, an entHolder's encoding made by holderOf, with p
+// and a new tracker, as a request loading it does.
+func loadHolder[E Entity](t *testing.T, p *Plan, data []byte) (*entHolder[E], *Tracker) {
+	t.Helper()
+	h, tr := &entHolder[E]{}, NewTracker()
+	if err := p.Decode(context.Background(), data, h, tr); err != nil {
+		t.Fatal(err)
+	}
+	return h, tr
+}
+
 func storedWhole[E Entity](t *testing.T, p *Plan, h *entHolder[E], tr *Tracker) bool {
 	t.Helper()
 	out, err := p.Encode(context.Background(), h, tr)
@@ -663,14 +663,10 @@ func storedWhole[E Entity](t *testing.T, p *Plan, h *entHolder[E], tr *Tracker) 
 // content) is not; other returns a value unlike the cached one.
 func unchangedNotEncoded[E Entity](t *testing.T, c *Cache[E], changes map[string]func(E), same func(E), other func(E) E) {
 	t.Helper()
-	ctx := context.Background()
 	p, data := holderOf(t, c)
 	stored := func(change func(E)) bool {
 		t.Helper()
-		h, tr := &entHolder[E]{}, NewTracker()
-		if err := p.Decode(ctx, data, h, tr); err != nil {
-			t.Fatal(err)
-		}
+		h, tr := loadHolder[E](t, p, data)
 		change(h.Item)
 		return storedWhole(t, p, h, tr)
 	}
@@ -708,20 +704,12 @@ func unchangedNotEncoded[E Entity](t *testing.T, c *Cache[E], changes map[string
 // commit compares with) goes with the old value. A session that sets the new
 // version back to the old one has changed it, and stores it whole.
 func TestCacheRefillDropsKeptValue(t *testing.T) {
-	ctx := context.Background()
 	clk := &clock{now: time.Unix(1000, 0)}
 	values := newRepo[*valueEnt]()
 	values.put("a", func() *valueEnt { return &valueEnt{ID: "a", Price: 1} })
 	c := NewCache[*valueEnt](values, CacheOptions{TTL: time.Minute, Now: clk.Now})
 	p, data := holderOf(t, c)
-	load := func() (*entHolder[*valueEnt], *Tracker) {
-		t.Helper()
-		h, tr := &entHolder[*valueEnt]{}, NewTracker()
-		if err := p.Decode(ctx, data, h, tr); err != nil {
-			t.Fatal(err)
-		}
-		return h, tr
-	}
+	load := func() (*entHolder[*valueEnt], *Tracker) { return loadHolder[*valueEnt](t, p, data) }
 	if h, tr := load(); storedWhole(t, p, h, tr) || !c.kept("a") { // served from the cache: kept {Price 1}
 		t.Fatal("an unchanged entity stored whole, or no snapshot kept")
 	}
@@ -878,14 +866,7 @@ func TestCacheRefillDuringSnapshot(t *testing.T) {
 	if c.kept("a") {
 		t.Fatal("the refilled entry kept the snapshot of the value before it")
 	}
-	load := func() (*entHolder[*hookedEnt], *Tracker) {
-		t.Helper()
-		h, tr := &entHolder[*hookedEnt]{}, NewTracker()
-		if err := p.Decode(ctx, data, h, tr); err != nil {
-			t.Fatal(err)
-		}
-		return h, tr
-	}
+	load := func() (*entHolder[*hookedEnt], *Tracker) { return loadHolder[*hookedEnt](t, p, data) }
 	h, tr := load()
 	if h.Item.Price != 2 {
 		t.Fatalf("loaded %+v after the refill", h.Item)

@@ -62,7 +62,7 @@ func open(tb testing.TB, o pgstore.Options) *pgstore.Store {
 // suiteOptions: lifetimes long enough that a loaded machine writes a check's
 // records before they expire; a batch size that the iteration checks cross
 // several times with few records.
-var suiteOptions = cachetest.Options{Parallel: true, TTL: time.Second, Many: 250}
+var suiteOptions = cachetest.Options{Parallel: true, Many: 250}
 
 func TestConformance(t *testing.T) {
 	cachetest.Run(t, "postgres", func(tb testing.TB, ns string) cache.Store {

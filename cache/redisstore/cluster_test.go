@@ -208,7 +208,8 @@ func recordsOn(t *testing.T, c *testserver.Cluster, ns string, keys []string, m 
 // TestClusterFailover: a master SIGKILLed under a load of version-checked
 // writes. Its records answer ErrUnavailable (never another error) until its
 // replica is promoted, and the same store and client serve them again within
-// 5 s of the promotion; the other masters' records are served throughout.
+// recoveryBound of the promotion; the other masters' records are served
+// throughout.
 func TestClusterFailover(t *testing.T) {
 	c := testserver.StartCluster(t)
 	cc := realClusterClient(t, c)
@@ -244,8 +245,8 @@ func TestClusterFailover(t *testing.T) {
 	}
 	t.Logf("master %s killed; replica %s promoted %v later", victim.Addr(), p.New.Addr(), p.Detected.Sub(killed).Round(time.Millisecond))
 	// Wait until every record of the dead master was written again after the
-	// promotion, or 5 s passed.
-	deadline := p.Detected.Add(5 * time.Second)
+	// promotion, or recoveryBound passed.
+	deadline := p.Detected.Add(recoveryBound)
 	var recovered time.Time
 	for time.Now().Before(deadline.Add(time.Second)) {
 		l.mu.Lock()
@@ -280,7 +281,7 @@ func TestClusterFailover(t *testing.T) {
 		t.Errorf("%d failures were neither unavailable nor conflicts, e.g. %v", len(odd), odd[0])
 	}
 	if recovered.IsZero() || recovered.After(deadline) {
-		t.Fatalf("the dead master's %d records were not all written again within 5 s of the promotion", len(onVictim))
+		t.Fatalf("the dead master's %d records were not all written again within %v of the promotion", len(onVictim), recoveryBound)
 	}
 	t.Logf("its %d records failed %d times with ErrUnavailable and were all written again %v after the promotion (%v after the kill)",
 		len(onVictim), failures, recovered.Sub(p.Detected).Round(time.Millisecond), recovered.Sub(killed).Round(time.Millisecond))

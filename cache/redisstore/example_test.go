@@ -128,9 +128,10 @@ func ExampleOptions_durability() {
 		time.Sleep(10 * time.Millisecond)
 	}
 
-	client := redisstore.NewClient(redis.UniversalOptions{Addrs: []string{master.Addr()}})
+	// ReplicaTimeout must stay below the client's ReadTimeout (WAIT answers within it).
+	client := redisstore.NewClient(redis.UniversalOptions{Addrs: []string{master.Addr()}, ReadTimeout: 3 * time.Second})
 	defer client.Close()
-	store, err := redisstore.New(client, redisstore.Options{Namespace: "safe", MinReplicas: 1, ReplicaTimeout: 500 * time.Millisecond})
+	store, err := redisstore.New(client, redisstore.Options{Namespace: "safe", MinReplicas: 1, ReplicaTimeout: time.Second})
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -26,6 +26,12 @@ func TestMain(m *testing.M) {
 // two-core machine.
 const testTimeout = 2 * time.Second
 
+// recoveryBound is how soon after a promotion a store must serve every record
+// again in the failover tests: a cluster client reads the slot map every second
+// and a Sentinel client hears of the switch at once, so about a second is
+// expected; the rest is room for a loaded machine.
+const recoveryBound = 10 * time.Second
+
 // testClient is a client on r as NewClient (and so ModuleWith) builds it, with
 // the test timeouts, closed at cleanup.
 func testClient(tb testing.TB, r *testserver.Redis) *redis.Client {

@@ -108,7 +108,7 @@ func TestExpiryIndexUpkeep(t *testing.T) {
 	c := testClient(t, r)
 	ctx := t.Context()
 	s := newStore(t, c, redisstore.Options{Namespace: "idx"})
-	soon := time.Now().Add(time.Second) // long enough for the writes below on a loaded machine
+	soon := time.Now().Add(3 * time.Second) // long enough for the calls below on a loaded machine
 	later := time.Now().Add(time.Hour).Truncate(time.Millisecond)
 	for _, k := range []string{"x", "y", "z", "w"} {
 		try(s.Write(ctx, k, cache.Write{Create: true, Expires: soon})).must(t)
@@ -154,7 +154,9 @@ func TestNativeExpiry(t *testing.T) {
 	r := testserver.StartRedis(t)
 	c := testClient(t, r)
 	ctx := t.Context()
-	s := newStore(t, c, redisstore.Options{Namespace: "nat", ExpiredRetention: time.Second})
+	// A retention long enough that the record is still in Redis when checked
+	// below, also on a loaded machine.
+	s := newStore(t, c, redisstore.Options{Namespace: "nat", ExpiredRetention: 3 * time.Second})
 	try(s.Write(ctx, "k", cache.Write{Create: true, Fields: set("f", "1"), Expires: time.Now().Add(100 * time.Millisecond)})).must(t)
 	try(s.Write(ctx, "kept", cache.Write{Create: true, Fields: set("f", "1"), Expires: time.Now().Add(100 * time.Millisecond)})).must(t)
 	time.Sleep(150 * time.Millisecond)

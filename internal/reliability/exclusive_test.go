@@ -101,8 +101,20 @@ func TestExclusiveConcurrentAdds(t *testing.T) {
 // lifetime (a holder that outlives LockTTL loses the lock to the next request),
 // the owner token (that late holder's release leaves the new holder's lock in
 // place), and read-only and cookieless requests that never lock.
+//
+// The holders do not sleep: A and B wait at a barrier of the shop (after they
+// took the lock and loaded the basket) until the test releases them, and the
+// test polls the barrier to know that a holder is inside its handler. The only
+// clock the test waits on is the lock's own lifetime: B is sent once LockTTL
+// has passed since A was seen holding the lock, so A's lock has expired for
+// sure. A stall can only delay steps, never reorder them; what must stay
+// inside a live lock (the refused writer while A holds it, C and B's release
+// while B holds it) takes far less than LockTTL.
 func TestExclusiveLock(t *testing.T) {
-	const ttl = 1500 * time.Millisecond
+	const (
+		ttl   = 1500 * time.Millisecond
+		slack = 2 * time.Second // for the Took bounds: a loaded 2-core machine under -race
+	)
 	mem := memStore(t)
 	counting := reliability.NewCounting(mem)
 	var handled []error
@@ -118,6 +130,7 @@ func TestExclusiveLock(t *testing.T) {
 		},
 	}
 	sh := newShop(t, shopConfig{Store: counting, Session: cfg})
+	lostWarnings := func() []string { return sh.Logs.Matching("session lock lost or not released") }
 
 	// A cookieless request through Exclusive starts a session without locking.
 	v := &visitor{}
@@ -127,13 +140,13 @@ func TestExclusiveLock(t *testing.T) {
 		t.Fatalf("a request without a session took %d lock calls", n)
 	}
 
-	// A holds the lock past its lifetime.
+	// A takes the lock and holds it (waits at its barrier) until released.
+	const barA, barB = "excl-holder-a", "excl-holder-b"
 	aDone := make(chan reply, 1)
-	aStart := time.Now()
 	go func() {
-		aDone <- v.serve(sh.Handler, "POST", fmt.Sprintf("/excl/basket/plain?sku=a&sleep_ms=%d", (22*ttl/10).Milliseconds()))
+		aDone <- v.serve(sh.Handler, "POST", "/excl/basket/plain?sku=a&barrier="+barA+"&n=2")
 	}()
-	time.Sleep(ttl / 2)
+	aHeld := awaitHolder(t, sh, barA, aDone, "the first holder")
 
 	// While A holds it: a second writer gets a clear 503 within LockWait; a
 	// read-only route through Exclusive answers at once, without lock calls.
@@ -141,38 +154,47 @@ func TestExclusiveLock(t *testing.T) {
 	if busy.Status != http.StatusServiceUnavailable || !strings.Contains(string(busy.Body), "timed out waiting for the session lock") {
 		t.Fatalf("a writer while the lock is held: %v; want 503 naming the lock", busy)
 	}
-	if busy.Took > cfg.LockWait+300*time.Millisecond {
+	if busy.Took > cfg.LockWait+slack {
 		t.Fatalf("the busy answer took %v (LockWait %v)", busy.Took, cfg.LockWait)
 	}
 	locks = counting.Locks()
 	ro := v.serve(sh.Handler, "GET", "/ro/excl/basket")
 	mustStatus(t, ro, 200, "a read-only route while the lock is held")
-	if n := counting.Locks() - locks; n != 0 || ro.Took > 200*time.Millisecond {
+	if n := counting.Locks() - locks; n != 0 || ro.Took > slack {
 		t.Fatalf("the read-only route took %d lock calls and %v", n, ro.Took)
 	}
 
-	// B arrives after A's lock expired: it gets the lock although A still runs.
-	time.Sleep(15*ttl/10 - time.Since(aStart))
+	// B arrives after A's lock expired (A took it before aHeld; the store
+	// expires it LockTTL later): it gets the lock although A still runs.
+	time.Sleep(time.Until(aHeld.Add(ttl)))
 	bDone := make(chan reply, 1)
 	go func() {
-		bDone <- v.serve(sh.Handler, "POST", fmt.Sprintf("/excl/basket/plain?sku=b&sleep_ms=%d", (95*ttl/100).Milliseconds()))
+		bDone <- v.serve(sh.Handler, "POST", "/excl/basket/plain?sku=b&barrier="+barB+"&n=2")
 	}()
+	awaitHolder(t, sh, barB, bDone, "a writer after the first holder's lifetime")
 
-	// A ends and releases with its own token: B's lock must stay.
+	// A ends and releases with its own token: B's lock must stay, and A's
+	// release is reported once.
+	releaseHolder(t, sh, barA, aDone, "the first holder")
 	a := <-aDone
 	mustStatus(t, a, 200, "the holder that outlived its lock")
+	if w := lostWarnings(); len(w) != 1 {
+		t.Fatalf("warnings after the expired holder's release: %q; want one", w)
+	}
 	c := v.serve(sh.Handler, "POST", "/excl/basket/plain?sku=c")
 	if c.Status != http.StatusServiceUnavailable {
 		t.Fatalf("after the expired holder released, a third writer got in while the new holder runs: %v", c)
 	}
-	cAt := time.Since(aStart)
+	cAfterA := time.Since(aHeld)
+
+	// B ends and releases its own lock: no further warning, and the lock is free
+	// at once.
+	releaseHolder(t, sh, barB, bDone, "the second holder")
 	b := <-bDone
 	mustStatus(t, b, 200, "the holder that took the expired lock")
-	lostWarn := sh.Logs.Matching("session lock lost or not released")
-	if len(lostWarn) != 1 {
-		t.Fatalf("warnings about the expired holder's release: %q", lostWarn)
+	if w := lostWarnings(); len(w) != 1 {
+		t.Fatalf("warnings after both holders released: %q; want only the expired holder's", w)
 	}
-	// After B released properly, the lock is free at once.
 	mustStatus(t, v.serve(sh.Handler, "POST", "/excl/basket/plain?sku=d"), 200, "a writer after the holder released")
 
 	hmu.Lock()
@@ -188,7 +210,52 @@ func TestExclusiveLock(t *testing.T) {
 			fmt.Sprintf("writer while held: 503 after %v %s (matches ErrLockTimeout)", busy.Took.Round(time.Millisecond), strings.TrimSpace(string(busy.Body))),
 			fmt.Sprintf("read-only route through Exclusive while held: 200 after %v, 0 lock calls", ro.Took.Round(time.Millisecond)),
 			"cookieless request: 0 lock calls",
-			fmt.Sprintf("a request arriving after the holder's lifetime got the lock; the late holder's release (%v) left it in place: a third writer at %v was refused; one warning %q", (22*ttl/10), cAt.Round(time.Millisecond), "session lock lost or not released"),
+			fmt.Sprintf("a request arriving after the holder's lifetime got the lock; the late holder's release (after %v) left it in place: a third writer %v after the first holder took the lock was refused; one warning %q", a.Took.Round(time.Millisecond), cAfterA.Round(time.Millisecond), "session lock lost or not released"),
 		),
 	})
+}
+
+// awaitHolder waits until the request sent with barrier name (whose reply
+// comes on done) is inside its handler, waiting at the barrier: for a route
+// behind Exclusive, holding the lock. It returns when it saw it there.
+func awaitHolder(t *testing.T, sh *shop, name string, done <-chan reply, what string) time.Time {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if sh.barrier.arrived(name) == 1 {
+			return time.Now()
+		}
+		select {
+		case r := <-done:
+			t.Fatalf("%s answered before it reached its handler's barrier: %v", what, r)
+		case <-time.After(time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not reach its handler's barrier within 30 s", what)
+		}
+	}
+}
+
+// releaseHolder lets the holder waiting at barrier name go on. The barrier also
+// lets a waiter go after 10 s; a holder that already answered failed the
+// ordering the test depends on.
+func releaseHolder(t *testing.T, sh *shop, name string, done <-chan reply, what string) {
+	t.Helper()
+	select {
+	case r := <-done:
+		t.Fatalf("%s answered before the test released it (the barrier's 10 s fallback?): %v", what, r)
+	default:
+	}
+	sh.barrier.wait(name, 2)
+}
+
+// arrived is how many requests wait at barrier name (0 before the first and
+// after it opened).
+func (b *barriers) arrived(name string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if br := b.m[name]; br != nil {
+		return br.seen
+	}
+	return 0
 }

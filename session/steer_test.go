@@ -256,8 +256,11 @@ func TestExpiredOnceAcrossProcesses(t *testing.T) {
 					t.Fatalf("session %s reported expired %d times", ref, c)
 				}
 			}
-			// Two intervals, plus what a loaded machine adds to one run.
-			if limit := 2*interval + 5*time.Second; took > limit {
+			// Two intervals, plus what a loaded machine adds to one run: the
+			// file backend's run of 1,000 took 2–2.4 s with the tests in
+			// parallel on two cores, so the slack is generous; a collector
+			// that waited out the lock's TTL (5 min) would still fail it.
+			if limit := 2*interval + 20*time.Second; took > limit {
 				t.Fatalf("the Expired events took %v, more than two collector intervals (%v) and slack", took, interval)
 			}
 			t.Logf("%s: %d Expired events, each once, %v after expiry (collector interval %v)", bc.name, n, took.Round(time.Millisecond), interval)

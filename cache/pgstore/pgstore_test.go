@@ -64,9 +64,12 @@ func open(tb testing.TB, o pgstore.Options) *pgstore.Store {
 // several times with few records.
 var suiteOptions = cachetest.Options{Parallel: true, Many: 250}
 
+// TestConformance gives statements 10 s instead of the default 2 s: the suite
+// checks what the store does, not how fast, and its 5,000-field writes ran
+// past 2 s with the other packages' tests and two busy loops on two cores.
 func TestConformance(t *testing.T) {
 	cachetest.Run(t, "postgres", func(tb testing.TB, ns string) cache.Store {
-		return open(tb, pgstore.Options{Namespace: ns, BatchSize: 50})
+		return open(tb, pgstore.Options{Namespace: ns, BatchSize: 50, StatementTimeout: 10 * time.Second})
 	}, suiteOptions)
 }
 
@@ -299,11 +302,13 @@ func TestPostgresDown(t *testing.T) {
 
 // A Write that waits on a row lock longer than StatementTimeout gives up with
 // ErrUnavailable instead of hanging, and the server cancels it: it does not
-// complete later. Reads do not wait for the lock.
+// complete later. Reads do not wait for the lock. The timeout (2 s) is long
+// enough that a loaded machine does not fail the statements that must succeed.
 func TestPostgresStatementTimeout(t *testing.T) {
+	const timeout = 2 * time.Second
 	ctx := t.Context()
 	ns := cachetest.Namespace("slow")
-	s := open(t, pgstore.Options{Namespace: ns, StatementTimeout: time.Second})
+	s := open(t, pgstore.Options{Namespace: ns, StatementTimeout: timeout})
 	if _, err := s.Write(ctx, "k", cache.Write{Create: true, Fields: []cache.FieldWrite{cache.Set("f", []byte("v"))}}); err != nil {
 		t.Fatal(err)
 	}
@@ -321,8 +326,8 @@ func TestPostgresStatementTimeout(t *testing.T) {
 	if !errors.Is(err, cache.ErrUnavailable) {
 		t.Fatalf("Write on a locked record: %v, want ErrUnavailable", err)
 	}
-	if took > 4*time.Second {
-		t.Fatalf("Write on a locked record took %v with a 1s statement timeout", took)
+	if took > 4*timeout {
+		t.Fatalf("Write on a locked record took %v with a %v statement timeout", took, timeout)
 	}
 	if _, err := s.Read(ctx, "k"); err != nil {
 		t.Fatalf("Read of a locked record: %v", err)

@@ -20,7 +20,7 @@
 //
 // The suite runs every check as a subtest named after the backend
 // ("TestConformance/file/Expiry"), so `go test -run 'Conformance/file/FieldCAS'`
-// picks one. It uses short real lifetimes (Options.TTL, default 150 ms) and never
+// picks one. It uses short real lifetimes (Options.TTL, default 1 s) and never
 // fakes the clock, so the same tests run against servers; a backend's suite takes a
 // few seconds.
 package cachetest

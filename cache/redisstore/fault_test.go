@@ -131,17 +131,18 @@ func TestServerFaults(t *testing.T) {
 					WriteTimeout: 500 * time.Millisecond,
 				}
 			)
-			steady := func() cache.Store {
-				return newStore(t, testClient(t, r), redisstore.Options{Namespace: "fault"})
-			}
 			if mode == "cluster" {
 				r = startOneNodeCluster(t, testserver.WithAppendOnly())
 				uo.IsClusterMode = true
-				steady = func() cache.Store {
-					return newStore(t, clusterClient(t, r.Addr()), redisstore.Options{Namespace: "fault"})
-				}
 			} else {
 				r = testserver.StartRedis(t, testserver.WithAppendOnly())
+			}
+			steady := func() cache.Store {
+				var c redis.UniversalClient = testClient(t, r)
+				if uo.IsClusterMode {
+					c = clusterClient(t, r.Addr())
+				}
+				return newStore(t, c, redisstore.Options{Namespace: "fault"})
 			}
 			uo.Addrs = []string{r.Addr()}
 			var s cache.Store
